@@ -1,0 +1,42 @@
+# Third-party dependencies. Everything comes from Debian packages installed by scripts/setup;
+# OpenBLAS is not linked at all: mcore/ops/cpu/blas.cpp loads the OpenMP variant at run time so
+# that it can pick the right CPU kernel before OpenBLAS initializes.
+find_package(Threads REQUIRED)
+find_package(OpenMP REQUIRED COMPONENTS CXX)
+
+find_package(GTest QUIET)
+find_package(benchmark QUIET)
+
+# One interpreter for every reference script: the venv scripts/setup makes over /usr/bin/python3
+# (the only Python that sees Debian's python3-torch).
+set(MCORE_PYTHON "${CMAKE_SOURCE_DIR}/.venv/bin/python" CACHE FILEPATH "Python for reference tests")
+if(NOT EXISTS "${MCORE_PYTHON}")
+  set(MCORE_PYTHON "/usr/bin/python3" CACHE FILEPATH "Python for reference tests" FORCE)
+endif()
+
+# CUDA backend: optional, on when nvcc is found.
+set(MCORE_HAVE_CUDA OFF)
+if(MCORE_CUDA)
+  include(CheckLanguage)
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+      set(CMAKE_CUDA_ARCHITECTURES 80 90)
+    endif()
+    enable_language(CUDA)
+    find_package(CUDAToolkit REQUIRED)
+    # NCCL and cuDNN have no CUDA:: targets: look for them next to the toolkit.
+    find_library(MCORE_NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR} ${CUDAToolkit_LIBRARY_ROOT}/lib64 ${CUDAToolkit_LIBRARY_ROOT}/lib
+                 /usr/lib/x86_64-linux-gnu)
+    find_path(MCORE_NCCL_INCLUDE nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} /usr/include)
+    find_library(MCORE_CUDNN_LIBRARY cudnn HINTS ${CUDAToolkit_LIBRARY_DIR} ${CUDAToolkit_LIBRARY_ROOT}/lib64 ${CUDAToolkit_LIBRARY_ROOT}/lib
+                 /usr/lib/x86_64-linux-gnu)
+    set(MCORE_HAVE_CUDA ON)
+    message(STATUS "mcore: CUDA backend ON (nvcc ${CMAKE_CUDA_COMPILER_VERSION}, archs ${CMAKE_CUDA_ARCHITECTURES}, "
+                   "nccl=${MCORE_NCCL_LIBRARY}, cudnn=${MCORE_CUDNN_LIBRARY})")
+  else()
+    message(STATUS "mcore: CUDA backend OFF (nvcc not found)")
+  endif()
+else()
+  message(STATUS "mcore: CUDA backend OFF (-DMCORE_CUDA=OFF)")
+endif()

@@ -1,0 +1,192 @@
+#include "mcore/ops/elementwise.h"
+
+#include <array>
+
+#include "mcore/ops/cpu/acc_type.h"
+#include "mcore/ops/device_check.h"
+#include "mcore/tensor/factory.h"
+#include "mcore/tensor/strided.h"
+
+namespace mcore::ops {
+
+Shape broadcast_shapes(const Shape& a, const Shape& b) {
+  size_t n = std::max(a.size(), b.size());
+  Shape out(n);
+  for (size_t i = 0; i < n; ++i) {
+    int64_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
+    int64_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
+    MCORE_CHECK(da == db || da == 1 || db == 1)
+        << "shapes " << shape_str(a) << " and " << shape_str(b) << " cannot be broadcast together";
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+namespace {
+
+// Strides of `t` seen as a tensor of `shape` (stride 0 on broadcast dims).
+Shape broadcast_strides(const Tensor& t, const Shape& shape) {
+  Shape st(shape.size(), 0);
+  size_t lead = shape.size() - t.shape().size();
+  for (size_t i = 0; i < t.shape().size(); ++i)
+    st[lead + i] = t.shape()[i] == 1 && shape[lead + i] != 1 ? 0 : t.strides()[i];
+  return st;
+}
+
+void check_same_dtype(const Tensor& a, const Tensor& b, const char* op) {
+  MCORE_CHECK(a.dtype() == b.dtype()) << op << ": dtype mismatch, " << a.dtype() << " "
+                                      << shape_str(a.shape()) << " vs " << b.dtype() << " "
+                                      << shape_str(b.shape());
+}
+
+// out = f(a, b) elementwise over the broadcast shape; out may alias a (in-place forms).
+template <class T, class F>
+void binary_kernel(Tensor& out, const Tensor& a, const Tensor& b, F f) {
+  using A = acc_t<T>;
+  T* o = static_cast<T*>(out.data_ptr());
+  const T* pa = static_cast<const T*>(a.data_ptr());
+  const T* pb = static_cast<const T*>(b.data_ptr());
+  const Shape& shape = out.shape();
+  const int64_t n = out.numel();
+  if (a.shape() == shape && b.shape() == shape && out.is_contiguous() && a.is_contiguous() &&
+      b.is_contiguous()) {
+#pragma omp parallel for simd schedule(static) if (n > 32768)
+    for (int64_t i = 0; i < n; ++i) o[i] = store<T>(f(static_cast<A>(pa[i]), static_cast<A>(pb[i])));
+    return;
+  }
+  Shape sa = broadcast_strides(a, shape), sb = broadcast_strides(b, shape);
+  std::array<const Shape*, 3> st = {&out.strides(), &sa, &sb};
+  for_each_row<3>(shape, st, [&](const std::array<int64_t, 3>& off, int64_t len,
+                                 const std::array<int64_t, 3>& in) {
+    T* po = o + off[0];
+    const T* qa = pa + off[1];
+    const T* qb = pb + off[2];
+    for (int64_t i = 0; i < len; ++i)
+      po[i * in[0]] = store<T>(f(static_cast<A>(qa[i * in[1]]), static_cast<A>(qb[i * in[2]])));
+  });
+}
+
+template <class F>
+void binary_into(Tensor& out, const Tensor& a, const Tensor& b, const char* op, F f) {
+  check_cpu({out, a, b}, op);
+  MCORE_DISPATCH_FLOAT_TYPES(out.dtype(), op, [&] { binary_kernel<scalar_t>(out, a, b, f); });
+}
+
+template <class F>
+Tensor binary(const Tensor& a, const Tensor& b, const char* op, F f) {
+  check_same_dtype(a, b, op);
+  Tensor out = empty(broadcast_shapes(a.shape(), b.shape()), {a.dtype(), a.device()});
+  binary_into(out, a, b, op, f);
+  return out;
+}
+
+template <class T, class F>
+void unary_kernel(Tensor& out, const Tensor& x, F f) {
+  using A = acc_t<T>;
+  T* o = static_cast<T*>(out.data_ptr());
+  const T* px = static_cast<const T*>(x.data_ptr());
+  const int64_t n = x.numel();
+  if (out.is_contiguous() && x.is_contiguous()) {
+#pragma omp parallel for simd schedule(static) if (n > 32768)
+    for (int64_t i = 0; i < n; ++i) o[i] = store<T>(f(static_cast<A>(px[i])));
+    return;
+  }
+  std::array<const Shape*, 2> st = {&out.strides(), &x.strides()};
+  for_each_row<2>(x.shape(), st, [&](const std::array<int64_t, 2>& off, int64_t len,
+                                     const std::array<int64_t, 2>& in) {
+    for (int64_t i = 0; i < len; ++i)
+      o[off[0] + i * in[0]] = store<T>(f(static_cast<A>(px[off[1] + i * in[1]])));
+  });
+}
+
+template <class F>
+void unary_into(Tensor& out, const Tensor& x, const char* op, F f) {
+  check_cpu({out, x}, op);
+  MCORE_DISPATCH_FLOAT_TYPES(x.dtype(), op, [&] { unary_kernel<scalar_t>(out, x, f); });
+}
+
+template <class F>
+Tensor unary(const Tensor& x, const char* op, F f) {
+  Tensor out = empty(x.shape(), {x.dtype(), x.device()});
+  unary_into(out, x, op, f);
+  return out;
+}
+
+}  // namespace
+
+Tensor add(const Tensor& a, const Tensor& b, double alpha) {
+  if (alpha == 1.0) return binary(a, b, "add", [](auto x, auto y) { return x + y; });
+  return binary(a, b, "add", [alpha](auto x, auto y) {
+    using A = decltype(x);
+    return x + static_cast<A>(alpha) * y;
+  });
+}
+Tensor sub(const Tensor& a, const Tensor& b) {
+  return binary(a, b, "sub", [](auto x, auto y) { return x - y; });
+}
+Tensor mul(const Tensor& a, const Tensor& b) {
+  return binary(a, b, "mul", [](auto x, auto y) { return x * y; });
+}
+Tensor div(const Tensor& a, const Tensor& b) {
+  return binary(a, b, "div", [](auto x, auto y) { return x / y; });
+}
+Tensor scale(const Tensor& x, double alpha) {
+  return unary(x, "scale", [alpha](auto v) { return static_cast<decltype(v)>(alpha) * v; });
+}
+Tensor add_scalar(const Tensor& x, double value) {
+  return unary(x, "add_scalar", [value](auto v) { return v + static_cast<decltype(v)>(value); });
+}
+Tensor neg(const Tensor& x) {
+  return unary(x, "neg", [](auto v) { return -v; });
+}
+
+Tensor& add_(Tensor& a, const Tensor& b, double alpha) {
+  check_same_dtype(a, b, "add_");
+  MCORE_CHECK(broadcast_shapes(a.shape(), b.shape()) == a.shape())
+      << "add_: cannot add " << shape_str(b.shape()) << " into " << shape_str(a.shape()) << " in place";
+  binary_into(a, a, b, "add_", [alpha](auto x, auto y) {
+    return x + static_cast<decltype(x)>(alpha) * y;
+  });
+  return a;
+}
+Tensor& mul_(Tensor& a, const Tensor& b) {
+  check_same_dtype(a, b, "mul_");
+  MCORE_CHECK(broadcast_shapes(a.shape(), b.shape()) == a.shape())
+      << "mul_: cannot multiply " << shape_str(a.shape()) << " by " << shape_str(b.shape()) << " in place";
+  binary_into(a, a, b, "mul_", [](auto x, auto y) { return x * y; });
+  return a;
+}
+Tensor& scale_(Tensor& a, double alpha) {
+  unary_into(a, a, "scale_", [alpha](auto v) { return static_cast<decltype(v)>(alpha) * v; });
+  return a;
+}
+Tensor& axpy_(Tensor& y, double alpha, const Tensor& x) {
+  MCORE_CHECK(y.shape() == x.shape()) << "axpy_: shape mismatch, y " << shape_str(y.shape())
+                                      << " vs x " << shape_str(x.shape());
+  return add_(y, x, alpha);
+}
+
+Tensor sum_to(const Tensor& t, const Shape& shape) {
+  if (t.shape() == shape) return t;
+  MCORE_CHECK(broadcast_shapes(shape, t.shape()) == t.shape())
+      << "sum_to: shape " << shape_str(shape) << " does not broadcast to " << shape_str(t.shape());
+  check_cpu({t}, "sum_to");
+  Tensor out = zeros(shape, {t.dtype(), t.device()});
+  // Accumulate in the accumulator type, then store once.
+  MCORE_DISPATCH_FLOAT_TYPES(t.dtype(), "sum_to", [&] {
+    using A = acc_t<scalar_t>;
+    Tensor acc = zeros(shape, dtype_of<A>);
+    A* o = acc.data<A>();
+    const scalar_t* p = static_cast<const scalar_t*>(t.data_ptr());
+    Shape so = broadcast_strides(acc, t.shape());
+    std::array<const Shape*, 2> st = {&so, &t.strides()};
+    for_each_row<2>(t.shape(), st, [&](const std::array<int64_t, 2>& off, int64_t len,
+                                       const std::array<int64_t, 2>& in) {
+      for (int64_t i = 0; i < len; ++i) o[off[0] + i * in[0]] += static_cast<A>(p[off[1] + i * in[1]]);
+    });
+    out.copy_(acc);
+  });
+  return out;
+}
+
+}  // namespace mcore::ops

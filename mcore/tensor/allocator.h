@@ -1,0 +1,48 @@
+// Memory for tensor storage. The CPU allocator hands out 64-byte aligned blocks (one cache line,
+// one AVX-512 vector). Other devices plug in their allocator (the CUDA caching allocator) through
+// set_allocator(), so Tensor never needs to know about device APIs.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+
+#include "mcore/tensor/device.h"
+
+namespace mcore {
+
+class Allocator {
+ public:
+  virtual ~Allocator() = default;
+  virtual void* allocate(size_t nbytes, Device device) = 0;
+  virtual void deallocate(void* ptr, size_t nbytes, Device device) = 0;
+};
+
+Allocator* get_allocator(DeviceType type);  // errors clearly when that backend is absent
+void set_allocator(DeviceType type, Allocator* allocator);
+
+// A block of device memory, freed by its allocator when the last reference goes away.
+class StorageImpl {
+ public:
+  StorageImpl(size_t nbytes, Device device);
+  // Wrap memory owned elsewhere (e.g. an mmap'ed file): `deleter` runs on destruction.
+  StorageImpl(void* data, size_t nbytes, Device device, void (*deleter)(void*, void*), void* ctx);
+  ~StorageImpl();
+  StorageImpl(const StorageImpl&) = delete;
+  StorageImpl& operator=(const StorageImpl&) = delete;
+
+  void* data() const { return data_; }
+  size_t nbytes() const { return nbytes_; }
+  Device device() const { return device_; }
+
+ private:
+  void* data_ = nullptr;
+  size_t nbytes_ = 0;
+  Device device_;
+  Allocator* allocator_ = nullptr;
+  void (*deleter_)(void*, void*) = nullptr;
+  void* deleter_ctx_ = nullptr;
+};
+
+using Storage = std::shared_ptr<StorageImpl>;
+
+}  // namespace mcore

@@ -1,0 +1,129 @@
+#include "mcore/tensor/copy.h"
+
+#include <array>
+#include <cstring>
+#include <type_traits>
+
+#include "mcore/tensor/strided.h"
+
+namespace mcore {
+
+namespace {
+
+DeviceCopyFn g_device_copy = nullptr;
+
+template <class D, class S>
+inline D convert(S v, bool saturate) {
+  if constexpr (std::is_same_v<D, S>) {
+    (void)saturate;
+    return v;
+  } else if constexpr (std::is_same_v<D, Float8E4M3> || std::is_same_v<D, Float8E5M2>) {
+    return D(static_cast<float>(v), saturate);
+  } else if constexpr (std::is_same_v<D, BFloat16> || std::is_same_v<D, Half>) {
+    // Double sources round once, directly (a float detour would double-round).
+    if constexpr (std::is_same_v<S, double>) {
+      float f = static_cast<float>(v);
+      // Double rounding only matters when the float rounding landed exactly on a tie of the
+      // narrow format; nudge toward the true value in that case (round-to-odd on float).
+      uint32_t u = float_bits(f);
+      bool finite_nonzero = (u & 0x7fffffffu) != 0 && (u & 0x7f800000u) != 0x7f800000u;
+      if (finite_nonzero && static_cast<double>(f) != v) {
+        if ((u & 1u) == 0) {
+          bool up = (static_cast<double>(f) < v) == (f > 0);
+          f = bits_float(up ? u + 1 : u - 1);
+        }
+      }
+      return D(f);
+    } else {
+      return D(static_cast<float>(v));
+    }
+  } else if constexpr (std::is_same_v<S, BFloat16> || std::is_same_v<S, Half> ||
+                       std::is_same_v<S, Float8E4M3> || std::is_same_v<S, Float8E5M2>) {
+    return static_cast<D>(static_cast<float>(v));
+  } else if constexpr (std::is_same_v<D, bool>) {
+    return v != S(0);
+  } else {
+    return static_cast<D>(v);
+  }
+}
+
+template <class D, class S>
+void copy_typed(Tensor& dst, const Tensor& src, bool saturate) {
+  D* d = static_cast<D*>(dst.data_ptr());
+  const S* s = static_cast<const S*>(src.data_ptr());
+  const int64_t n = dst.numel();
+  if (dst.is_contiguous() && src.is_contiguous()) {
+    if constexpr (std::is_same_v<D, S>) {
+      std::memcpy(d, s, static_cast<size_t>(n) * sizeof(D));
+    } else {
+#pragma omp parallel for schedule(static) if (n > 65536)
+      for (int64_t i = 0; i < n; ++i) d[i] = convert<D, S>(s[i], saturate);
+    }
+    return;
+  }
+  std::array<const Shape*, 2> st = {&dst.strides(), &src.strides()};
+  for_each_row<2>(dst.shape(), st, [&](const std::array<int64_t, 2>& off, int64_t len,
+                                       const std::array<int64_t, 2>& inner) {
+    D* dp = d + off[0];
+    const S* sp = s + off[1];
+    for (int64_t i = 0; i < len; ++i) dp[i * inner[0]] = convert<D, S>(sp[i * inner[1]], saturate);
+  });
+}
+
+template <class T>
+void fill_typed(Tensor& dst, double value) {
+  T v = convert<T, double>(value, false);
+  T* d = static_cast<T*>(dst.data_ptr());
+  if (dst.is_contiguous()) {
+    const int64_t n = dst.numel();
+    for (int64_t i = 0; i < n; ++i) d[i] = v;
+    return;
+  }
+  std::array<const Shape*, 1> st = {&dst.strides()};
+  for_each_row<1>(dst.shape(), st, [&](const std::array<int64_t, 1>& off, int64_t len,
+                                       const std::array<int64_t, 1>& inner) {
+    for (int64_t i = 0; i < len; ++i) d[off[0] + i * inner[0]] = v;
+  });
+}
+
+}  // namespace
+
+void copy_tensor(Tensor& dst, const Tensor& src, bool saturate) {
+  MCORE_CHECK(dst.shape() == src.shape()) << "copy: destination shape " << shape_str(dst.shape())
+                                          << " does not match source shape " << shape_str(src.shape());
+  if (dst.numel() == 0) return;
+  if (!dst.device().is_cpu() || !src.device().is_cpu()) {
+    MCORE_CHECK(dst.dtype() == src.dtype() && dst.is_contiguous() && src.is_contiguous())
+        << "copy between devices needs contiguous tensors of one dtype (got " << src.dtype()
+        << " -> " << dst.dtype() << "); convert on the device first";
+    copy_between_devices(dst, src);
+    return;
+  }
+  MCORE_DISPATCH_ALL(dst.dtype(), "copy", [&] {
+    using D = scalar_t;
+    MCORE_DISPATCH_ALL(src.dtype(), "copy", [&] {
+      copy_typed<D, scalar_t>(dst, src, saturate);
+    });
+  });
+}
+
+void fill_tensor(Tensor& dst, double value) {
+  MCORE_CHECK(dst.device().is_cpu()) << "fill_ on " << dst.device() << " is not supported yet";
+  MCORE_DISPATCH_ALL(dst.dtype(), "fill_", [&] { fill_typed<scalar_t>(dst, value); });
+}
+
+void copy_between_devices(Tensor& dst, const Tensor& src) {
+  MCORE_CHECK(dst.nbytes() == src.nbytes()) << "device copy: size mismatch " << dst.nbytes()
+                                            << " vs " << src.nbytes() << " bytes";
+  if (dst.device().is_cpu() && src.device().is_cpu()) {
+    std::memcpy(dst.data_ptr(), src.data_ptr(), dst.nbytes());
+    return;
+  }
+  MCORE_CHECK(g_device_copy) << "copy " << src.device() << " -> " << dst.device()
+                             << ": no device backend is initialized in this build";
+  g_device_copy(dst.data_ptr(), dst.device(), src.data_ptr(), src.device(), dst.nbytes());
+}
+
+void set_device_copy(DeviceCopyFn fn) { g_device_copy = fn; }
+
+}  // namespace mcore

@@ -1,0 +1,45 @@
+// Walking the elements of strided tensors: calls fn(offset_0, ..., offset_k, n, inner strides)
+// once per innermost row, so the per-element work is a plain strided loop the compiler can
+// vectorize. Used by copies and by elementwise ops on non-contiguous inputs.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "mcore/tensor/tensor.h"
+
+namespace mcore {
+
+// Visits rows of the iteration space `shape`, giving for each operand k the element offset of
+// the row start. `strides[k]` are operand k's strides (same rank as shape).
+template <size_t K, class Fn>
+void for_each_row(const Shape& shape, const std::array<const Shape*, K>& strides, Fn&& fn) {
+  const int64_t nd = static_cast<int64_t>(shape.size());
+  if (shape_numel(shape) == 0) return;
+  if (nd == 0) {
+    std::array<int64_t, K> off{};
+    std::array<int64_t, K> inner{};
+    fn(off, int64_t{1}, inner);
+    return;
+  }
+  const int64_t n = shape[nd - 1];
+  std::array<int64_t, K> inner;
+  for (size_t k = 0; k < K; ++k) inner[k] = (*strides[k])[nd - 1];
+  std::vector<int64_t> idx(nd > 1 ? nd - 1 : 0, 0);
+  std::array<int64_t, K> off{};
+  const int64_t rows = shape_numel(shape) / n;
+  for (int64_t r = 0; r < rows; ++r) {
+    fn(off, n, inner);
+    // Advance the multi-index over the outer dimensions.
+    for (int64_t d = nd - 2; d >= 0; --d) {
+      if (++idx[d] < shape[d]) {
+        for (size_t k = 0; k < K; ++k) off[k] += (*strides[k])[d];
+        break;
+      }
+      for (size_t k = 0; k < K; ++k) off[k] -= (*strides[k])[d] * (shape[d] - 1);
+      idx[d] = 0;
+    }
+  }
+}
+
+}  // namespace mcore
