@@ -27,6 +27,9 @@
 
 namespace mcore::autograd {
 
+template <class>
+class FunctionNode;
+
 class AutogradContext {
  public:
   // Saved tensors are kept detached, so an output saved for backward does not keep its own
@@ -53,6 +56,8 @@ class AutogradContext {
  private:
   template <class>
   friend class Function;
+  template <class>
+  friend class FunctionNode;
   std::vector<Tensor> saved_;
   std::map<std::string, std::any> data_;
   std::vector<bool> needs_input_grad_;

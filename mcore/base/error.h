@@ -51,11 +51,11 @@ class ErrorBuilder {
 }  // namespace detail
 }  // namespace mcore
 
-#define MCORE_CHECK(cond)   \
-  if (__builtin_expect(!!(cond), 1)) \
-    ;                       \
-  else                      \
-    ::mcore::detail::ErrorBuilder(__FILE__, __LINE__, #cond)
+// A for-statement rather than if/else, so `if (x) MCORE_CHECK(y) << ...;` has no dangling else.
+#define MCORE_CHECK(cond)                                                    \
+  for (bool mcore_check_failed_ = !__builtin_expect(!!(cond), 1); mcore_check_failed_; \
+       mcore_check_failed_ = false)                                          \
+  ::mcore::detail::ErrorBuilder(__FILE__, __LINE__, #cond)
 
 // Unconditional failure with a message: MCORE_FAIL() << "unsupported dtype " << d;
 #define MCORE_FAIL() ::mcore::detail::ErrorBuilder(__FILE__, __LINE__, nullptr)

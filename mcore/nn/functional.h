@@ -1,0 +1,7 @@
+// Differentiable ops (PyTorch's torch.* and torch.nn.functional), namespace mcore::F. Each
+// records an autograd node when an input requires grad and grad mode is on; the math is in
+// mcore/ops. One header per op family under mcore/nn/functional/.
+#pragma once
+
+#include "mcore/nn/functional/basic.h"
+#include "mcore/nn/functional/linear.h"

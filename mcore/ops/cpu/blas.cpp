@@ -1,0 +1,150 @@
+#include "mcore/ops/cpu/blas.h"
+
+#include <dlfcn.h>
+#include <omp.h>
+
+#include <cstdlib>
+#include <mutex>
+#include <vector>
+
+#include "mcore/base/compute_env.h"
+#include "mcore/base/error.h"
+#include "mcore/base/logging.h"
+
+namespace mcore::ops::cpu {
+
+namespace {
+
+// CBLAS enum values (cblas.h); declared here because OpenBLAS is loaded, not linked.
+constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112;
+using SgemmFn = void (*)(int, int, int, int, int, int, float, const float*, int, const float*, int,
+                         float, float*, int);
+using DgemmFn = void (*)(int, int, int, int, int, int, double, const double*, int, const double*,
+                         int, double, double*, int);
+using CharFn = char* (*)();
+using IntFn = int (*)();
+
+struct Backend {
+  BlasInfo info;
+  SgemmFn sgemm = nullptr;
+  DgemmFn dgemm = nullptr;
+};
+
+const char* core_type_for_cpu() {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+    return "SkylakeX";
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+  return nullptr;  // let OpenBLAS decide
+}
+
+Backend load() {
+  init_compute_environment();
+  Backend be;
+  be.info.threads = omp_get_max_threads();
+  // Tell OpenBLAS which kernels to use before its constructor runs (unless the user did).
+  if (!std::getenv("OPENBLAS_CORETYPE")) {
+    if (const char* core = core_type_for_cpu()) setenv("OPENBLAS_CORETYPE", core, 0);
+  }
+  std::vector<std::string> candidates;
+  if (const char* env = std::getenv("MCORE_OPENBLAS")) candidates.push_back(env);
+  candidates.push_back("/usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblas.so.0");
+  candidates.push_back("/usr/lib/aarch64-linux-gnu/openblas-openmp/libopenblas.so.0");
+  candidates.push_back("libopenblas.so.0");
+  for (const std::string& path : candidates) {
+    void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!h) continue;
+    auto sgemm = reinterpret_cast<SgemmFn>(dlsym(h, "cblas_sgemm"));
+    auto dgemm = reinterpret_cast<DgemmFn>(dlsym(h, "cblas_dgemm"));
+    if (!sgemm || !dgemm) continue;
+    be.sgemm = sgemm;
+    be.dgemm = dgemm;
+    be.info.backend = "OpenBLAS";
+    be.info.library = path;
+    if (auto core = reinterpret_cast<CharFn>(dlsym(h, "openblas_get_corename"))) be.info.core = core();
+    if (auto cfg = reinterpret_cast<CharFn>(dlsym(h, "openblas_get_config"))) be.info.config = cfg();
+    if (auto par = reinterpret_cast<IntFn>(dlsym(h, "openblas_get_parallel"))) {
+      // 2 = OpenMP build. A pthread build would oversubscribe the cores with OpenMP's threads.
+      if (par() != 2)
+        MCORE_LOG(WARNING) << "OpenBLAS at " << path << " is not the OpenMP build; install "
+                           << "libopenblas0-openmp for full speed";
+    }
+    break;
+  }
+  if (!be.sgemm) {
+    be.info.backend = "builtin";
+    be.info.core = "portable";
+    MCORE_LOG(WARNING) << "OpenBLAS not found: using mcore's portable GEMM, which is slow. "
+                       << "Install it with: apt-get install libopenblas0-openmp";
+  }
+  MCORE_LOG(INFO) << "GEMM backend: " << be.info.backend << " (" << be.info.library
+                  << "), kernel " << be.info.core << ", " << be.info.threads << " threads";
+  return be;
+}
+
+const Backend& backend() {
+  static Backend be = load();
+  return be;
+}
+
+// Fallback when OpenBLAS is absent: cache-friendly i-k-j loops, parallel over rows of C.
+template <class T>
+void builtin_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
+                  int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < m; ++i) {
+    T* crow = c + i * ldc;
+    for (int64_t j = 0; j < n; ++j) crow[j] = beta == T(0) ? T(0) : beta * crow[j];
+    for (int64_t p = 0; p < k; ++p) {
+      T av = alpha * (ta ? a[p * lda + i] : a[i * lda + p]);
+      if (av == T(0)) continue;
+      if (!tb) {
+        const T* brow = b + p * ldb;
+        for (int64_t j = 0; j < n; ++j) crow[j] += av * brow[j];
+      } else {
+        for (int64_t j = 0; j < n; ++j) crow[j] += av * b[j * ldb + p];
+      }
+    }
+  }
+}
+
+void check_dims(int64_t m, int64_t n, int64_t k) {
+  constexpr int64_t kMax = 2147483647;
+  MCORE_CHECK(m <= kMax && n <= kMax && k <= kMax)
+      << "gemm: dimensions " << m << "x" << n << "x" << k << " exceed the 32-bit BLAS interface";
+}
+
+}  // namespace
+
+const BlasInfo& blas_info() { return backend().info; }
+
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  check_dims(m, n, k);
+  const Backend& be = backend();
+  if (be.sgemm) {
+    be.sgemm(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans, static_cast<int>(m),
+             static_cast<int>(n), static_cast<int>(k), alpha, a, static_cast<int>(lda), b,
+             static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
+  } else {
+    builtin_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
+}
+
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
+          int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  check_dims(m, n, k);
+  const Backend& be = backend();
+  if (be.dgemm) {
+    be.dgemm(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans, static_cast<int>(m),
+             static_cast<int>(n), static_cast<int>(k), alpha, a, static_cast<int>(lda), b,
+             static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
+  } else {
+    builtin_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
+}
+
+}  // namespace mcore::ops::cpu
