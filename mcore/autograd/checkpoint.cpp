@@ -1,0 +1,57 @@
+#include "mcore/autograd/checkpoint.h"
+
+#include "mcore/autograd/engine.h"
+#include "mcore/autograd/function.h"
+
+namespace mcore::autograd {
+
+namespace {
+
+struct CheckpointFunction : Function<CheckpointFunction> {
+  static std::vector<Tensor> forward(AutogradContext* ctx, const std::vector<Tensor>& inputs,
+                                     const CheckpointFn& fn) {
+    ctx->save_for_backward(inputs);
+    ctx->save("fn", fn);
+    std::vector<Tensor> outs = fn(inputs);  // grad mode is off here: nothing is kept
+    return outs;
+  }
+
+  static std::vector<Tensor> backward(AutogradContext* ctx, std::vector<Tensor> grads) {
+    const std::vector<Tensor>& saved = ctx->saved_tensors();
+    std::vector<Tensor> inputs;
+    for (size_t i = 0; i < saved.size(); ++i) {
+      Tensor t = saved[i].defined() ? saved[i].detach() : Tensor();
+      if (t.defined() && ctx->needs_input_grad(i)) t.set_requires_grad(true);
+      inputs.push_back(t);
+    }
+    std::vector<Tensor> outs;
+    {
+      EnableGradGuard enable;
+      outs = ctx->get<CheckpointFn>("fn")(inputs);
+    }
+    std::vector<Tensor> roots, root_grads;
+    for (size_t i = 0; i < outs.size() && i < grads.size(); ++i) {
+      if (outs[i].defined() && outs[i].requires_grad()) {
+        roots.push_back(outs[i]);
+        root_grads.push_back(grads[i]);
+      }
+    }
+    if (!roots.empty()) autograd::backward(roots, root_grads);
+    std::vector<Tensor> result;
+    for (const Tensor& t : inputs) result.push_back(t.defined() && t.requires_grad() ? t.grad() : Tensor());
+    return result;
+  }
+};
+
+}  // namespace
+
+std::vector<Tensor> checkpoint(const CheckpointFn& fn, const std::vector<Tensor>& inputs) {
+  // With no input that requires grad the recompute could not route gradients anywhere (PyTorch
+  // warns here); run fn normally so the parameters inside still get theirs.
+  bool any = false;
+  for (const Tensor& t : inputs) any |= t.defined() && t.requires_grad();
+  if (!any || !is_grad_enabled()) return fn(inputs);
+  return CheckpointFunction::apply(inputs, fn);
+}
+
+}  // namespace mcore::autograd

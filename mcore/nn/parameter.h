@@ -1,0 +1,33 @@
+// Parameter: a leaf tensor that requires grad, plus the attributes Megatron attaches to
+// parameters: how it is split across tensor-parallel ranks, whether sequence-parallel
+// gradients must be all-reduced, whether it is shared (tied embeddings), and `main_grad`, the
+// fp32 gradient slice the DDP buffer gives it.
+#pragma once
+
+#include <memory>
+
+#include "mcore/tensor/tensor.h"
+
+namespace mcore::nn {
+
+class Parameter : public Tensor {
+ public:
+  explicit Parameter(const Tensor& data);
+
+  // Tensor-parallel layout (Megatron's tensor_model_parallel / partition_dim / partition_stride).
+  bool tensor_model_parallel = false;
+  int partition_dim = -1;
+  int partition_stride = 1;
+  // LayerNorm weights under sequence parallelism: grads need an all-reduce over TP.
+  bool sequence_parallel = false;
+  // Embedding/output weight shared across pipeline stages.
+  bool shared = false;
+  // Excluded from weight decay (biases and norm weights, as Megatron does).
+  bool no_weight_decay = false;
+  // fp32 gradient accumulation buffer slice (set by DistributedDataParallel).
+  Tensor main_grad;
+};
+
+using ParameterPtr = std::shared_ptr<Parameter>;
+
+}  // namespace mcore::nn

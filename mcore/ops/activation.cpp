@@ -1,0 +1,206 @@
+#include "mcore/ops/activation.h"
+
+#include <cmath>
+
+#include "mcore/ops/cpu/acc_type.h"
+#include "mcore/ops/device_check.h"
+#include "mcore/tensor/factory.h"
+
+namespace mcore::ops {
+
+namespace {
+
+// Transcendental per element: worth threads from a few thousand elements on.
+constexpr int64_t kParallelMin = 8192;
+
+template <class A>
+struct Gelu {
+  static constexpr A kAlpha = A(0.70710678118654752440);   // 1 / sqrt(2)
+  static constexpr A kBeta = A(0.39894228040143267794);    // 1 / sqrt(2 pi)
+  static constexpr A kKappa = A(0.79788456080286535588);   // sqrt(2 / pi)
+  static constexpr A kCubic = A(0.044715);
+
+  static A forward(A x, GeluApproximate approx) {
+    if (approx == GeluApproximate::kTanh) {
+      A t = std::tanh(kKappa * (x + kCubic * x * x * x));
+      return A(0.5) * x * (A(1) + t);
+    }
+    return A(0.5) * x * (A(1) + std::erf(x * kAlpha));
+  }
+  static A derivative(A x, GeluApproximate approx) {
+    if (approx == GeluApproximate::kTanh) {
+      A x2 = x * x;
+      A t = std::tanh(kKappa * (x + kCubic * x2 * x));
+      return A(0.5) * (A(1) + t) + A(0.5) * x * (A(1) - t * t) * kKappa * (A(1) + A(3) * kCubic * x2);
+    }
+    return A(0.5) * (A(1) + std::erf(x * kAlpha)) + x * kBeta * std::exp(A(-0.5) * x * x);
+  }
+};
+
+template <class A>
+inline A sigmoid(A x) {
+  return A(1) / (A(1) + std::exp(-x));
+}
+
+// y[i] = f(x[i]) over contiguous memory.
+template <class T, class Fn>
+void map_kernel(const T* x, T* y, int64_t n, Fn f) {
+  using A = acc_t<T>;
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) y[i] = store<T>(f(static_cast<A>(x[i])));
+}
+
+// dx[i] = dy[i] * f'(x[i]) over contiguous memory.
+template <class T, class Fn>
+void map_backward_kernel(const T* dy, const T* x, T* dx, int64_t n, Fn df) {
+  using A = acc_t<T>;
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i)
+    dx[i] = store<T>(static_cast<A>(dy[i]) * df(static_cast<A>(x[i])));
+}
+
+template <class T>
+void swiglu_forward_kernel(const T* x, T* y, int64_t rows, int64_t f) {
+  using A = acc_t<T>;
+#pragma omp parallel for schedule(static) if (rows * f > kParallelMin)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* gate = x + r * 2 * f;
+    const T* up = gate + f;
+    T* out = y + r * f;
+    for (int64_t j = 0; j < f; ++j) {
+      A g = static_cast<A>(gate[j]);
+      out[j] = store<T>(g * sigmoid(g) * static_cast<A>(up[j]));
+    }
+  }
+}
+
+// d gate = dy * up * silu'(gate), d up = dy * silu(gate); silu'(g) = s (1 + g (1 - s)).
+template <class T>
+void swiglu_backward_kernel(const T* dy, const T* x, T* dx, int64_t rows, int64_t f) {
+  using A = acc_t<T>;
+#pragma omp parallel for schedule(static) if (rows * f > kParallelMin)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* gate = x + r * 2 * f;
+    const T* up = gate + f;
+    const T* g_out = dy + r * f;
+    T* d_gate = dx + r * 2 * f;
+    T* d_up = d_gate + f;
+    for (int64_t j = 0; j < f; ++j) {
+      A g = static_cast<A>(gate[j]), u = static_cast<A>(up[j]), d = static_cast<A>(g_out[j]);
+      A s = sigmoid(g);
+      d_gate[j] = store<T>(d * u * s * (A(1) + g * (A(1) - s)));
+      d_up[j] = store<T>(d * g * s);
+    }
+  }
+}
+
+void check_grad_pair(const Tensor& dy, const Tensor& x, const char* op) {
+  check_cpu({dy, x}, op);
+  MCORE_CHECK(dy.shape() == x.shape() && dy.dtype() == x.dtype())
+      << op << ": gradient " << shape_str(dy.shape()) << " " << dy.dtype()
+      << " does not match input " << shape_str(x.shape()) << " " << x.dtype()
+      << " (pass the output gradient of the forward call on this input)";
+}
+
+template <class MakeFn>
+Tensor unary_forward(const Tensor& x_in, const char* op, MakeFn make) {
+  check_cpu({x_in}, op);
+  Tensor x = x_in.contiguous();
+  Tensor y = empty(x.shape(), {x.dtype(), x.device()});
+  MCORE_DISPATCH_FLOAT_TYPES(x.dtype(), op, [&] {
+    map_kernel<scalar_t>(static_cast<const scalar_t*>(x.data_ptr()),
+                         static_cast<scalar_t*>(y.data_ptr()), x.numel(),
+                         make(acc_t<scalar_t>{}));
+  });
+  return y;
+}
+
+template <class MakeFn>
+Tensor unary_backward(const Tensor& dy_in, const Tensor& x_in, const char* op, MakeFn make) {
+  check_grad_pair(dy_in, x_in, op);
+  Tensor dy = dy_in.contiguous(), x = x_in.contiguous();
+  Tensor dx = empty(x.shape(), {x.dtype(), x.device()});
+  MCORE_DISPATCH_FLOAT_TYPES(x.dtype(), op, [&] {
+    map_backward_kernel<scalar_t>(static_cast<const scalar_t*>(dy.data_ptr()),
+                                  static_cast<const scalar_t*>(x.data_ptr()),
+                                  static_cast<scalar_t*>(dx.data_ptr()), x.numel(),
+                                  make(acc_t<scalar_t>{}));
+  });
+  return dx;
+}
+
+void check_swiglu_input(const Tensor& x, const char* op) {
+  MCORE_CHECK(x.dim() >= 1 && x.size(-1) % 2 == 0)
+      << op << ": input " << shape_str(x.shape())
+      << " must have an even last dimension [..., 2F] holding [gate | up]";
+}
+
+}  // namespace
+
+Tensor gelu_forward(const Tensor& x, GeluApproximate approx) {
+  return unary_forward(x, "gelu", [approx](auto a) {
+    using A = decltype(a);
+    return [approx](A v) { return Gelu<A>::forward(v, approx); };
+  });
+}
+
+Tensor gelu_backward(const Tensor& dy, const Tensor& x, GeluApproximate approx) {
+  return unary_backward(dy, x, "gelu_backward", [approx](auto a) {
+    using A = decltype(a);
+    return [approx](A v) { return Gelu<A>::derivative(v, approx); };
+  });
+}
+
+Tensor silu_forward(const Tensor& x) {
+  return unary_forward(x, "silu", [](auto a) {
+    using A = decltype(a);
+    return [](A v) { return v * sigmoid(v); };
+  });
+}
+
+Tensor silu_backward(const Tensor& dy, const Tensor& x) {
+  return unary_backward(dy, x, "silu_backward", [](auto a) {
+    using A = decltype(a);
+    return [](A v) {
+      A s = sigmoid(v);
+      return s * (A(1) + v * (A(1) - s));
+    };
+  });
+}
+
+Tensor swiglu_forward(const Tensor& x_in) {
+  check_cpu({x_in}, "swiglu");
+  check_swiglu_input(x_in, "swiglu");
+  Tensor x = x_in.contiguous();
+  const int64_t f = x.size(-1) / 2, rows = f == 0 ? 0 : x.numel() / (2 * f);
+  Shape out_shape = x.shape();
+  out_shape.back() = f;
+  Tensor y = empty(out_shape, {x.dtype(), x.device()});
+  MCORE_DISPATCH_FLOAT_TYPES(x.dtype(), "swiglu", [&] {
+    swiglu_forward_kernel<scalar_t>(static_cast<const scalar_t*>(x.data_ptr()),
+                                    static_cast<scalar_t*>(y.data_ptr()), rows, f);
+  });
+  return y;
+}
+
+Tensor swiglu_backward(const Tensor& dy_in, const Tensor& x_in) {
+  check_cpu({dy_in, x_in}, "swiglu_backward");
+  check_swiglu_input(x_in, "swiglu_backward");
+  Shape expect = x_in.shape();
+  expect.back() /= 2;
+  MCORE_CHECK(dy_in.shape() == expect && dy_in.dtype() == x_in.dtype())
+      << "swiglu_backward: gradient " << shape_str(dy_in.shape()) << " " << dy_in.dtype()
+      << " does not match the output " << shape_str(expect) << " " << x_in.dtype()
+      << " of input " << shape_str(x_in.shape());
+  Tensor dy = dy_in.contiguous(), x = x_in.contiguous();
+  const int64_t f = expect.back(), rows = f == 0 ? 0 : x.numel() / (2 * f);
+  Tensor dx = empty(x.shape(), {x.dtype(), x.device()});
+  MCORE_DISPATCH_FLOAT_TYPES(x.dtype(), "swiglu_backward", [&] {
+    swiglu_backward_kernel<scalar_t>(static_cast<const scalar_t*>(dy.data_ptr()),
+                                     static_cast<const scalar_t*>(x.data_ptr()),
+                                     static_cast<scalar_t*>(dx.data_ptr()), rows, f);
+  });
+  return dx;
+}
+
+}  // namespace mcore::ops
