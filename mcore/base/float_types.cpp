@@ -90,12 +90,52 @@ float fp16_bits_to_float(uint16_t h) {
   return bits_float(sign | ((e + 112) << 23) | (m << 13));
 }
 
+float double_to_float_exact(double d, bool round_to_odd) {
+  uint64_t u;
+  std::memcpy(&u, &d, 8);
+  const uint32_t sign = static_cast<uint32_t>(u >> 32) & 0x80000000u;
+  const uint64_t a = u & 0x7fffffffffffffffull;
+  if (a >= 0x7ff0000000000000ull) {  // inf, or NaN (quieted, top payload bits kept)
+    if (a == 0x7ff0000000000000ull) return bits_float(sign | 0x7f800000u);
+    return bits_float(sign | 0x7fc00000u | static_cast<uint32_t>((a >> 29) & 0x3fffffu));
+  }
+  if (a == 0) return bits_float(sign);
+  const int e = static_cast<int>(a >> 52);
+  const int exp = (e == 0 ? -1022 : e - 1023);
+  const uint64_t sig = (a & 0xfffffffffffffull) | (e == 0 ? 0 : (1ull << 52));  // sig * 2^(exp-52)
+  if (exp > 127) {  // beyond every finite float: odd rounding keeps FLT_MAX, RNE gives inf
+    return bits_float(sign | (round_to_odd ? 0x7f7fffffu : 0x7f800000u));
+  }
+  // Float result q * 2^(target_exp - 23); shift is the number of sig bits dropped.
+  const int target_exp = exp < -126 ? -126 : exp;
+  const int shift = 29 + (target_exp - exp);
+  uint64_t q = shift >= 64 ? 0 : (sig >> shift);
+  const uint64_t rem = shift >= 64 ? sig : (sig & ((uint64_t{1} << shift) - 1));
+  if (round_to_odd) {
+    q |= rem != 0 ? 1u : 0u;
+  } else if (shift < 64) {
+    const uint64_t half = uint64_t{1} << (shift - 1);
+    if (rem > half || (rem == half && (q & 1))) ++q;
+  }
+  // Encode: normals carry the implicit bit in q (a carry into the next binade or out of the
+  // subnormal range lands in the exponent field by plain addition).
+  uint32_t bits;
+  if (exp >= -126) {
+    bits = (static_cast<uint32_t>(target_exp + 127) << 23) + static_cast<uint32_t>(q - (1ull << 23));
+  } else {
+    bits = static_cast<uint32_t>(q);  // subnormal; q == 2^23 encodes the smallest normal
+  }
+  return bits_float(sign | bits);
+}
+
 float fp8_max(Fp8Format format) { return format == Fp8Format::kE4M3 ? 448.0f : 57344.0f; }
 
 uint8_t float_to_fp8_bits(float f, Fp8Format format, bool saturate) {
   const bool e4m3 = format == Fp8Format::kE4M3;
   uint8_t sign = (float_bits(f) >> 24) & 0x80u;
-  const uint8_t nan = e4m3 ? 0x7f : 0x7f;  // E5M2 canonical NaN 0x7f too (exp 11111, man 11)
+  // Canonical NaNs as ml_dtypes, PyTorch and Transformer Engine write them: E4M3 has one NaN
+  // (S.1111.111); E5M2's quiet NaN is S.11111.10.
+  const uint8_t nan = e4m3 ? 0x7f : 0x7e;
   const uint8_t max_code = e4m3 ? 0x7e : 0x7b;
   if (std::isnan(f)) return static_cast<uint8_t>(sign | nan);
   if (std::isinf(f)) {

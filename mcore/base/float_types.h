@@ -32,6 +32,19 @@ inline float bf16_bits_to_float(uint16_t h) { return bits_float(static_cast<uint
 uint16_t float_to_fp16_bits(float f);
 float fp16_bits_to_float(uint16_t h);
 
+// double -> float on the bit pattern, so the FTZ/DAZ mode of compute threads cannot flush
+// results in float's subnormal range. round_to_odd: truncate and set the last bit when inexact;
+// a second rounding of that result to any format with at most 22 significand bits (bf16, fp16,
+// fp8) then equals one correct rounding of the double (no double-rounding error).
+float double_to_float_exact(double d, bool round_to_odd = false);
+// float -> double, exact for subnormal floats too (hardware conversion under DAZ reads them as 0).
+inline double float_to_double_exact(float f) {
+  uint32_t u = float_bits(f);
+  if ((u & 0x7f800000u) != 0 || (u & 0x7fffffu) == 0) return static_cast<double>(f);
+  double v = static_cast<double>(u & 0x7fffffu) * 0x1p-149;  // exact: < 2^23 * 2^-149
+  return (u & 0x80000000u) ? -v : v;
+}
+
 enum class Fp8Format { kE4M3, kE5M2 };
 uint8_t float_to_fp8_bits(float f, Fp8Format format, bool saturate);
 float fp8_bits_to_float(uint8_t b, Fp8Format format);

@@ -5,3 +5,7 @@
 
 #include "mcore/nn/functional/basic.h"
 #include "mcore/nn/functional/linear.h"
+#include "mcore/nn/functional/activation.h"
+#include "mcore/nn/functional/dropout.h"
+#include "mcore/nn/functional/norm.h"
+#include "mcore/nn/functional/softmax.h"

@@ -15,9 +15,9 @@ constexpr int64_t kParallelMin = 8192;
 
 template <class A>
 struct Gelu {
-  static constexpr A kAlpha = A(0.70710678118654752440);   // 1 / sqrt(2)
-  static constexpr A kBeta = A(0.39894228040143267794);    // 1 / sqrt(2 pi)
-  static constexpr A kKappa = A(0.79788456080286535588);   // sqrt(2 / pi)
+  static constexpr A kAlpha = A(0.70710678118654752440);  // 1 / sqrt(2)
+  static constexpr A kBeta = A(0.39894228040143267794);   // 1 / sqrt(2 pi)
+  static constexpr A kKappa = A(0.79788456080286535588);  // sqrt(2 / pi)
   static constexpr A kCubic = A(0.044715);
 
   static A forward(A x, GeluApproximate approx) {
@@ -31,7 +31,8 @@ struct Gelu {
     if (approx == GeluApproximate::kTanh) {
       A x2 = x * x;
       A t = std::tanh(kKappa * (x + kCubic * x2 * x));
-      return A(0.5) * (A(1) + t) + A(0.5) * x * (A(1) - t * t) * kKappa * (A(1) + A(3) * kCubic * x2);
+      return A(0.5) * (A(1) + t) +
+             A(0.5) * x * (A(1) - t * t) * kKappa * (A(1) + A(3) * kCubic * x2);
     }
     return A(0.5) * (A(1) + std::erf(x * kAlpha)) + x * kBeta * std::exp(A(-0.5) * x * x);
   }
@@ -109,8 +110,7 @@ Tensor unary_forward(const Tensor& x_in, const char* op, MakeFn make) {
   Tensor y = empty(x.shape(), {x.dtype(), x.device()});
   MCORE_DISPATCH_FLOAT_TYPES(x.dtype(), op, [&] {
     map_kernel<scalar_t>(static_cast<const scalar_t*>(x.data_ptr()),
-                         static_cast<scalar_t*>(y.data_ptr()), x.numel(),
-                         make(acc_t<scalar_t>{}));
+                         static_cast<scalar_t*>(y.data_ptr()), x.numel(), make(acc_t<scalar_t>{}));
   });
   return y;
 }
@@ -121,10 +121,9 @@ Tensor unary_backward(const Tensor& dy_in, const Tensor& x_in, const char* op, M
   Tensor dy = dy_in.contiguous(), x = x_in.contiguous();
   Tensor dx = empty(x.shape(), {x.dtype(), x.device()});
   MCORE_DISPATCH_FLOAT_TYPES(x.dtype(), op, [&] {
-    map_backward_kernel<scalar_t>(static_cast<const scalar_t*>(dy.data_ptr()),
-                                  static_cast<const scalar_t*>(x.data_ptr()),
-                                  static_cast<scalar_t*>(dx.data_ptr()), x.numel(),
-                                  make(acc_t<scalar_t>{}));
+    map_backward_kernel<scalar_t>(
+        static_cast<const scalar_t*>(dy.data_ptr()), static_cast<const scalar_t*>(x.data_ptr()),
+        static_cast<scalar_t*>(dx.data_ptr()), x.numel(), make(acc_t<scalar_t>{}));
   });
   return dx;
 }
@@ -190,8 +189,8 @@ Tensor swiglu_backward(const Tensor& dy_in, const Tensor& x_in) {
   expect.back() /= 2;
   MCORE_CHECK(dy_in.shape() == expect && dy_in.dtype() == x_in.dtype())
       << "swiglu_backward: gradient " << shape_str(dy_in.shape()) << " " << dy_in.dtype()
-      << " does not match the output " << shape_str(expect) << " " << x_in.dtype()
-      << " of input " << shape_str(x_in.shape());
+      << " does not match the output " << shape_str(expect) << " " << x_in.dtype() << " of input "
+      << shape_str(x_in.shape());
   Tensor dy = dy_in.contiguous(), x = x_in.contiguous();
   const int64_t f = expect.back(), rows = f == 0 ? 0 : x.numel() / (2 * f);
   Tensor dx = empty(x.shape(), {x.dtype(), x.device()});

@@ -98,10 +98,9 @@ Tensor softmax_backward(const Tensor& dy_in, const Tensor& y_in, double scale) {
   const int64_t sk = y.size(-1);
   if (y.numel() == 0) return dx;
   MCORE_DISPATCH_FLOAT_TYPES(y.dtype(), "softmax_backward", [&] {
-    softmax_backward_kernel<scalar_t>(static_cast<const scalar_t*>(dy.data_ptr()),
-                                      static_cast<const scalar_t*>(y.data_ptr()),
-                                      static_cast<scalar_t*>(dx.data_ptr()), y.numel() / sk, sk,
-                                      scale);
+    softmax_backward_kernel<scalar_t>(
+        static_cast<const scalar_t*>(dy.data_ptr()), static_cast<const scalar_t*>(y.data_ptr()),
+        static_cast<scalar_t*>(dx.data_ptr()), y.numel() / sk, sk, scale);
   });
   return dx;
 }

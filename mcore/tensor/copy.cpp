@@ -1,6 +1,7 @@
 #include "mcore/tensor/copy.h"
 
 #include <array>
+#include <cmath>
 #include <cstring>
 #include <type_traits>
 
@@ -12,33 +13,38 @@ namespace {
 
 DeviceCopyFn g_device_copy = nullptr;
 
+template <class T>
+inline constexpr bool is_narrow_float_v =
+    std::is_same_v<T, BFloat16> || std::is_same_v<T, Half> || std::is_same_v<T, Float8E4M3> ||
+    std::is_same_v<T, Float8E5M2>;
+
+// Conversions go through the bit patterns wherever float subnormals can appear, because compute
+// threads run with FTZ/DAZ (mcore/base/compute_env.h) and the hardware conversions would flush
+// them: a dtype conversion must be exact, whatever the arithmetic mode.
 template <class D, class S>
-inline D convert(S v, bool saturate) {
+inline D convert(S v, [[maybe_unused]] bool saturate) {
   if constexpr (std::is_same_v<D, S>) {
-    (void)saturate;
     return v;
+  } else if constexpr (is_narrow_float_v<D> && std::is_same_v<S, double>) {
+    // One correct rounding from double: round to odd on float first (a plain float detour
+    // would round twice, e.g. 1 + 2^-8 + 2^-30 -> bf16 would give 1 instead of 1 + 2^-7).
+    float f = double_to_float_exact(v, /*round_to_odd=*/true);
+    if constexpr (std::is_same_v<D, Float8E4M3> || std::is_same_v<D, Float8E5M2>) {
+      return D(f, saturate);
+    } else {
+        return D(f);
+    }
   } else if constexpr (std::is_same_v<D, Float8E4M3> || std::is_same_v<D, Float8E5M2>) {
     return D(static_cast<float>(v), saturate);
   } else if constexpr (std::is_same_v<D, BFloat16> || std::is_same_v<D, Half>) {
-    // Double sources round once, directly (a float detour would double-round).
-    if constexpr (std::is_same_v<S, double>) {
-      float f = static_cast<float>(v);
-      // Double rounding only matters when the float rounding landed exactly on a tie of the
-      // narrow format; nudge toward the true value in that case (round-to-odd on float).
-      uint32_t u = float_bits(f);
-      bool finite_nonzero = (u & 0x7fffffffu) != 0 && (u & 0x7f800000u) != 0x7f800000u;
-      if (finite_nonzero && static_cast<double>(f) != v) {
-        if ((u & 1u) == 0) {
-          bool up = (static_cast<double>(f) < v) == (f > 0);
-          f = bits_float(up ? u + 1 : u - 1);
-        }
-      }
-      return D(f);
-    } else {
-      return D(static_cast<float>(v));
-    }
-  } else if constexpr (std::is_same_v<S, BFloat16> || std::is_same_v<S, Half> ||
-                       std::is_same_v<S, Float8E4M3> || std::is_same_v<S, Float8E5M2>) {
+    return D(static_cast<float>(v));
+  } else if constexpr (std::is_same_v<D, double> &&
+                       (is_narrow_float_v<S> || std::is_same_v<S, float>)) {
+    return float_to_double_exact(static_cast<float>(v));
+  } else if constexpr (std::is_same_v<D, float> && std::is_same_v<S, double>) {
+    // Hardware conversion unless the result may be subnormal (|v| < 2^-126) and get flushed.
+    return std::fabs(v) >= 0x1p-126 || !(v == v) ? static_cast<float>(v) : double_to_float_exact(v);
+  } else if constexpr (is_narrow_float_v<S>) {
     return static_cast<D>(static_cast<float>(v));
   } else if constexpr (std::is_same_v<D, bool>) {
     return v != S(0);

@@ -1,0 +1,88 @@
+#include "mcore/ops/dropout.h"
+
+#include "mcore/base/philox.h"
+#include "mcore/ops/cpu/acc_type.h"
+#include "mcore/ops/device_check.h"
+#include "mcore/tensor/factory.h"
+
+namespace mcore::ops {
+
+namespace {
+
+// Philox costs ~10 multiply rounds per 4 elements: parallel even for moderate sizes.
+constexpr int64_t kParallelMin = 4096;
+
+// Calls body(local_index, keep) for every element of [0, n), one Philox block per 4 global
+// indices; a block straddling the slice's ends contributes only its lanes inside the slice.
+template <class Body>
+void for_each_keep(int64_t n, double p, uint64_t seed, uint64_t stream, uint64_t first,
+                   Body&& body) {
+  if (n <= 0) return;
+  const uint64_t b0 = first / 4, b1 = (first + static_cast<uint64_t>(n) - 1) / 4;
+  const int64_t nblocks = static_cast<int64_t>(b1 - b0) + 1;
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+  for (int64_t bi = 0; bi < nblocks; ++bi) {
+    const uint64_t b = b0 + static_cast<uint64_t>(bi);
+    const Philox::Block bits = Philox::block(seed, stream, b);
+    for (int l = 0; l < 4; ++l) {
+      const uint64_t idx = b * 4 + static_cast<uint64_t>(l);
+      if (idx < first || idx - first >= static_cast<uint64_t>(n)) continue;
+      const bool keep = static_cast<double>(Philox::to_uniform(bits[l])) > p;
+      body(static_cast<int64_t>(idx - first), keep);
+    }
+  }
+}
+
+template <class T>
+void dropout_kernel(const T* x, T* y, int64_t n, double p, uint64_t seed, uint64_t stream,
+                    uint64_t first) {
+  using A = acc_t<T>;
+  // p == 1 drops everything; the (infinite) scale is then never applied.
+  const A scale = p < 1.0 ? static_cast<A>(1.0 / (1.0 - p)) : A(0);
+  for_each_keep(n, p, seed, stream, first, [&](int64_t i, bool keep) {
+    y[i] = store<T>(keep ? static_cast<A>(x[i]) * scale : A(0));
+  });
+}
+
+void check_p(double p, const char* op) {
+  MCORE_CHECK(p >= 0.0 && p <= 1.0) << op << ": dropout probability must be in [0, 1], got " << p;
+}
+
+Tensor apply_dropout(const Tensor& x_in, double p, uint64_t seed, uint64_t stream, uint64_t first,
+                     const char* op) {
+  check_cpu({x_in}, op);
+  check_p(p, op);
+  Tensor x = x_in.contiguous();
+  Tensor y = empty(x.shape(), {x.dtype(), x.device()});
+  MCORE_DISPATCH_FLOAT_TYPES(x.dtype(), op, [&] {
+    dropout_kernel<scalar_t>(static_cast<const scalar_t*>(x.data_ptr()),
+                             static_cast<scalar_t*>(y.data_ptr()), x.numel(), p, seed, stream,
+                             first);
+  });
+  return y;
+}
+
+}  // namespace
+
+Tensor dropout_forward(const Tensor& x, double p, uint64_t seed, uint64_t stream,
+                       uint64_t global_offset) {
+  return apply_dropout(x, p, seed, stream, global_offset, "dropout");
+}
+
+// The backward is the same masked scaling applied to dy: the mask depends only on the key.
+Tensor dropout_backward(const Tensor& dy, double p, uint64_t seed, uint64_t stream,
+                        uint64_t global_offset) {
+  return apply_dropout(dy, p, seed, stream, global_offset, "dropout_backward");
+}
+
+Tensor dropout_mask(const Shape& shape, double p, uint64_t seed, uint64_t stream,
+                    uint64_t global_offset) {
+  check_p(p, "dropout_mask");
+  Tensor mask = empty(shape, DType::U8);
+  uint8_t* m = mask.data<uint8_t>();
+  for_each_keep(mask.numel(), p, seed, stream, global_offset,
+                [m](int64_t i, bool keep) { m[i] = keep ? 1 : 0; });
+  return mask;
+}
+
+}  // namespace mcore::ops
