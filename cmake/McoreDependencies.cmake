@@ -3,6 +3,21 @@
 # that it can pick the right CPU kernel before OpenBLAS initializes.
 find_package(Threads REQUIRED)
 find_package(OpenMP REQUIRED COMPONENTS CXX)
+# The mpi communication backend (mcore/comm/mpi_backend.*): Debian's OpenMPI. The CXX component
+# (mcore only calls the C API) so that CXX-only consumers of find_package(mcore) can find it too.
+set(MPI_CXX_SKIP_MPICXX ON)  # no deprecated C++ bindings (libmpi_cxx)
+find_package(MPI REQUIRED COMPONENTS CXX)
+
+# Tokenizers: nlohmann-json (header-only) for vocab.json / tokenizer.json, and Debian's
+# libsentencepiece for SentencePieceTokenizer (no CMake config ships with it: pkg-config, then a
+# plain library search).
+find_package(nlohmann_json 3 REQUIRED)
+find_package(PkgConfig QUIET)
+if(PkgConfig_FOUND)
+  pkg_check_modules(MCORE_SENTENCEPIECE QUIET sentencepiece)
+endif()
+find_library(MCORE_SENTENCEPIECE_LIBRARY sentencepiece HINTS ${MCORE_SENTENCEPIECE_LIBRARY_DIRS} REQUIRED)
+find_path(MCORE_SENTENCEPIECE_INCLUDE sentencepiece_processor.h HINTS ${MCORE_SENTENCEPIECE_INCLUDE_DIRS} REQUIRED)
 
 find_package(GTest QUIET)
 find_package(benchmark QUIET)

@@ -2,6 +2,7 @@
 
 #include "mcore/autograd/engine.h"
 #include "mcore/autograd/function.h"
+#include "mcore/base/rng_state.h"
 
 namespace mcore::autograd {
 
@@ -12,6 +13,7 @@ struct CheckpointFunction : Function<CheckpointFunction> {
                                      const CheckpointFn& fn) {
     ctx->save_for_backward(inputs);
     ctx->save("fn", fn);
+    ctx->save("rng", get_rng_state());
     std::vector<Tensor> outs = fn(inputs);  // grad mode is off here: nothing is kept
     return outs;
   }
@@ -26,8 +28,17 @@ struct CheckpointFunction : Function<CheckpointFunction> {
     }
     std::vector<Tensor> outs;
     {
+      // Recompute under the forward's RNG state so dropout masks repeat exactly.
       EnableGradGuard enable;
-      outs = ctx->get<CheckpointFn>("fn")(inputs);
+      RngState now = get_rng_state();
+      set_rng_state(ctx->get<RngState>("rng"));
+      try {
+        outs = ctx->get<CheckpointFn>("fn")(inputs);
+      } catch (...) {
+        set_rng_state(now);
+        throw;
+      }
+      set_rng_state(now);
     }
     std::vector<Tensor> roots, root_grads;
     for (size_t i = 0; i < outs.size() && i < grads.size(); ++i) {

@@ -9,3 +9,8 @@
 #include "mcore/nn/functional/dropout.h"
 #include "mcore/nn/functional/norm.h"
 #include "mcore/nn/functional/softmax.h"
+#include "mcore/nn/functional/attention.h"
+#include "mcore/nn/functional/cross_entropy.h"
+#include "mcore/nn/functional/embedding.h"
+#include "mcore/nn/functional/rope.h"
+#include "mcore/nn/functional/reduction.h"

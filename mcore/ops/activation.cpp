@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "mcore/ops/cpu/acc_type.h"
+#include "mcore/ops/cpu/vec_math.h"
 #include "mcore/ops/device_check.h"
 #include "mcore/tensor/factory.h"
 
@@ -13,41 +14,43 @@ namespace {
 // Transcendental per element: worth threads from a few thousand elements on.
 constexpr int64_t kParallelMin = 8192;
 
-template <class A>
+// The tanh form uses 0.5 (1 + tanh(u)) = sigmoid(2u): one exp, no cancellation, and
+// 1 - tanh(u)^2 = 4 s (1 - s) for the derivative.
+template <class A, bool kTanh>
 struct Gelu {
   static constexpr A kAlpha = A(0.70710678118654752440);  // 1 / sqrt(2)
   static constexpr A kBeta = A(0.39894228040143267794);   // 1 / sqrt(2 pi)
   static constexpr A kKappa = A(0.79788456080286535588);  // sqrt(2 / pi)
   static constexpr A kCubic = A(0.044715);
 
-  static A forward(A x, GeluApproximate approx) {
-    if (approx == GeluApproximate::kTanh) {
-      A t = std::tanh(kKappa * (x + kCubic * x * x * x));
-      return A(0.5) * x * (A(1) + t);
+  static A forward(A x) {
+    if constexpr (kTanh) {
+      return x / (A(1) + vmath::exp(A(-2) * kKappa * (x + kCubic * x * x * x)));
+    } else {
+      return A(0.5) * x * (A(1) + vmath::erf(x * kAlpha));
     }
-    return A(0.5) * x * (A(1) + std::erf(x * kAlpha));
   }
-  static A derivative(A x, GeluApproximate approx) {
-    if (approx == GeluApproximate::kTanh) {
+  static A derivative(A x) {
+    if constexpr (kTanh) {
       A x2 = x * x;
-      A t = std::tanh(kKappa * (x + kCubic * x2 * x));
-      return A(0.5) * (A(1) + t) +
-             A(0.5) * x * (A(1) - t * t) * kKappa * (A(1) + A(3) * kCubic * x2);
+      A s = A(1) / (A(1) + vmath::exp(A(-2) * kKappa * (x + kCubic * x2 * x)));
+      return s + A(2) * x * s * (A(1) - s) * kKappa * (A(1) + A(3) * kCubic * x2);
+    } else {
+      return A(0.5) * (A(1) + vmath::erf(x * kAlpha)) + x * kBeta * vmath::exp(A(-0.5) * x * x);
     }
-    return A(0.5) * (A(1) + std::erf(x * kAlpha)) + x * kBeta * std::exp(A(-0.5) * x * x);
   }
 };
 
 template <class A>
 inline A sigmoid(A x) {
-  return A(1) / (A(1) + std::exp(-x));
+  return A(1) / (A(1) + vmath::exp(-x));
 }
 
 // y[i] = f(x[i]) over contiguous memory.
 template <class T, class Fn>
 void map_kernel(const T* x, T* y, int64_t n, Fn f) {
   using A = acc_t<T>;
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
   for (int64_t i = 0; i < n; ++i) y[i] = store<T>(f(static_cast<A>(x[i])));
 }
 
@@ -55,7 +58,7 @@ void map_kernel(const T* x, T* y, int64_t n, Fn f) {
 template <class T, class Fn>
 void map_backward_kernel(const T* dy, const T* x, T* dx, int64_t n, Fn df) {
   using A = acc_t<T>;
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
   for (int64_t i = 0; i < n; ++i)
     dx[i] = store<T>(static_cast<A>(dy[i]) * df(static_cast<A>(x[i])));
 }
@@ -68,6 +71,7 @@ void swiglu_forward_kernel(const T* x, T* y, int64_t rows, int64_t f) {
     const T* gate = x + r * 2 * f;
     const T* up = gate + f;
     T* out = y + r * f;
+#pragma omp simd
     for (int64_t j = 0; j < f; ++j) {
       A g = static_cast<A>(gate[j]);
       out[j] = store<T>(g * sigmoid(g) * static_cast<A>(up[j]));
@@ -86,6 +90,7 @@ void swiglu_backward_kernel(const T* dy, const T* x, T* dx, int64_t rows, int64_
     const T* g_out = dy + r * f;
     T* d_gate = dx + r * 2 * f;
     T* d_up = d_gate + f;
+#pragma omp simd
     for (int64_t j = 0; j < f; ++j) {
       A g = static_cast<A>(gate[j]), u = static_cast<A>(up[j]), d = static_cast<A>(g_out[j]);
       A s = sigmoid(g);
@@ -137,16 +142,24 @@ void check_swiglu_input(const Tensor& x, const char* op) {
 }  // namespace
 
 Tensor gelu_forward(const Tensor& x, GeluApproximate approx) {
-  return unary_forward(x, "gelu", [approx](auto a) {
-    using A = decltype(a);
-    return [approx](A v) { return Gelu<A>::forward(v, approx); };
+  if (approx == GeluApproximate::kTanh) {
+    return unary_forward(x, "gelu", [](auto a) {
+      return [](decltype(a) v) { return Gelu<decltype(a), true>::forward(v); };
+    });
+  }
+  return unary_forward(x, "gelu", [](auto a) {
+    return [](decltype(a) v) { return Gelu<decltype(a), false>::forward(v); };
   });
 }
 
 Tensor gelu_backward(const Tensor& dy, const Tensor& x, GeluApproximate approx) {
-  return unary_backward(dy, x, "gelu_backward", [approx](auto a) {
-    using A = decltype(a);
-    return [approx](A v) { return Gelu<A>::derivative(v, approx); };
+  if (approx == GeluApproximate::kTanh) {
+    return unary_backward(dy, x, "gelu_backward", [](auto a) {
+      return [](decltype(a) v) { return Gelu<decltype(a), true>::derivative(v); };
+    });
+  }
+  return unary_backward(dy, x, "gelu_backward", [](auto a) {
+    return [](decltype(a) v) { return Gelu<decltype(a), false>::derivative(v); };
   });
 }
 

@@ -321,8 +321,8 @@ void backward_dq_kernel(const Problem& p, const Tensor& dout, const Tensor& q, c
         const int64_t nk = std::min(kBlockK, kend - j0);
         const A* kp = load_rows(kr, j0, nk, b, hk, p.d, ws.k.data(), &ldk);
         const A* vp = load_rows(vr, j0, nk, b, hk, p.dv, ws.v.data(), &ldv);
-        tile_grads(p, ws, qp, ldq, kp, ldk, vp, ldv, dop, lddo, lp + row, dlp + row, nq, nk, i0,
-                   j0, b, h);
+        tile_grads(p, ws, qp, ldq, kp, ldk, vp, ldv, dop, lddo, lp + row, dlp + row, nq, nk, i0, j0,
+                   b, h);
         // dQ += scale * dS K.
         cpu::gemm(false, false, nq, p.d, nk, static_cast<A>(p.scale), ws.dp.data(), kBlockK, kp,
                   ldk, A(1), gq, p.d);
@@ -344,8 +344,8 @@ Tensor rows_compatible(const Tensor& t) {
   return ok ? t : t.contiguous();
 }
 
-Problem make_problem(const Tensor& q, const Tensor& k, const Tensor& v,
-                     const AttentionOptions& o, const char* op) {
+Problem make_problem(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& o,
+                     const char* op) {
   check_cpu({q, k, v}, op);
   MCORE_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4)
       << op << ": expected sbhd tensors q [Sq, B, Hq, D], k [Sk, B, Hkv, D], v [Sk, B, Hkv, Dv]; "
@@ -408,12 +408,14 @@ void bind_mask(Problem& p, const AttentionOptions& o, Tensor& holder, const char
   p.mask_si = s4[2] == 1 ? 0 : st[2];
 }
 
-DType acc_dtype(DType d) { return d == DType::F64 ? DType::F64 : DType::F32; }
+DType acc_dtype(DType d) {
+  return d == DType::F64 ? DType::F64 : DType::F32;
+}
 
 }  // namespace
 
-AttentionForwardResult attention_forward(const Tensor& q_in, const Tensor& k_in,
-                                         const Tensor& v_in, const AttentionOptions& options) {
+AttentionForwardResult attention_forward(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
+                                         const AttentionOptions& options) {
   Problem p = make_problem(q_in, k_in, v_in, options, "attention_forward");
   Tensor mask_holder;
   bind_mask(p, options, mask_holder, "attention_forward");
@@ -423,9 +425,8 @@ AttentionForwardResult attention_forward(const Tensor& q_in, const Tensor& k_in,
   r.softmax_lse = empty({p.batch, p.hq, p.sq}, {acc_dtype(q.dtype()), q.device()});
   if (r.out.numel() == 0 && r.softmax_lse.numel() == 0) return r;
   (void)cpu::blas_info();  // load the BLAS backend outside the parallel region
-  MCORE_DISPATCH_FLOAT_TYPES(q.dtype(), "attention_forward", [&] {
-    forward_kernel<scalar_t>(p, q, k, v, r.out, r.softmax_lse);
-  });
+  MCORE_DISPATCH_FLOAT_TYPES(q.dtype(), "attention_forward",
+                             [&] { forward_kernel<scalar_t>(p, q, k, v, r.out, r.softmax_lse); });
   return r;
 }
 

@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -16,8 +17,8 @@ namespace {
 constexpr int64_t kParallelMin = 16384;  // elements; below this a thread team costs more
 
 // Forward, one row at a time. The row (H elements) is read from memory once; the mean and
-// variance passes and the output pass re-read it from L1/L2. Two-pass variance (sum of squared
-// deviations) instead of E[x^2] - E[x]^2 avoids cancellation when |mean| >> std.
+// variance passes and the output pass re-read it from L1/L2. Variance from deviations instead
+// of E[x^2] - E[x]^2 avoids cancellation when |mean| >> std.
 template <class T, bool kLayerNorm>
 void norm_forward_kernel(const T* x, const T* w, const T* b, T* y, acc_t<T>* mean_out,
                          acc_t<T>* rstd_out, int64_t rows, int64_t h, double eps_d) {
@@ -34,13 +35,22 @@ void norm_forward_kernel(const T* x, const T* w, const T* b, T* y, acc_t<T>* mea
       for (int64_t j = 0; j < h; ++j) s += static_cast<A>(xr[j]);
       mu = s * inv_h;
     }
-    A ss = 0;
-#pragma omp simd reduction(+ : ss)
+    // Corrected two-pass: the deviations' own sum `sd` fixes the rounding error of the first
+    // mean (large when |mean| >> std), and removes its effect on the variance.
+    A sd = 0, ss = 0;
+#pragma omp simd reduction(+ : sd, ss)
     for (int64_t j = 0; j < h; ++j) {
       A d = static_cast<A>(xr[j]) - mu;
+      sd += d;
       ss += d * d;
     }
-    const A rs = A(1) / std::sqrt(ss * inv_h + eps);
+    A var = ss * inv_h;
+    if constexpr (kLayerNorm) {
+      const A c = sd * inv_h;
+      mu += c;
+      var = std::max(var - c * c, A(0));
+    }
+    const A rs = A(1) / std::sqrt(var + eps);
     if constexpr (kLayerNorm) {
       mean_out[r] = mu;
       if (b) {

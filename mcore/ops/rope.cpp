@@ -98,13 +98,13 @@ template <bool Inverse>
 Tensor rope(const Tensor& t_in, const Tensor& freqs, bool interleaved, double mscale,
             const char* op) {
   check_cpu({t_in, freqs}, op);
-  MCORE_CHECK(t_in.dim() == 4) << op << ": expected t [S, B, H, D], got " << shape_str(t_in.shape());
-  MCORE_CHECK(is_floating(freqs.dtype()))
-      << op << ": freqs must be a float tensor of angles, got " << freqs.dtype() << " "
-      << shape_str(freqs.shape());
+  MCORE_CHECK(t_in.dim() == 4) << op << ": expected t [S, B, H, D], got "
+                               << shape_str(t_in.shape());
+  MCORE_CHECK(is_floating(freqs.dtype())) << op << ": freqs must be a float tensor of angles, got "
+                                          << freqs.dtype() << " " << shape_str(freqs.shape());
   const int64_t S = t_in.size(0), B = t_in.size(1), D = t_in.size(3);
-  MCORE_CHECK(freqs.dim() == 4 && freqs.size(0) == S && (freqs.size(1) == 1 || freqs.size(1) == B) &&
-              freqs.size(2) == 1)
+  MCORE_CHECK(freqs.dim() == 4 && freqs.size(0) == S &&
+              (freqs.size(1) == 1 || freqs.size(1) == B) && freqs.size(2) == 1)
       << op << ": freqs " << shape_str(freqs.shape()) << " must be [S, 1, 1, rot_dim] (or [S, B, "
       << "1, rot_dim]) for t " << shape_str(t_in.shape());
   const int64_t rot = freqs.size(3);
@@ -114,9 +114,8 @@ Tensor rope(const Tensor& t_in, const Tensor& freqs, bool interleaved, double ms
   const Tensor t = t_in.stride(3) == 1 || D <= 1 ? t_in : t_in.contiguous();
   Tensor out = empty(t.shape(), {t.dtype(), t.device()});
   if (out.numel() == 0) return out;
-  MCORE_DISPATCH_FLOAT_TYPES(t.dtype(), op, [&] {
-    rope_kernel<scalar_t, Inverse>(t, out, freqs, interleaved, mscale);
-  });
+  MCORE_DISPATCH_FLOAT_TYPES(
+      t.dtype(), op, [&] { rope_kernel<scalar_t, Inverse>(t, out, freqs, interleaved, mscale); });
   return out;
 }
 
@@ -125,11 +124,12 @@ Tensor rope(const Tensor& t_in, const Tensor& freqs, bool interleaved, double ms
 Tensor rotary_embedding_freqs(int64_t kv_channels, int64_t max_seq_len,
                               const RotaryEmbeddingOptions& o) {
   int64_t dim = kv_channels;
-  if (o.rotary_percent < 1.0) dim = static_cast<int64_t>(static_cast<double>(dim) * o.rotary_percent);
+  if (o.rotary_percent < 1.0)
+    dim = static_cast<int64_t>(static_cast<double>(dim) * o.rotary_percent);
   MCORE_CHECK(dim > 0 && dim % 2 == 0 && max_seq_len >= 0)
-      << "rotary_embedding_freqs: rotary dim int(kv_channels " << kv_channels << " * rotary_percent "
-      << o.rotary_percent << ") = " << dim << " must be positive and even, and max_seq_len ("
-      << max_seq_len << ") non-negative";
+      << "rotary_embedding_freqs: rotary dim int(kv_channels " << kv_channels
+      << " * rotary_percent " << o.rotary_percent << ") = " << dim
+      << " must be positive and even, and max_seq_len (" << max_seq_len << ") non-negative";
   // float32 throughout, step by step as Megatron's torch code rounds.
   const int64_t half = dim / 2;
   std::vector<float> inv(half);
@@ -137,8 +137,9 @@ Tensor rotary_embedding_freqs(int64_t kv_channels, int64_t max_seq_len,
     const float e = static_cast<float>(2 * i) / static_cast<float>(dim);
     inv[i] = 1.0f / std::pow(static_cast<float>(o.rotary_base), e);
   }
-  const float interp =
-      o.seq_len_interpolation_factor != 0.0 ? static_cast<float>(1.0 / o.seq_len_interpolation_factor) : 1.0f;
+  const float interp = o.seq_len_interpolation_factor != 0.0
+                           ? static_cast<float>(1.0 / o.seq_len_interpolation_factor)
+                           : 1.0f;
   Tensor emb = empty({max_seq_len, 1, 1, dim}, DType::F32);
   float* ep = emb.data<float>();
   for (int64_t s = 0; s < max_seq_len; ++s) {

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "mcore/ops/cpu/acc_type.h"
+#include "mcore/ops/cpu/vec_math.h"
 #include "mcore/ops/device_check.h"
 #include "mcore/tensor/factory.h"
 
@@ -31,6 +32,7 @@ void softmax_forward_kernel(const T* x, T* y, int64_t rows, int64_t sq, int64_t 
       int64_t valid = sk;
       if (causal) valid = std::clamp<int64_t>(r % sq + (sk - sq) + 1, 0, sk);
       A mx = -std::numeric_limits<A>::infinity();
+#pragma omp simd reduction(max : mx)
       for (int64_t j = 0; j < valid; ++j) {
         buf[j] = s * static_cast<A>(xr[j]);
         mx = std::max(mx, buf[j]);
@@ -38,11 +40,13 @@ void softmax_forward_kernel(const T* x, T* y, int64_t rows, int64_t sq, int64_t 
       A sum = 0;
       // An all -inf row would give exp(-inf - -inf) = NaN; treat its max as 0 (all exps 0).
       if (mx == -std::numeric_limits<A>::infinity()) mx = 0;
+#pragma omp simd reduction(+ : sum)
       for (int64_t j = 0; j < valid; ++j) {
-        buf[j] = std::exp(buf[j] - mx);
+        buf[j] = vmath::exp(buf[j] - mx);
         sum += buf[j];
       }
       const A inv = sum > 0 ? A(1) / sum : A(0);
+#pragma omp simd
       for (int64_t j = 0; j < valid; ++j) yr[j] = store<T>(buf[j] * inv);
       for (int64_t j = valid; j < sk; ++j) yr[j] = store<T>(A(0));
     }
@@ -60,7 +64,9 @@ void softmax_backward_kernel(const T* dy, const T* y, T* dx, int64_t rows, int64
     const T* yr = y + r * sk;
     T* dxr = dx + r * sk;
     A dot = 0;
+#pragma omp simd reduction(+ : dot)
     for (int64_t j = 0; j < sk; ++j) dot += static_cast<A>(dyr[j]) * static_cast<A>(yr[j]);
+#pragma omp simd
     for (int64_t j = 0; j < sk; ++j)
       dxr[j] = store<T>(s * static_cast<A>(yr[j]) * (static_cast<A>(dyr[j]) - dot));
   }

@@ -21,8 +21,8 @@ struct AttentionFn : Function<AttentionFn> {
   }
   static std::vector<Tensor> backward(AutogradContext* ctx, std::vector<Tensor> g) {
     const auto& s = ctx->saved_tensors();
-    ops::AttentionGrads r = ops::attention_backward(
-        g[0], s[0], s[1], s[2], s[3], s[4], ctx->get<ops::AttentionOptions>("options"));
+    ops::AttentionGrads r = ops::attention_backward(g[0], s[0], s[1], s[2], s[3], s[4],
+                                                    ctx->get<ops::AttentionOptions>("options"));
     return {r.dq, r.dk, r.dv};
   }
 };

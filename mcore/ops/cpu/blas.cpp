@@ -3,17 +3,23 @@
 #include <dlfcn.h>
 #include <omp.h>
 
+#include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <vector>
 
 #include "mcore/base/compute_env.h"
 #include "mcore/base/error.h"
 #include "mcore/base/logging.h"
+#include "mcore/ops/cpu/sgemm_avx512.h"
 
 namespace mcore::ops::cpu {
 
 namespace {
+
+// m * n * k from which float GEMMs use the AVX-512 kernel in auto mode (measured crossover).
+constexpr double kAvx512MinVolume = 64.0 * 64 * 64;
 
 // CBLAS enum values (cblas.h); declared here because OpenBLAS is loaded, not linked.
 constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112;
@@ -28,7 +34,21 @@ struct Backend {
   BlasInfo info;
   SgemmFn sgemm = nullptr;
   DgemmFn dgemm = nullptr;
+  bool avx512 = false;  // mcore's AVX-512 float kernel can run here
 };
+
+// Set from MCORE_GEMM when the backend loads, or by set_sgemm_backend().
+std::atomic<SgemmBackend> g_sgemm_backend{SgemmBackend::kAuto};
+
+SgemmBackend parse_gemm_env() {
+  const char* env = std::getenv("MCORE_GEMM");
+  if (!env || !*env || std::strcmp(env, "auto") == 0) return SgemmBackend::kAuto;
+  if (std::strcmp(env, "openblas") == 0 || std::strcmp(env, "blas") == 0)
+    return SgemmBackend::kOpenBlas;
+  if (std::strcmp(env, "avx512") == 0) return SgemmBackend::kAvx512;
+  MCORE_LOG(WARNING) << "MCORE_GEMM=" << env << " is not one of auto, openblas, avx512; using auto";
+  return SgemmBackend::kAuto;
+}
 
 const char* core_type_for_cpu() {
   __builtin_cpu_init();
@@ -62,8 +82,10 @@ Backend load() {
     be.dgemm = dgemm;
     be.info.backend = "OpenBLAS";
     be.info.library = path;
-    if (auto core = reinterpret_cast<CharFn>(dlsym(h, "openblas_get_corename"))) be.info.core = core();
-    if (auto cfg = reinterpret_cast<CharFn>(dlsym(h, "openblas_get_config"))) be.info.config = cfg();
+    if (auto core = reinterpret_cast<CharFn>(dlsym(h, "openblas_get_corename")))
+      be.info.core = core();
+    if (auto cfg = reinterpret_cast<CharFn>(dlsym(h, "openblas_get_config")))
+      be.info.config = cfg();
     if (auto par = reinterpret_cast<IntFn>(dlsym(h, "openblas_get_parallel"))) {
       // 2 = OpenMP build. A pthread build would oversubscribe the cores with OpenMP's threads.
       if (par() != 2)
@@ -78,8 +100,22 @@ Backend load() {
     MCORE_LOG(WARNING) << "OpenBLAS not found: using mcore's portable GEMM, which is slow. "
                        << "Install it with: apt-get install libopenblas0-openmp";
   }
-  MCORE_LOG(INFO) << "GEMM backend: " << be.info.backend << " (" << be.info.library
-                  << "), kernel " << be.info.core << ", " << be.info.threads << " threads";
+  be.avx512 = sgemm_avx512_supported();
+  const SgemmBackend choice = parse_gemm_env();
+  g_sgemm_backend.store(choice);
+  const std::string lib = be.info.backend + " (" + be.info.library + "), kernel " + be.info.core;
+  if (!be.avx512 || choice == SgemmBackend::kOpenBlas) {
+    be.info.sgemm = be.info.backend;
+    MCORE_LOG(INFO) << "GEMM backend: " << lib << ", " << be.info.threads << " threads"
+                    << (be.avx512 ? " (MCORE_GEMM=openblas)" : "");
+  } else {
+    be.info.sgemm =
+        std::string("mcore AVX-512") +
+        (choice == SgemmBackend::kAvx512 ? " (forced)" : " (fallback " + be.info.backend + ")");
+    MCORE_LOG(INFO) << "GEMM backend: mcore AVX-512 for float"
+                    << (choice == SgemmBackend::kAvx512 ? " (MCORE_GEMM=avx512)" : "")
+                    << ", fallback and double: " << lib << ", " << be.info.threads << " threads";
+  }
   return be;
 }
 
@@ -109,6 +145,22 @@ void builtin_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, co
   }
 }
 
+// Small or skinny products stay with the library: packing and the 14x32 register tile would
+// waste most of their time, and OpenBLAS has GEMV-like paths for them.
+bool use_avx512(const Backend& be, int64_t m, int64_t n, int64_t k) {
+  if (!be.avx512) return false;
+  switch (g_sgemm_backend.load(std::memory_order_relaxed)) {
+    case SgemmBackend::kOpenBlas:
+      return false;
+    case SgemmBackend::kAvx512:
+      return true;
+    case SgemmBackend::kAuto:
+      break;
+  }
+  if (!be.sgemm) return true;  // faster than the portable fallback at any size
+  return m >= 16 && n >= 32 && k >= 16 && static_cast<double>(m) * n * k >= kAvx512MinVolume;
+}
+
 void check_dims(int64_t m, int64_t n, int64_t k) {
   constexpr int64_t kMax = 2147483647;
   MCORE_CHECK(m <= kMax && n <= kMax && k <= kMax)
@@ -117,14 +169,27 @@ void check_dims(int64_t m, int64_t n, int64_t k) {
 
 }  // namespace
 
-const BlasInfo& blas_info() { return backend().info; }
+const BlasInfo& blas_info() {
+  return backend().info;
+}
+
+void set_sgemm_backend(SgemmBackend b) {
+  (void)backend();  // load first, so MCORE_GEMM does not later overwrite this choice
+  g_sgemm_backend.store(b);
+}
+SgemmBackend sgemm_backend() {
+  (void)backend();
+  return g_sgemm_backend.load();
+}
 
 void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
   check_dims(m, n, k);
   const Backend& be = backend();
-  if (be.sgemm) {
+  if (use_avx512(be, m, n, k)) {
+    sgemm_avx512(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  } else if (be.sgemm) {
     be.sgemm(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans, static_cast<int>(m),
              static_cast<int>(n), static_cast<int>(k), alpha, a, static_cast<int>(lda), b,
              static_cast<int>(ldb), beta, c, static_cast<int>(ldc));

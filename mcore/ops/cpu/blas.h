@@ -5,6 +5,10 @@
 // falls back to its "Prescott" SSE3 kernels at a tenth of the speed, while its SkylakeX AVX-512
 // kernels run them at ~90% of peak. If no OpenBLAS is found, a portable blocked GEMM is used
 // (correct but slow) and a warning says how to install the fast one.
+//
+// float GEMMs large enough to matter go to mcore's own AVX-512 kernel (sgemm_avx512.h) when the
+// CPU has AVX-512, since Debian's OpenBLAS reaches only ~70% of peak at transformer shapes. The
+// environment variable MCORE_GEMM=openblas|avx512 forces one backend (set_sgemm_backend too).
 #pragma once
 
 #include <cstdint>
@@ -13,7 +17,8 @@
 namespace mcore::ops::cpu {
 
 struct BlasInfo {
-  std::string backend;  // "OpenBLAS" or "builtin"
+  std::string backend;  // "OpenBLAS" or "builtin": the library behind double (and small float)
+  std::string sgemm;    // float GEMM: "mcore AVX-512 (fallback OpenBLAS)", "OpenBLAS", ...
   std::string library;  // path loaded
   std::string core;     // OpenBLAS kernel family, e.g. "SkylakeX"
   std::string config;   // OpenBLAS build config string
@@ -22,6 +27,14 @@ struct BlasInfo {
 
 // Loads the backend on first use and logs one line describing it.
 const BlasInfo& blas_info();
+
+// Which kernel float GEMMs use. kAuto: mcore's AVX-512 kernel when the CPU has AVX-512 and the
+// problem is big enough, else the BLAS library. kAvx512 falls back to the library on CPUs
+// without AVX-512.
+enum class SgemmBackend { kAuto, kOpenBlas, kAvx512 };
+// Process-wide override (benchmarks, tests); the initial value comes from MCORE_GEMM.
+void set_sgemm_backend(SgemmBackend backend);
+SgemmBackend sgemm_backend();
 
 // Row-major C[m, n] = alpha * op(A)[m, k] @ op(B)[k, n] + beta * C, with leading dimensions
 // (elements between rows as stored).

@@ -1,0 +1,353 @@
+#include "mcore/ops/cpu/sgemm_avx512.h"
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#define MCORE_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
+
+namespace mcore::ops::cpu {
+
+namespace {
+
+// Register tile: kMr rows x kNr columns of C in kMr * kNv zmm accumulators (28 of 32), with the
+// kNv B vectors and one broadcast A value in the rest. Vectors run along N because C and the
+// non-transposed B are row-major, so C tiles are stored with plain (masked) row stores.
+#ifndef MCORE_SGEMM_MR
+#define MCORE_SGEMM_MR 14
+#endif
+#ifndef MCORE_SGEMM_NV
+#define MCORE_SGEMM_NV 2
+#endif
+constexpr int kMr = MCORE_SGEMM_MR;
+constexpr int kNv = MCORE_SGEMM_NV;
+constexpr int kNr = 16 * kNv;
+
+// Cache blocking (Emerald Rapids: L1d 48 KB, L2 2 MB per core). An A micro-panel (kMr x kKc,
+// 21 KB) stays in L1 while the microkernel sweeps the B block (kKc x kNc, 384 KB) from L2; the
+// A block (kMc x kKc) is read once per B block from L3.
+#ifndef MCORE_SGEMM_KC
+#define MCORE_SGEMM_KC 384
+#endif
+#ifndef MCORE_SGEMM_NC
+#define MCORE_SGEMM_NC 256
+#endif
+#ifndef MCORE_SGEMM_MC
+#define MCORE_SGEMM_MC 2048
+#endif
+constexpr int64_t kKc = MCORE_SGEMM_KC;
+constexpr int64_t kNc = MCORE_SGEMM_NC;  // multiple of kNr
+constexpr int64_t kMc = MCORE_SGEMM_MC / kMr * kMr;
+// Below this many flops per thread, waking more threads costs more than it saves.
+constexpr double kMinFlopsPerThread = 4e6;
+
+// Lanes [0, n) of a 16-lane mask, n clamped to [0, 16].
+inline __mmask16 lane_mask(int64_t n) {
+  return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1);
+}
+
+// In-register transpose of a 16x16 float block: r[i][j] -> r[j][i].
+MCORE_AVX512 inline void transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  // Now within each 128-bit lane L, u[4g + q] holds column 4L + q of rows 4g..4g+3.
+  for (int g = 0; g < 4; ++g) {
+    r[4 * g] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    r[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    r[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    r[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  // Finally a 4x4 transpose of 128-bit lanes among r[q], r[4+q], r[8+q], r[12+q].
+  for (int q = 0; q < 4; ++q) {
+    __m512 s0 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0x44);
+    __m512 s1 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0xEE);
+    __m512 s2 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0x44);
+    __m512 s3 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0xEE);
+    t[q] = _mm512_shuffle_f32x4(s0, s2, 0x88);
+    t[4 + q] = _mm512_shuffle_f32x4(s0, s2, 0xDD);
+    t[8 + q] = _mm512_shuffle_f32x4(s1, s3, 0x88);
+    t[12 + q] = _mm512_shuffle_f32x4(s1, s3, 0xDD);
+  }
+  for (int i = 0; i < 16; ++i) r[i] = t[i];
+}
+
+// Copies a rows x cols block stored "strided" (element (i, p) at src[i * ld + p]) into
+// dst[p * dst_ld + i] for p < cols, i < rows (rows <= 16), through 16x16 register transposes.
+// Rows beyond `rows` up to `pad_rows` are written as zeros.
+MCORE_AVX512 void pack_transposed(const float* src, int64_t ld, int64_t rows, int64_t cols,
+                                  float* dst, int64_t dst_ld, int pad_rows) {
+  const __mmask16 row_mask = lane_mask(pad_rows);
+  for (int64_t p = 0; p < cols; p += 16) {
+    const __mmask16 col_mask = lane_mask(cols - p);
+    __m512 r[16];
+    for (int i = 0; i < 16; ++i)
+      r[i] = i < rows ? _mm512_maskz_loadu_ps(col_mask, src + i * ld + p) : _mm512_setzero_ps();
+    transpose16(r);
+    const int64_t np = std::min<int64_t>(16, cols - p);
+    for (int64_t j = 0; j < np; ++j) _mm512_mask_storeu_ps(dst + (p + j) * dst_ld, row_mask, r[j]);
+  }
+}
+
+// Copies a block whose panel rows are contiguous (element (p, i) at src[p * ld + i]) into
+// dst[p * dst_ld + i] for i < width, zero-padding lanes [width, pad).
+MCORE_AVX512 void pack_direct(const float* src, int64_t ld, int64_t width, int64_t cols, float* dst,
+                              int64_t dst_ld, int pad) {
+  for (int64_t p = 0; p < cols; ++p) {
+    const float* s = src + p * ld;
+    float* d = dst + p * dst_ld;
+    for (int v = 0; v < pad; v += 16) {
+      __m512 x = _mm512_maskz_loadu_ps(lane_mask(width - v), s + v);
+      _mm512_mask_storeu_ps(d + v, lane_mask(pad - v), x);
+    }
+  }
+}
+
+// Packs op(A)[i0 : i0+mc, p0 : p0+kc] as kMr-row panels, each kc x kMr (k-major), zero-padded.
+MCORE_AVX512 void pack_a(bool ta, const float* a, int64_t lda, int64_t i0, int64_t mc, int64_t p0,
+                         int64_t kc, float* dst) {
+  for (int64_t ir = 0; ir < mc; ir += kMr) {
+    const int64_t rows = std::min<int64_t>(kMr, mc - ir);
+    float* d = dst + ir * kc;
+    if (!ta) {
+      pack_transposed(a + (i0 + ir) * lda + p0, lda, rows, kc, d, kMr, kMr);
+    } else {
+      pack_direct(a + p0 * lda + i0 + ir, lda, rows, kc, d, kMr, kMr);
+    }
+  }
+}
+
+// Packs op(B)[p0 : p0+kc, j0 : j0+nc] as kNr-column panels, each kc x kNr (k-major), zero-padded.
+MCORE_AVX512 void pack_b(bool tb, const float* b, int64_t ldb, int64_t p0, int64_t kc, int64_t j0,
+                         int64_t nc, float* dst) {
+  for (int64_t jr = 0; jr < nc; jr += kNr) {
+    const int64_t cols = std::min<int64_t>(kNr, nc - jr);
+    float* d = dst + jr * kc;
+    if (!tb) {
+      pack_direct(b + p0 * ldb + j0 + jr, ldb, cols, kc, d, kNr, kNr);
+    } else {
+      for (int v = 0; v < kNv; ++v) {
+        const int64_t w = std::min<int64_t>(16, cols - 16 * v);
+        if (w <= 0) {
+          for (int64_t p = 0; p < kc; ++p)
+            _mm512_storeu_ps(d + p * kNr + 16 * v, _mm512_setzero_ps());
+        } else {
+          pack_transposed(b + (j0 + jr + 16 * v) * ldb + p0, ldb, w, kc, d + 16 * v, kNr, 16);
+        }
+      }
+    }
+  }
+}
+
+// What a microkernel call prefetches into L2 while it computes, spread over its k loop so the
+// misses trickle out instead of crowding the fill buffers: the C tile of the next call (to be
+// read or written after that call's k loop) and a slice of the next A micro-panel (which the
+// next row of calls will keep in L1).
+struct Prefetch {
+  const float* c;     // next C tile, kMr rows of ldc
+  const char* a;      // start of this call's slice of the next A panel
+  int64_t a_lines;    // 64-byte lines in the slice
+};
+constexpr int kChunk = 8;                 // k steps between prefetch slots
+constexpr int kALinesPerSlot = 2;
+
+// C[0:mr, 0:nr] = alpha * (packed A panel @ packed B panel) + beta * C; C is not read when beta
+// is 0. pa: kc x kMr, pb: kc x kNr, both k-major.
+MCORE_AVX512 __attribute__((noinline)) void micro_kernel(int64_t kc, const float* __restrict pa, const float* __restrict pb,
+                               float* c, int64_t ldc, float alpha, float beta, int64_t mr,
+                               int64_t nr, const Prefetch& pf) {
+  __m512 acc[kMr][kNv];
+#pragma GCC unroll 32
+  for (int i = 0; i < kMr; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < kNv; ++v) acc[i][v] = _mm512_setzero_ps();
+  auto step = [&](int64_t p) __attribute__((always_inline)) {
+    __m512 bv[kNv];
+#pragma GCC unroll 4
+    for (int v = 0; v < kNv; ++v) bv[v] = _mm512_loadu_ps(pb + p * kNr + 16 * v);
+#pragma GCC unroll 32
+    for (int i = 0; i < kMr; ++i) {
+      const __m512 av = _mm512_set1_ps(pa[p * kMr + i]);
+#pragma GCC unroll 4
+      for (int v = 0; v < kNv; ++v) acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
+    }
+  };
+  int64_t p = 0, slot = 0;
+  for (; p + kChunk <= kc; p += kChunk, ++slot) {
+#ifndef PF_MODE
+#define PF_MODE 3
+#endif
+    if ((PF_MODE & 1) && slot < 2 * kMr) {
+      const float* line = pf.c + (slot >> 1) * ldc + (slot & 1) * (kNr - 1);
+      _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T1);
+    }
+    for (int l = 0; l < kALinesPerSlot; ++l) {
+      const int64_t idx = slot * kALinesPerSlot + l;
+      if ((PF_MODE & 2) && idx < pf.a_lines) _mm_prefetch(pf.a + idx * 64, _MM_HINT_T1);
+    }
+#pragma GCC unroll kChunk
+    for (int q = 0; q < kChunk; ++q) step(p + q);
+  }
+  for (; p < kc; ++p) step(p);
+
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  __mmask16 mask[kNv];
+  for (int v = 0; v < kNv; ++v) mask[v] = lane_mask(nr - 16 * v);
+#pragma GCC unroll 32
+  for (int i = 0; i < kMr; ++i) {
+    if (i >= mr) break;
+    float* crow = c + i * ldc;
+#pragma GCC unroll 4
+    for (int v = 0; v < kNv; ++v) {
+      __m512 r = _mm512_mul_ps(va, acc[i][v]);
+      if (beta != 0.0f) r = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mask[v], crow + 16 * v), r);
+      _mm512_mask_storeu_ps(crow + 16 * v, mask[v], r);
+    }
+  }
+}
+
+// 64-byte aligned scratch kept per thread across calls, grown on demand.
+struct Scratch {
+  float* ptr = nullptr;
+  size_t cap = 0;
+  ~Scratch() { std::free(ptr); }
+  float* get(size_t n) {
+    if (n > cap) {
+      std::free(ptr);
+      cap = (n + 15) / 16 * 16;
+      ptr = static_cast<float*>(std::aligned_alloc(64, cap * sizeof(float)));
+    }
+    return ptr;
+  }
+};
+
+struct Problem {
+  bool ta, tb;
+  int64_t m, n, k;
+  float alpha;
+  const float* a;
+  int64_t lda;
+  const float* b;
+  int64_t ldb;
+  float beta;
+  float* c;
+  int64_t ldc;
+};
+
+// The whole blocked algorithm on the C region [i0, i0+mt) x [j0, j0+nt), on one thread.
+MCORE_AVX512 void gemm_region(const Problem& pr, int64_t i0, int64_t mt, int64_t j0, int64_t nt) {
+  if (mt <= 0 || nt <= 0) return;
+  thread_local Scratch a_buf, b_buf;
+  const int64_t mc_max = std::min(kMc, (mt + kMr - 1) / kMr * kMr);
+  const int64_t nc_max = std::min(kNc, (nt + kNr - 1) / kNr * kNr);
+  const int64_t kc_max = std::min(kKc, pr.k);
+  float* pa = a_buf.get(mc_max * kc_max + 16);
+  float* pb = b_buf.get(nc_max * kc_max);
+  // Split K into near-equal blocks so no block is a short remainder.
+  const int64_t k_blocks = (pr.k + kKc - 1) / kKc;
+  for (int64_t kb = 0; kb < k_blocks; ++kb) {
+    const int64_t p0 = pr.k * kb / k_blocks, kc = pr.k * (kb + 1) / k_blocks - p0;
+    const float beta = kb == 0 ? pr.beta : 1.0f;
+    // Lines of the next A panel each call prefetches: enough slots over its k loop.
+    const int64_t a_lines = (kMr * kc * 4 + 63) / 64;
+    const int64_t lines_per_call = kc / kChunk * kALinesPerSlot;
+    for (int64_t ic = 0; ic < mt; ic += kMc) {
+      const int64_t mc = std::min(kMc, mt - ic);
+      pack_a(pr.ta, pr.a, pr.lda, i0 + ic, mc, p0, kc, pa);
+      for (int64_t jc = 0; jc < nt; jc += kNc) {
+        const int64_t nc = std::min(kNc, nt - jc);
+        pack_b(pr.tb, pr.b, pr.ldb, p0, kc, j0 + jc, nc, pb);
+        for (int64_t ir = 0; ir < mc; ir += kMr) {
+          float* crow = pr.c + (i0 + ic + ir) * pr.ldc + j0 + jc;
+          const bool last_row = ir + kMr >= mc;
+          // After the last row of tiles, prefetch (harmlessly) within the current panel.
+          const char* next_a = reinterpret_cast<const char*>(pa + (last_row ? ir : ir + kMr) * kc);
+          float* next_row_c = last_row ? crow : crow + kMr * pr.ldc;
+          for (int64_t jr = 0, call = 0; jr < nc; jr += kNr, ++call) {
+            Prefetch pf;
+            pf.c = jr + kNr < nc ? crow + jr + kNr : next_row_c;
+            pf.a = next_a + call * lines_per_call * 64;
+            pf.a_lines = std::clamp<int64_t>(a_lines - call * lines_per_call, 0, lines_per_call);
+            micro_kernel(kc, pa + ir * kc, pb + jr * kc, crow + jr, pr.ldc, pr.alpha, beta,
+                         std::min<int64_t>(kMr, mc - ir), std::min<int64_t>(kNr, nc - jr), pf);
+          }
+        }
+      }
+    }
+  }
+}
+
+// C = beta * C (k == 0 or alpha == 0), with beta == 0 writing zeros without reading C.
+void scale_c(const Problem& pr) {
+#pragma omp parallel for schedule(static) if (pr.m * pr.n > (1 << 16) && !omp_in_parallel())
+  for (int64_t i = 0; i < pr.m; ++i) {
+    float* row = pr.c + i * pr.ldc;
+    if (pr.beta == 0.0f) {
+      std::memset(row, 0, pr.n * sizeof(float));
+    } else {
+      for (int64_t j = 0; j < pr.n; ++j) row[j] *= pr.beta;
+    }
+  }
+}
+
+// Chooses a tm x tn grid of per-thread C regions: the one that minimizes what each thread packs
+// (its rows of A times K plus K times its columns of B), i.e. the memory traffic per thread.
+void choose_grid(int64_t m, int64_t n, int threads, int& tm, int& tn) {
+  tm = 1, tn = threads;
+  double best = -1;
+  for (int x = 1; x <= threads; ++x) {
+    if (threads % x) continue;
+    const int y = threads / x;
+    const int64_t m_panels = (m + kMr - 1) / kMr, n_panels = (n + kNr - 1) / kNr;
+    if (x > m_panels || y > n_panels) continue;
+    // Rounded-up region sizes, so a split that leaves one thread a larger share loses.
+    const double rows = double((m_panels + x - 1) / x) * kMr;
+    const double cols = double((n_panels + y - 1) / y) * kNr;
+    // Per unit of K: rows * cols / 32 cycles of FMAs, about (rows + cols) / 2 cycles of packing.
+    const double cost = rows * cols + 16.0 * (rows + cols);
+    if (best < 0 || cost < best) best = cost, tm = x, tn = y;
+  }
+}
+
+}  // namespace
+
+bool sgemm_avx512_supported() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("fma");
+}
+
+void sgemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                  int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (m <= 0 || n <= 0) return;
+  const Problem pr{ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc};
+  if (k <= 0 || alpha == 0.0f) return scale_c(pr);
+  int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  const double flops = 2.0 * m * n * k;
+  threads =
+      static_cast<int>(std::max<double>(1, std::min<double>(threads, flops / kMinFlopsPerThread)));
+  int tm, tn;
+  choose_grid(m, n, threads, tm, tn);
+  threads = tm * tn;
+  const int64_t m_panels = (m + kMr - 1) / kMr, n_panels = (n + kNr - 1) / kNr;
+  auto run = [&](int t) {
+    const int x = t / tn, y = t % tn;
+    const int64_t r0 = std::min(m, m_panels * x / tm * kMr),
+                  r1 = std::min(m, m_panels * (x + 1) / tm * kMr);
+    const int64_t c0 = std::min(n, n_panels * y / tn * kNr),
+                  c1 = std::min(n, n_panels * (y + 1) / tn * kNr);
+    gemm_region(pr, r0, r1 - r0, c0, c1 - c0);
+  };
+  if (threads == 1) return run(0);
+    // The runtime may grant fewer threads than asked for; then threads take several regions.
+#pragma omp parallel num_threads(threads)
+  for (int t = omp_get_thread_num(); t < threads; t += omp_get_num_threads()) run(t);
+}
+
+}  // namespace mcore::ops::cpu

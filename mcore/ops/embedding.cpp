@@ -1,0 +1,132 @@
+#include "mcore/ops/embedding.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "mcore/ops/cpu/acc_type.h"
+#include "mcore/ops/device_check.h"
+#include "mcore/tensor/factory.h"
+
+namespace mcore::ops {
+
+namespace {
+
+// The ids as int64, each checked against V (serially, before any parallel region).
+Tensor checked_ids(const Tensor& ids, int64_t V, const char* op, const Shape& weight_shape) {
+  MCORE_CHECK(ids.dtype() == DType::I64 || ids.dtype() == DType::I32)
+      << op << ": ids must be int64 or int32, got " << ids.dtype() << " " << shape_str(ids.shape());
+  Tensor t = ids.to(DType::I64).contiguous();
+  const int64_t* p = t.data<int64_t>();
+  for (int64_t n = 0; n < t.numel(); ++n) {
+    MCORE_CHECK(p[n] >= 0 && p[n] < V)
+        << op << ": id " << p[n] << " at flat index " << n << " of ids " << shape_str(ids.shape())
+        << " is out of range for an embedding table of V = " << V << " rows (weight "
+        << shape_str(weight_shape) << ")";
+  }
+  return t;
+}
+
+template <class T>
+void gather_kernel(const T* w, const int64_t* ids, T* out, int64_t n, int64_t H) {
+#pragma omp parallel for schedule(static) if (n * H > 32768)
+  for (int64_t i = 0; i < n; ++i)
+    std::memcpy(out + i * H, w + ids[i] * H, static_cast<size_t>(H) * sizeof(T));
+}
+
+// rows[start[v] .. start[v + 1]) are the tokens with id v, in token order.
+template <class T>
+void scatter_add_kernel(const T* g, const int64_t* start, const int64_t* tokens, T* out, int64_t V,
+                        int64_t H) {
+  using A = acc_t<T>;
+#pragma omp parallel
+  {
+    std::vector<A> acc(static_cast<size_t>(H));
+#pragma omp for schedule(dynamic, 16)
+    for (int64_t v = 0; v < V; ++v) {
+      T* o = out + v * H;
+      const int64_t b = start[v], e = start[v + 1];
+      if (b == e) {
+        std::fill(o, o + H, store<T>(A(0)));
+        continue;
+      }
+      std::fill(acc.begin(), acc.end(), A(0));
+      A* a = acc.data();
+      for (int64_t k = b; k < e; ++k) {
+        const T* gr = g + tokens[k] * H;
+#pragma omp simd
+        for (int64_t h = 0; h < H; ++h) a[h] += static_cast<A>(gr[h]);
+      }
+      for (int64_t h = 0; h < H; ++h) o[h] = store<T>(a[h]);
+    }
+  }
+}
+
+}  // namespace
+
+Tensor embedding_forward(const Tensor& weight_in, const Tensor& ids) {
+  check_cpu({weight_in, ids}, "embedding_forward");
+  MCORE_CHECK(weight_in.dim() == 2)
+      << "embedding_forward: weight must be [V, H], got " << shape_str(weight_in.shape())
+      << " (ids " << shape_str(ids.shape()) << ")";
+  const int64_t V = weight_in.size(0), H = weight_in.size(1);
+  Tensor t = checked_ids(ids, V, "embedding_forward", weight_in.shape());
+  const Tensor weight = weight_in.contiguous();
+  Shape shape = ids.shape();
+  shape.push_back(H);
+  Tensor out = empty(shape, {weight.dtype(), weight.device()});
+  const int64_t n = t.numel();
+  const int64_t* ip = t.data<int64_t>();
+  // A row copy is dtype-agnostic; dispatch only on the element size.
+  switch (weight.element_size()) {
+    case 8:
+      gather_kernel(static_cast<const int64_t*>(weight.data_ptr()), ip,
+                    static_cast<int64_t*>(out.data_ptr()), n, H);
+      break;
+    case 4:
+      gather_kernel(static_cast<const int32_t*>(weight.data_ptr()), ip,
+                    static_cast<int32_t*>(out.data_ptr()), n, H);
+      break;
+    case 2:
+      gather_kernel(static_cast<const int16_t*>(weight.data_ptr()), ip,
+                    static_cast<int16_t*>(out.data_ptr()), n, H);
+      break;
+    default:
+      gather_kernel(static_cast<const int8_t*>(weight.data_ptr()), ip,
+                    static_cast<int8_t*>(out.data_ptr()), n, H);
+      break;
+  }
+  return out;
+}
+
+Tensor embedding_backward(const Tensor& grad_in, const Tensor& ids, int64_t num_embeddings) {
+  check_cpu({grad_in, ids}, "embedding_backward");
+  Shape want = ids.shape();
+  MCORE_CHECK(grad_in.dim() == ids.dim() + 1 &&
+              Shape(grad_in.shape().begin(), grad_in.shape().end() - 1) == want)
+      << "embedding_backward: grad_out " << shape_str(grad_in.shape())
+      << " must be shaped like ids " << shape_str(ids.shape()) << " plus a hidden dimension";
+  MCORE_CHECK(num_embeddings >= 0)
+      << "embedding_backward: num_embeddings " << num_embeddings << " must be non-negative";
+  const int64_t V = num_embeddings, H = grad_in.size(-1);
+  Tensor t = checked_ids(ids, V, "embedding_backward", {V, H});
+  const Tensor grad = grad_in.contiguous();
+  const int64_t n = t.numel();
+  const int64_t* ip = t.data<int64_t>();
+  // Stable counting sort of token positions by id.
+  std::vector<int64_t> start(static_cast<size_t>(V) + 1, 0), tokens(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) ++start[ip[i] + 1];
+  for (int64_t v = 0; v < V; ++v) start[v + 1] += start[v];
+  {
+    std::vector<int64_t> fill(start.begin(), start.end() - 1);
+    for (int64_t i = 0; i < n; ++i) tokens[fill[ip[i]]++] = i;
+  }
+  Tensor out = empty({V, H}, {grad.dtype(), grad.device()});
+  MCORE_DISPATCH_FLOAT_TYPES(grad.dtype(), "embedding_backward", [&] {
+    scatter_add_kernel<scalar_t>(grad.data<scalar_t>(), start.data(), tokens.data(),
+                                 out.data<scalar_t>(), V, H);
+  });
+  return out;
+}
+
+}  // namespace mcore::ops

@@ -1,0 +1,95 @@
+// Embedding lookup and its deterministic scatter-add gradient (mcore/ops/embedding.h): against
+// torch.nn.functional.embedding, float64 gradient check, int32 ids, and bad ids.
+#include <gtest/gtest.h>
+
+#include "mcore/nn/functional/embedding.h"
+#include "mcore/tensor/factory.h"
+#include "tests/attention/attention_util.h"
+#include "tests/common/gradcheck.h"
+#include "tests/common/test_util.h"
+
+namespace mcore {
+namespace {
+
+using testing::expect_error_naming;
+using testing::gradcheck;
+using testing::leaf;
+using testing::load_ref;
+using testing::random_tensor;
+
+constexpr const char* kGroup = "attention";
+
+// The forward is a row copy (exact: tolerance 0). The weight gradient sums at most a handful of
+// float32 rows per id, in token order like PyTorch's CPU kernel: rtol 1e-6, atol 1e-7.
+TEST(Embedding, ReferenceF32) {
+  Tensor w = leaf(load_ref(kGroup, "emb_w"));
+  Tensor ids = load_ref(kGroup, "emb_ids");
+  Tensor y = F::embedding(ids, w);
+  EXPECT_EQ(y.shape(), (Shape{3, 4, 6}));
+  EXPECT_TENSOR_CLOSE(y, load_ref(kGroup, "emb_y"), 0, 0);
+  y.backward(load_ref(kGroup, "emb_dy"));
+  EXPECT_TENSOR_CLOSE(w.grad(), load_ref(kGroup, "emb_dw"), 1e-6, 1e-7);
+}
+
+// bf16: lookup exact; the gradient rows are summed in float32 and rounded once (2^-9
+// relative), so rtol 1e-2 against the float32 reference of the same bf16 inputs.
+TEST(Embedding, ReferenceBf16) {
+  Tensor w = leaf(load_ref(kGroup, "emb_w").to(DType::BF16));
+  Tensor ids = load_ref(kGroup, "emb_ids");
+  Tensor y = F::embedding(ids, w);
+  EXPECT_TENSOR_CLOSE(y, load_ref(kGroup, "emb_y").to(DType::BF16), 0, 0);
+  Tensor dy = load_ref(kGroup, "emb_dy").to(DType::BF16);
+  y.backward(dy);
+  Tensor expect = ops::embedding_backward(dy.to(DType::F32), ids, 11);
+  EXPECT_EQ(w.grad().dtype(), DType::BF16);
+  EXPECT_TENSOR_CLOSE(w.grad(), expect, 1e-2, 1e-3);
+}
+
+TEST(Embedding, Gradcheck) {
+  Tensor w = leaf(random_tensor({7, 5}, 1));
+  Tensor ids = from_vector<int64_t>({3, 0, 3, 6, 3, 1}, {2, 3});  // id 3 three times
+  auto fn = [&](const std::vector<Tensor>& in) { return F::embedding(ids, in[0]); };
+  EXPECT_TRUE(gradcheck(fn, {w}));
+}
+
+TEST(Embedding, Int32IdsAndDeterminism) {
+  Tensor w = random_tensor({50, 33}, 2, DType::F32);
+  std::vector<int64_t> v(1000);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<int64_t>((i * 37) % 50 % 7);
+  Tensor ids = from_vector<int64_t>(v, {10, 100});
+  EXPECT_TENSOR_CLOSE(ops::embedding_forward(w, ids), ops::embedding_forward(w, ids.to(DType::I32)),
+                      0, 0);
+  Tensor dy = random_tensor({10, 100, 33}, 3, DType::F32);
+  Tensor g1 = ops::embedding_backward(dy, ids, 50);
+  Tensor g2 = ops::embedding_backward(dy, ids.to(DType::I32), 50);
+  EXPECT_TENSOR_CLOSE(g1, g2, 0, 0);  // bitwise: fixed summation order, no atomics
+  // Rows never looked up get exact zeros.
+  EXPECT_EQ(to_vector<float>(g1.select(0, 49)), std::vector<float>(33, 0.0f));
+}
+
+TEST(Embedding, BadIdsNameIdAndV) {
+  Tensor w = zeros({11, 4});
+  expect_error_naming(
+      [&] {
+        ops::embedding_forward(w, from_vector<int64_t>({1, 11}));
+      },
+      {"id 11", "V = 11", "[11, 4]"});
+  expect_error_naming([&] { ops::embedding_forward(w, from_vector<int32_t>({-1})); },
+                      {"id -1", "V = 11"});
+  expect_error_naming([&] { ops::embedding_forward(w, zeros({3})); }, {"float32", "[3]"});
+  expect_error_naming([&] { ops::embedding_forward(zeros({11}), from_vector<int64_t>({1})); },
+                      {"[11]"});
+  expect_error_naming(
+      [&] {
+        ops::embedding_backward(zeros({2, 4}), from_vector<int64_t>({1, 2, 3}), 11);
+      },
+      {"[2, 4]", "[3]"});
+  expect_error_naming(
+      [&] {
+        ops::embedding_backward(zeros({1, 4}), from_vector<int64_t>({20}), 11);
+      },
+      {"id 20", "V = 11"});
+}
+
+}  // namespace
+}  // namespace mcore

@@ -1,0 +1,253 @@
+// mcore's AVX-512 fp32 GEMM (mcore/ops/cpu/sgemm_avx512.h) against a float64 naive reference and
+// against the OpenBLAS path: all four transpose combinations, odd sizes that leave partial
+// register tiles and cache blocks, padded leading dimensions, and BLAS alpha/beta semantics
+// (beta == 0 must overwrite NaNs in C without reading them).
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "mcore/ops/cpu/blas.h"
+#include "mcore/ops/cpu/sgemm_avx512.h"
+
+namespace mcore::ops::cpu {
+namespace {
+
+struct Case {
+  int64_t m, n, k;
+  bool ta, tb;
+  int64_t pad = 0;  // extra elements per stored row of A, B and C
+};
+
+std::string name(const Case& c) {
+  return std::to_string(c.m) + "x" + std::to_string(c.n) + "x" + std::to_string(c.k) +
+         (c.ta ? " A^T" : "") + (c.tb ? " B^T" : "") + " pad " + std::to_string(c.pad);
+}
+
+// Operands stored as BLAS sees them: op(A) is m x k, stored k x m when transposed.
+struct Operands {
+  int64_t lda, ldb, ldc;
+  std::vector<float> a, b, c;
+  float at(int64_t i, int64_t p, const Case& cs) const {
+    return cs.ta ? a[p * lda + i] : a[i * lda + p];
+  }
+  float bt(int64_t p, int64_t j, const Case& cs) const {
+    return cs.tb ? b[j * ldb + p] : b[p * ldb + j];
+  }
+};
+
+Operands make(const Case& cs, uint32_t seed) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  Operands o;
+  const int64_t a_rows = cs.ta ? cs.k : cs.m, a_cols = cs.ta ? cs.m : cs.k;
+  const int64_t b_rows = cs.tb ? cs.n : cs.k, b_cols = cs.tb ? cs.k : cs.n;
+  o.lda = a_cols + cs.pad, o.ldb = b_cols + cs.pad, o.ldc = cs.n + cs.pad;
+  o.a.resize(a_rows * o.lda), o.b.resize(b_rows * o.ldb), o.c.resize(cs.m * o.ldc);
+  for (float& x : o.a) x = u(gen);
+  for (float& x : o.b) x = u(gen);
+  for (float& x : o.c) x = u(gen);
+  return o;
+}
+
+// Checks c against alpha * op(A) op(B) + beta * c0 computed in float64, elementwise within
+// rtol * (|alpha| sum_p |a||b| + |beta c0|): the bound scales with the magnitudes fp32 summation
+// actually rounds, so it holds for any K and sign pattern. Padding past n must be untouched.
+void expect_matches_reference(const Case& cs, const Operands& o, const std::vector<float>& c0,
+                              const std::vector<float>& c, float alpha, float beta, double rtol) {
+  int64_t bad = 0;
+  double worst = 0;
+  for (int64_t i = 0; i < cs.m; ++i) {
+    for (int64_t j = 0; j < cs.n; ++j) {
+      double dot = 0, mag = 0;
+      for (int64_t p = 0; p < cs.k; ++p) {
+        const double x = o.at(i, p, cs), y = o.bt(p, j, cs);
+        dot += x * y, mag += std::fabs(x * y);
+      }
+      const double c_in = beta == 0.0f ? 0.0 : double(c0[i * o.ldc + j]);
+      const double ref = alpha * dot + beta * c_in;
+      const double scale = std::fabs(alpha) * mag + std::fabs(beta * c_in) + 1e-30;
+      const double got = c[i * o.ldc + j];
+      const double err = std::isfinite(got) ? std::fabs(got - ref) / scale : 1e30;
+      worst = std::max(worst, err);
+      if (err > rtol && bad++ < 3)
+        ADD_FAILURE() << name(cs) << " alpha " << alpha << " beta " << beta << ": C[" << i << ","
+                      << j << "] = " << got << ", reference " << ref << " (scaled error " << err
+                      << ")";
+    }
+    for (int64_t j = cs.n; j < o.ldc; ++j)
+      ASSERT_EQ(std::memcmp(&c[i * o.ldc + j], &c0[i * o.ldc + j], sizeof(float)), 0)
+          << name(cs) << ": wrote past column n at row " << i;
+  }
+  EXPECT_EQ(bad, 0) << name(cs) << ": worst scaled error " << worst << " (tolerance " << rtol
+                    << ")";
+}
+
+// fp32 with blocked accumulation: the scaled error stays near sqrt(K) * 2^-24 for random
+// signs; 1e-5 leaves room for K up to a few thousand with worst-case rounding alignment.
+constexpr double kRtol = 1e-5;
+
+class SgemmAvx512Test : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!sgemm_avx512_supported()) GTEST_SKIP() << "CPU has no AVX-512";
+  }
+};
+
+std::vector<Case> odd_cases() {
+  const int64_t shapes[][3] = {{1, 1, 1},      {7, 13, 31},   {13, 7, 1},      {31, 33, 65},
+                               {33, 65, 257},  {257, 33, 65}, {65, 257, 33},   {1000, 31, 7},
+                               {13, 1000, 33}, {31, 7, 1000}, {65, 257, 1000}, {1, 257, 65},
+                               {257, 1, 65}};
+  std::vector<Case> out;
+  for (const auto& s : shapes)
+    for (int t = 0; t < 4; ++t) out.push_back({s[0], s[1], s[2], bool(t & 1), bool(t & 2)});
+  return out;
+}
+
+TEST_F(SgemmAvx512Test, OddSizesAllTransposes) {
+  uint32_t seed = 1;
+  for (const Case& cs : odd_cases()) {
+    Operands o = make(cs, seed++);
+    std::vector<float> c0 = o.c;
+    sgemm_avx512(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, 0.0f,
+                 o.c.data(), o.ldc);
+    expect_matches_reference(cs, o, c0, o.c, 1.0f, 0.0f, kRtol);
+  }
+}
+
+// Sizes that cross the K, N and M cache blocks and give each thread several of them.
+TEST_F(SgemmAvx512Test, MultiBlockSizes) {
+  const Case cases[] = {{600, 700, 900, false, true, 0},   {2100, 530, 800, false, false, 3},
+                        {450, 1100, 1000, true, false, 0}, {333, 555, 777, true, true, 5},
+                        {2, 3000, 400, false, true, 0},    {3000, 2, 400, true, false, 0}};
+  uint32_t seed = 100;
+  for (const Case& cs : cases) {
+    Operands o = make(cs, seed++);
+    std::vector<float> c0 = o.c;
+    sgemm_avx512(cs.ta, cs.tb, cs.m, cs.n, cs.k, 0.75f, o.a.data(), o.lda, o.b.data(), o.ldb, -0.5f,
+                 o.c.data(), o.ldc);
+    expect_matches_reference(cs, o, c0, o.c, 0.75f, -0.5f, kRtol);
+  }
+}
+
+TEST_F(SgemmAvx512Test, LeadingDimensionsLargerThanRows) {
+  uint32_t seed = 200;
+  for (int t = 0; t < 4; ++t) {
+    for (int64_t pad : {1, 7, 16, 33}) {
+      const Case cs{45, 67, 89, bool(t & 1), bool(t & 2), pad};
+      Operands o = make(cs, seed++);
+      std::vector<float> c0 = o.c;
+      sgemm_avx512(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, 1.0f,
+                   o.c.data(), o.ldc);
+      expect_matches_reference(cs, o, c0, o.c, 1.0f, 1.0f, kRtol);
+    }
+  }
+}
+
+TEST_F(SgemmAvx512Test, AlphaBetaVariants) {
+  const float ab[][2] = {{1, 0}, {0.5f, 0}, {-2, 0}, {1, 1}, {1.5f, -0.75f}, {0.25f, 3}};
+  uint32_t seed = 300;
+  for (int t = 0; t < 4; ++t) {
+    for (const auto& v : ab) {
+      const Case cs{70, 90, 50, bool(t & 1), bool(t & 2), 2};
+      Operands o = make(cs, seed++);
+      std::vector<float> c0 = o.c;
+      sgemm_avx512(cs.ta, cs.tb, cs.m, cs.n, cs.k, v[0], o.a.data(), o.lda, o.b.data(), o.ldb, v[1],
+                   o.c.data(), o.ldc);
+      expect_matches_reference(cs, o, c0, o.c, v[0], v[1], kRtol);
+    }
+  }
+}
+
+// BLAS: beta == 0 means C is output only, so NaN or Inf garbage in it must not leak through.
+TEST_F(SgemmAvx512Test, BetaZeroOverwritesNaN) {
+  uint32_t seed = 400;
+  for (int t = 0; t < 4; ++t) {
+    for (const Case& shape : {Case{33, 65, 31}, Case{500, 300, 700}}) {
+      Case cs = shape;
+      cs.ta = t & 1, cs.tb = t & 2, cs.pad = 3;
+      Operands o = make(cs, seed++);
+      for (int64_t i = 0; i < cs.m; ++i)
+        for (int64_t j = 0; j < cs.n; ++j)
+          o.c[i * o.ldc + j] = (i + j) % 2 ? std::numeric_limits<float>::quiet_NaN()
+                                           : std::numeric_limits<float>::infinity();
+      std::vector<float> c0 = o.c;
+      sgemm_avx512(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.25f, o.a.data(), o.lda, o.b.data(), o.ldb,
+                   0.0f, o.c.data(), o.ldc);
+      expect_matches_reference(cs, o, c0, o.c, 1.25f, 0.0f, kRtol);
+    }
+  }
+}
+
+// k == 0 or alpha == 0: C = beta * C, and zeros (not NaN * 0) when beta is 0.
+TEST_F(SgemmAvx512Test, EmptyKAndZeroAlphaScaleC) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> a(40 * 40, 1.0f), b(40 * 40, 1.0f);
+  std::vector<float> c(20 * 30, nan);
+  sgemm_avx512(false, false, 20, 30, 0, 1.0f, a.data(), 1, b.data(), 30, 0.0f, c.data(), 30);
+  for (float x : c) ASSERT_EQ(x, 0.0f);
+  std::vector<float> d(20 * 30, 2.0f);
+  sgemm_avx512(false, true, 20, 30, 40, 0.0f, a.data(), 40, b.data(), 40, 1.5f, d.data(), 30);
+  for (float x : d) ASSERT_EQ(x, 3.0f);
+  std::vector<float> e(20 * 30, nan);
+  sgemm_avx512(true, false, 20, 30, 40, 0.0f, a.data(), 20, b.data(), 30, 0.0f, e.data(), 30);
+  for (float x : e) ASSERT_EQ(x, 0.0f);
+}
+
+// Called from inside a parallel region (as attention does per head), each call runs on its own
+// thread with thread-local packing buffers and must not race with the others.
+TEST_F(SgemmAvx512Test, CallsFromInsideParallelRegion) {
+  const Case cs{100, 150, 200, false, true, 0};
+  std::vector<Operands> ops;
+  for (int i = 0; i < 8; ++i) ops.push_back(make(cs, 500 + i));
+  std::vector<std::vector<float>> c0;
+  for (const Operands& o : ops) c0.push_back(o.c);
+#pragma omp parallel for num_threads(2) schedule(static, 1)
+  for (int i = 0; i < 8; ++i) {
+    Operands& o = ops[i];
+    sgemm_avx512(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, 0.5f,
+                 o.c.data(), o.ldc);
+  }
+  for (int i = 0; i < 8; ++i)
+    expect_matches_reference(cs, ops[i], c0[i], ops[i].c, 1.0f, 0.5f, kRtol);
+}
+
+// The dispatcher: forcing either backend gives the same answer (up to summation order), and
+// blas_info() names the float kernel.
+TEST_F(SgemmAvx512Test, AgreesWithOpenBlasThroughDispatch) {
+  const SgemmBackend saved = sgemm_backend();
+  EXPECT_FALSE(blas_info().sgemm.empty());
+  uint32_t seed = 600;
+  for (int t = 0; t < 4; ++t) {
+    for (const Case& shape : {Case{257, 129, 300}, Case{64, 1000, 65}, Case{1000, 96, 31}}) {
+      Case cs = shape;
+      cs.ta = t & 1, cs.tb = t & 2, cs.pad = 1;
+      Operands o = make(cs, seed++);
+      std::vector<float> c_blas = o.c, c_mine = o.c;
+      set_sgemm_backend(SgemmBackend::kOpenBlas);
+      gemm(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, 0.5f,
+           c_blas.data(), o.ldc);
+      set_sgemm_backend(SgemmBackend::kAvx512);
+      gemm(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, 0.5f,
+           c_mine.data(), o.ldc);
+      // Two fp32 summation orders: each within ~sqrt(K) * 2^-24 of the exact value, relative to
+      // the sum of |products| (<= K here), so 1e-5 * K bounds their difference.
+      for (int64_t i = 0; i < cs.m; ++i)
+        for (int64_t j = 0; j < cs.n; ++j)
+          ASSERT_NEAR(c_mine[i * o.ldc + j], c_blas[i * o.ldc + j], 1e-5 * cs.k)
+              << name(cs) << " at " << i << "," << j;
+    }
+  }
+  set_sgemm_backend(saved);
+}
+
+}  // namespace
+}  // namespace mcore::ops::cpu
