@@ -60,6 +60,11 @@ const std::string& backend_name();
 void set_timeout(std::chrono::seconds timeout);
 std::chrono::seconds get_timeout();
 
+// Whether a wait yields the CPU between polls: true when this node runs more ranks than it has
+// cores (mpirun --oversubscribe), so that the peer it waits for can run; else it spins, as
+// MPI_Wait does. MCORE_COMM_YIELD=1 or 0 overrides.
+bool yield_when_idle();
+
 // A backend the CUDA build provides ("nccl"). The factory gets the bootstrap group (the mpi world
 // under a launcher, else the local one) to exchange its unique id over.
 using BackendFactory =

@@ -97,16 +97,17 @@ class MpiProcessGroup::OpWork final : public Work {
     using Clock = std::chrono::steady_clock;
     const auto start = Clock::now();
     const auto timeout = get_timeout();
+    const bool yield = yield_when_idle();
     for (uint64_t spin = 1;; ++spin) {
       if (test()) return;
-      if (spin < 64) continue;  // latency-bound ops finish here
+      if (spin % 64 != 0) continue;  // read the clock every 64 polls only
       const auto waited = Clock::now() - start;
       if (waited > timeout) {
         abort_on_timeout(op_, group_, *ranks_, seq_, std::chrono::duration<double>(waited).count());
       }
-      // Ranks may outnumber cores (mpirun --oversubscribe): let a peer run. No sleeping, since
-      // OpenMPI moves large messages only while some rank polls.
-      std::this_thread::yield();
+      // More ranks than cores: let the peer we wait for run. Never sleep: OpenMPI moves large
+      // messages only while the ranks poll.
+      if (yield) std::this_thread::yield();
     }
   }
 

@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "mcore/base/error.h"
+#include "mcore/tensor/factory.h"
 
 namespace mcore::datasets {
 

@@ -36,8 +36,8 @@ Coeffs<P> coeffs(const AdamConfig& c, int64_t step) {
 // exact trajectory by ~1e-5 over 100 steps, so matching PyTorch to 1e-6 needs the same roundings.
 // Contraction is therefore off here and the one fused multiply-add is explicit.
 template <class P, class G, class M>
-__attribute__((optimize("fp-contract=off"))) void adam_kernel(P* p, const G* g, P* m, P* v, M* model,
-                                                              int64_t n, Coeffs<P> k) {
+__attribute__((optimize("fp-contract=off"))) void adam_kernel(P* p, const G* g, P* m, P* v,
+                                                              M* model, int64_t n, Coeffs<P> k) {
 #pragma omp parallel for simd schedule(static) if (n > 16384)
   for (int64_t i = 0; i < n; ++i) {
     const P gi = static_cast<P>(g[i]);
@@ -62,7 +62,8 @@ void check_inputs(const Tensor& param, const Tensor& grad, const Tensor& exp_avg
   MCORE_CHECK(exp_avg.dtype() == param.dtype() && exp_avg_sq.dtype() == param.dtype())
       << op << ": optimizer state dtypes " << exp_avg.dtype() << " / " << exp_avg_sq.dtype()
       << " must match the parameter's " << param.dtype();
-  MCORE_CHECK(grad.dtype() == param.dtype() || grad.dtype() == DType::BF16 || grad.dtype() == DType::F16)
+  MCORE_CHECK(grad.dtype() == param.dtype() || grad.dtype() == DType::BF16 ||
+              grad.dtype() == DType::F16)
       << op << ": gradient dtype " << grad.dtype() << " for a " << param.dtype()
       << " parameter; expected " << param.dtype() << ", bfloat16 or float16";
   const int64_t n = param.numel();
@@ -87,9 +88,15 @@ void run(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq,
   P* v = exp_avg_sq.data<P>();
   const int64_t n = param.numel();
   switch (grad.dtype()) {
-    case DType::BF16: adam_kernel<P, BFloat16, M>(p, grad.data<BFloat16>(), m, v, model, n, k); break;
-    case DType::F16: adam_kernel<P, Half, M>(p, grad.data<Half>(), m, v, model, n, k); break;
-    default: adam_kernel<P, P, M>(p, grad.data<P>(), m, v, model, n, k); break;
+    case DType::BF16:
+      adam_kernel<P, BFloat16, M>(p, grad.data<BFloat16>(), m, v, model, n, k);
+      break;
+    case DType::F16:
+      adam_kernel<P, Half, M>(p, grad.data<Half>(), m, v, model, n, k);
+      break;
+    default:
+      adam_kernel<P, P, M>(p, grad.data<P>(), m, v, model, n, k);
+      break;
   }
 }
 

@@ -46,7 +46,8 @@ float quantize_kernel(const T* x, uint8_t* q, int64_t n, float scale, Fp8Format 
 template <class T>
 void dequantize_kernel(const uint8_t* q, T* out, int64_t n, float scale_inv, Fp8Format format) {
   float lut[256];  // every fp8 value times scale_inv: one table lookup per element
-  for (int b = 0; b < 256; ++b) lut[b] = fp8_bits_to_float(static_cast<uint8_t>(b), format) * scale_inv;
+  for (int b = 0; b < 256; ++b)
+    lut[b] = fp8_bits_to_float(static_cast<uint8_t>(b), format) * scale_inv;
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (int64_t i = 0; i < n; ++i) out[i] = store<T>(lut[q[i]]);
 }
@@ -64,9 +65,15 @@ Fp8Quantized fp8_quantize(const Tensor& x, float scale, Fp8Format format) {
   uint8_t* q = static_cast<uint8_t*>(r.data.data_ptr());
   float amax = 0.0f;
   switch (x.dtype()) {
-    case DType::BF16: amax = quantize_kernel(c.data<BFloat16>(), q, c.numel(), scale, format); break;
-    case DType::F16: amax = quantize_kernel(c.data<Half>(), q, c.numel(), scale, format); break;
-    default: amax = quantize_kernel(c.data<float>(), q, c.numel(), scale, format); break;
+    case DType::BF16:
+      amax = quantize_kernel(c.data<BFloat16>(), q, c.numel(), scale, format);
+      break;
+    case DType::F16:
+      amax = quantize_kernel(c.data<Half>(), q, c.numel(), scale, format);
+      break;
+    default:
+      amax = quantize_kernel(c.data<float>(), q, c.numel(), scale, format);
+      break;
   }
   r.amax.data<float>()[0] = amax;
   return r;
@@ -86,9 +93,15 @@ Tensor fp8_dequantize(const Tensor& data, float scale_inv, DType out_dtype) {
   Tensor out = empty(data.shape(), out_dtype);
   const uint8_t* q = static_cast<const uint8_t*>(c.data_ptr());
   switch (out_dtype) {
-    case DType::F32: dequantize_kernel(q, out.data<float>(), c.numel(), scale_inv, format); break;
-    case DType::BF16: dequantize_kernel(q, out.data<BFloat16>(), c.numel(), scale_inv, format); break;
-    case DType::F16: dequantize_kernel(q, out.data<Half>(), c.numel(), scale_inv, format); break;
+    case DType::F32:
+      dequantize_kernel(q, out.data<float>(), c.numel(), scale_inv, format);
+      break;
+    case DType::BF16:
+      dequantize_kernel(q, out.data<BFloat16>(), c.numel(), scale_inv, format);
+      break;
+    case DType::F16:
+      dequantize_kernel(q, out.data<Half>(), c.numel(), scale_inv, format);
+      break;
     default:
       MCORE_FAIL() << "fp8_dequantize: output dtype " << out_dtype << " for data of shape "
                    << shape_str(data.shape()) << "; expected float32, bfloat16 or float16";

@@ -47,14 +47,16 @@ void sum_all_kernel(const T* p, int64_t n, T* out) {
 }
 
 // Which dimensions a reduction removes; empty `dims` means all of them.
-std::vector<bool> reduced_mask(const Shape& shape, const std::vector<int64_t>& dims, const char* op) {
+std::vector<bool> reduced_mask(const Shape& shape, const std::vector<int64_t>& dims,
+                               const char* op) {
   const int64_t nd = static_cast<int64_t>(shape.size());
   std::vector<bool> red(static_cast<size_t>(nd), dims.empty());
   for (int64_t d : dims) {
     int64_t k = d < 0 ? d + nd : d;
-    MCORE_CHECK(k >= 0 && k < nd) << op << ": dim " << d << " is out of range for a tensor of shape "
-                                  << shape_str(shape);
-    MCORE_CHECK(!red[k]) << op << ": dim " << d << " is listed twice for shape " << shape_str(shape);
+    MCORE_CHECK(k >= 0 && k < nd) << op << ": dim " << d
+                                  << " is out of range for a tensor of shape " << shape_str(shape);
+    MCORE_CHECK(!red[k]) << op << ": dim " << d << " is listed twice for shape "
+                         << shape_str(shape);
     red[k] = true;
   }
   return red;
@@ -63,8 +65,10 @@ std::vector<bool> reduced_mask(const Shape& shape, const std::vector<int64_t>& d
 Shape reduced_shape(const Shape& shape, const std::vector<bool>& red, bool keepdim) {
   Shape out;
   for (size_t d = 0; d < shape.size(); ++d) {
-    if (!red[d]) out.push_back(shape[d]);
-    else if (keepdim) out.push_back(1);
+    if (!red[d])
+      out.push_back(shape[d]);
+    else if (keepdim)
+      out.push_back(1);
   }
   return out;
 }
@@ -117,16 +121,19 @@ constexpr int64_t kRows = 64;   // rows summed into a partial before joining the
 
 // out[o, i] = scale * sum_r x[o, r, i].
 template <class T>
-void sum_dims_kernel(const T* x, T* out, int64_t outer, int64_t reduce, int64_t inner, double scale) {
+void sum_dims_kernel(const T* x, T* out, int64_t outer, int64_t reduce, int64_t inner,
+                     double scale) {
   using A = acc_t<T>;
   const A sc = static_cast<A>(scale);
   if (inner == 1) {
     if (outer < omp_get_max_threads() && reduce >= (int64_t{1} << 17)) {
-      for (int64_t o = 0; o < outer; ++o) out[o] = store<T>(parallel_sum<T>(x + o * reduce, reduce) * sc);
+      for (int64_t o = 0; o < outer; ++o)
+        out[o] = store<T>(parallel_sum<T>(x + o * reduce, reduce) * sc);
       return;
     }
 #pragma omp parallel for schedule(static) if (outer * reduce > 32768)
-    for (int64_t o = 0; o < outer; ++o) out[o] = store<T>(pairwise_sum<T, A>(x + o * reduce, reduce) * sc);
+    for (int64_t o = 0; o < outer; ++o)
+      out[o] = store<T>(pairwise_sum<T, A>(x + o * reduce, reduce) * sc);
     return;
   }
   // Strided reduction: each task owns kCols output columns of one outer index and walks the
@@ -165,7 +172,8 @@ Tensor reduce_sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdi
   if (out.numel() == 0) return out;
   MCORE_DISPATCH_FLOAT_TYPES(x.dtype(), op, [&] {
     sum_dims_kernel<scalar_t>(static_cast<const scalar_t*>(p.src.data_ptr()),
-                              static_cast<scalar_t*>(out.data_ptr()), p.outer, p.reduce, p.inner, scale);
+                              static_cast<scalar_t*>(out.data_ptr()), p.outer, p.reduce, p.inner,
+                              scale);
   });
   return out;
 }
@@ -301,7 +309,8 @@ MaxResult max(const Tensor& x, int64_t dim, bool keepdim) {
   MCORE_CHECK(x.size(d) > 0) << "max: dimension " << dim << " of shape " << shape_str(x.shape())
                              << " is empty; the maximum of no elements is undefined";
   Shape out_shape = reduced_shape(x.shape(), red, keepdim);
-  MaxResult r{empty(out_shape, {x.dtype(), x.device()}), empty(out_shape, {DType::I64, x.device()})};
+  MaxResult r{empty(out_shape, {x.dtype(), x.device()}),
+              empty(out_shape, {DType::I64, x.device()})};
   if (r.values.numel() == 0) return r;
   Plan p = plan_reduction(x, red);
   MCORE_DISPATCH_FLOAT_TYPES(x.dtype(), "max", [&] {
@@ -321,14 +330,16 @@ Tensor max_backward(const Tensor& grad, const Tensor& indices, const Shape& inpu
       << "max_backward: gradient " << shape_str(grad.shape()) << " and indices "
       << shape_str(indices.shape()) << " must both have the reduced shape " << shape_str(expected)
       << " of input " << shape_str(input_shape);
-  MCORE_CHECK(indices.dtype() == DType::I64) << "max_backward: indices must be int64, got " << indices.dtype();
+  MCORE_CHECK(indices.dtype() == DType::I64)
+      << "max_backward: indices must be int64, got " << indices.dtype();
   Tensor gx = zeros(input_shape, {grad.dtype(), grad.device()});
   if (grad.numel() == 0) return gx;
   Plan p = plan_reduction(gx, red);  // gx is contiguous and one dim is reduced: a pure view
   Tensor g = grad.contiguous(), idx = indices.contiguous();
   MCORE_DISPATCH_FLOAT_TYPES(grad.dtype(), "max_backward", [&] {
     max_backward_kernel<scalar_t>(static_cast<const scalar_t*>(g.data_ptr()), idx.data<int64_t>(),
-                                  static_cast<scalar_t*>(gx.data_ptr()), p.outer, p.reduce, p.inner);
+                                  static_cast<scalar_t*>(gx.data_ptr()), p.outer, p.reduce,
+                                  p.inner);
   });
   return gx;
 }
@@ -364,10 +375,18 @@ double multi_tensor_l2norm_squared(const std::vector<Tensor>& tensors) {
   for (int64_t c = 0; c < nchunks; ++c) {
     const Chunk& ch = chunks[c];
     switch (ch.dtype) {
-      case DType::F32: partial[c] = sum_squares(static_cast<const float*>(ch.p), ch.n); break;
-      case DType::F64: partial[c] = sum_squares(static_cast<const double*>(ch.p), ch.n); break;
-      case DType::BF16: partial[c] = sum_squares(static_cast<const BFloat16*>(ch.p), ch.n); break;
-      default: partial[c] = sum_squares(static_cast<const Half*>(ch.p), ch.n); break;
+      case DType::F32:
+        partial[c] = sum_squares(static_cast<const float*>(ch.p), ch.n);
+        break;
+      case DType::F64:
+        partial[c] = sum_squares(static_cast<const double*>(ch.p), ch.n);
+        break;
+      case DType::BF16:
+        partial[c] = sum_squares(static_cast<const BFloat16*>(ch.p), ch.n);
+        break;
+      default:
+        partial[c] = sum_squares(static_cast<const Half*>(ch.p), ch.n);
+        break;
     }
   }
   double total = 0;

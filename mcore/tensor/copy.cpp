@@ -32,7 +32,7 @@ inline D convert(S v, [[maybe_unused]] bool saturate) {
     if constexpr (std::is_same_v<D, Float8E4M3> || std::is_same_v<D, Float8E5M2>) {
       return D(f, saturate);
     } else {
-        return D(f);
+      return D(f);
     }
   } else if constexpr (std::is_same_v<D, Float8E4M3> || std::is_same_v<D, Float8E5M2>) {
     return D(static_cast<float>(v), saturate);

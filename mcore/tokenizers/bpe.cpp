@@ -11,9 +11,13 @@
 namespace mcore::tokenizers {
 namespace {
 
-// Hugging Face's cache limits: words of at most 256 bytes, 10000 words per model and thread.
+// Cache limits: words under 256 bytes (as Hugging Face), 65536 words per model and thread
+// (Hugging Face keeps 10000; a multilingual corpus has more distinct words than that, and the
+// cache never changes results).
 constexpr size_t kCacheMaxWordLen = 256;
-constexpr size_t kCacheCapacity = 10000;
+constexpr size_t kCacheCapacity = 65536;
+// Words of up to this many initial symbols merge by linear scan instead of a heap.
+constexpr size_t kLinearMergeMax = 48;
 
 std::atomic<uint64_t> next_cache_id{1};
 
@@ -24,21 +28,6 @@ std::unordered_map<uint64_t, WordCache>& thread_caches() {
   thread_local std::unordered_map<uint64_t, WordCache> caches;
   return caches;
 }
-
-struct Symbol {
-  TokenId id;
-  int32_t prev;
-  int32_t next;
-  uint32_t len;  // bytes of the word it covers; 0 once merged into its left neighbour
-};
-
-struct Candidate {
-  int32_t rank;
-  int32_t pos;
-  TokenId new_id;
-  // std heap is a max-heap: "greater" = lower priority = higher rank, then further right.
-  bool operator<(const Candidate& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
-};
 
 }  // namespace
 
@@ -156,6 +145,44 @@ void BpeModel::encode_word(std::string_view word, std::vector<TokenId>& out) con
     cache.emplace(key, std::vector<TokenId>(out.begin() + start, out.end()));
 }
 
+void BpeModel::merge_with_heap(std::vector<Symbol>& symbols, std::vector<Candidate>& heap) const {
+  for (int32_t i = 0; i + 1 < int32_t(symbols.size()); ++i) {
+    auto it = merges_.find(pair_key(symbols[i].id, symbols[i + 1].id));
+    if (it != merges_.end()) heap.push_back({it->second.rank, i, it->second.new_id});
+  }
+  std::make_heap(heap.begin(), heap.end());
+  while (!heap.empty()) {
+    std::pop_heap(heap.begin(), heap.end());
+    const Candidate top = heap.back();
+    heap.pop_back();
+    Symbol& cur = symbols[top.pos];
+    if (cur.len == 0 || cur.next == -1) continue;
+    const int32_t next_pos = cur.next;
+    const Symbol right = symbols[next_pos];
+    auto it = merges_.find(pair_key(cur.id, right.id));
+    if (it == merges_.end() || it->second.new_id != top.new_id) continue;  // stale candidate
+    cur.id = top.new_id;
+    cur.len += right.len;
+    cur.next = right.next;
+    symbols[next_pos].len = 0;
+    if (right.next != -1) symbols[right.next].prev = top.pos;
+    if (cur.prev != -1) {
+      auto m = merges_.find(pair_key(symbols[cur.prev].id, cur.id));
+      if (m != merges_.end()) {
+        heap.push_back({m->second.rank, cur.prev, m->second.new_id});
+        std::push_heap(heap.begin(), heap.end());
+      }
+    }
+    if (cur.next != -1) {
+      auto m = merges_.find(pair_key(cur.id, symbols[cur.next].id));
+      if (m != merges_.end()) {
+        heap.push_back({m->second.rank, top.pos, m->second.new_id});
+        std::push_heap(heap.begin(), heap.end());
+      }
+    }
+  }
+}
+
 void BpeModel::merge_word(std::string_view word, std::vector<TokenId>& out) const {
   thread_local std::vector<Symbol> symbols;
   thread_local std::vector<Candidate> heap;
@@ -221,40 +248,37 @@ void BpeModel::merge_word(std::string_view word, std::vector<TokenId>& out) cons
   }
   if (unk != kNoToken) add(unk, unk_len);
 
-  for (int32_t i = 0; i + 1 < int32_t(symbols.size()); ++i) {
-    auto it = merges_.find(pair_key(symbols[i].id, symbols[i + 1].id));
-    if (it != merges_.end()) heap.push_back({it->second.rank, i, it->second.new_id});
-  }
-  std::make_heap(heap.begin(), heap.end());
-  while (!heap.empty()) {
-    std::pop_heap(heap.begin(), heap.end());
-    const Candidate top = heap.back();
-    heap.pop_back();
-    Symbol& cur = symbols[top.pos];
-    if (cur.len == 0 || cur.next == -1) continue;
-    const int32_t next_pos = cur.next;
-    const Symbol right = symbols[next_pos];
-    auto it = merges_.find(pair_key(cur.id, right.id));
-    if (it == merges_.end() || it->second.new_id != top.new_id) continue;  // stale candidate
-    cur.id = top.new_id;
-    cur.len += right.len;
-    cur.next = right.next;
-    symbols[next_pos].len = 0;
-    if (right.next != -1) symbols[right.next].prev = top.pos;
-    if (cur.prev != -1) {
-      auto m = merges_.find(pair_key(symbols[cur.prev].id, cur.id));
-      if (m != merges_.end()) {
-        heap.push_back({m->second.rank, cur.prev, m->second.new_id});
-        std::push_heap(heap.begin(), heap.end());
+  if (symbols.size() <= kLinearMergeMax) {
+    // Same order as the heap below: the lowest (rank, left position) among the current
+    // adjacent pairs merges first. rank[i] caches the pair (i, next(i)).
+    thread_local std::vector<MergeValue> pair;
+    const int32_t n = int32_t(symbols.size());
+    pair.assign(size_t(n), {INT32_MAX, kNoToken});
+    auto lookup = [&](int32_t i) {
+      const int32_t j = symbols[i].next;
+      if (j == -1) return MergeValue{INT32_MAX, kNoToken};
+      auto it = merges_.find(pair_key(symbols[i].id, symbols[j].id));
+      return it == merges_.end() ? MergeValue{INT32_MAX, kNoToken} : it->second;
+    };
+    for (int32_t i = 0; i + 1 < n; ++i) pair[i] = lookup(i);
+    for (;;) {
+      int32_t best = -1;
+      for (int32_t i = 0; i != -1 && i < n; i = symbols[i].next) {
+        if (pair[i].rank != INT32_MAX && (best == -1 || pair[i].rank < pair[best].rank)) best = i;
       }
+      if (best == -1) break;
+      Symbol& cur = symbols[best];
+      const int32_t right = cur.next;
+      cur.id = pair[best].new_id;
+      cur.len += symbols[right].len;
+      cur.next = symbols[right].next;
+      symbols[right].len = 0;
+      if (cur.next != -1) symbols[cur.next].prev = best;
+      pair[best] = lookup(best);
+      if (cur.prev != -1) pair[cur.prev] = lookup(cur.prev);
     }
-    if (cur.next != -1) {
-      auto m = merges_.find(pair_key(cur.id, symbols[cur.next].id));
-      if (m != merges_.end()) {
-        heap.push_back({m->second.rank, top.pos, m->second.new_id});
-        std::push_heap(heap.begin(), heap.end());
-      }
-    }
+  } else {
+    merge_with_heap(symbols, heap);
   }
   for (const Symbol& s : symbols) {
     if (s.len) out.push_back(s.id);

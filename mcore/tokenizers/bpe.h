@@ -59,6 +59,23 @@ class BpeModel {
   // Lookup key of a vocabulary entry: raw bytes for byte-level models, the text otherwise.
   std::optional<std::string> key_of(const std::string& token) const;
   void merge_word(std::string_view word, std::vector<TokenId>& out) const;
+  struct Symbol {
+    TokenId id;
+    int32_t prev;
+    int32_t next;
+    uint32_t len;  // bytes of the word it covers; 0 once merged into its left neighbour
+  };
+  struct Candidate {
+    int32_t rank;
+    int32_t pos;
+    TokenId new_id;
+    // std heaps are max-heaps: "less" means later: higher rank, then further right.
+    bool operator<(const Candidate& o) const {
+      return rank != o.rank ? rank > o.rank : pos > o.pos;
+    }
+  };
+  // Hugging Face's merge loop (Word::merge_all): a heap of candidate pairs.
+  void merge_with_heap(std::vector<Symbol>& symbols, std::vector<Candidate>& heap) const;
 
   BpeOptions options_;
   std::unordered_map<std::string, TokenId> vocab_;  // key_of(token) -> id

@@ -85,19 +85,16 @@ struct StripNormalizer : Normalizer {
   }
 };
 
-// NFC without composition tables: text with no combining marks and no Hangul jamo is already
-// NFC (true of nearly all text); anything else is reported rather than tokenized differently.
+// NFC by quick check only: text that passes it is already NFC and stays unchanged (nearly all
+// text does; composing normalization tables are not implemented). Text that fails is reported
+// rather than tokenized differently from Hugging Face.
 struct NfcNormalizer : Normalizer {
   void normalize(std::string& s) const override {
-    for (size_t i = 0; i < s.size();) {
-      const Utf8Char c = utf8_at(s, i);
-      MCORE_CHECK(!(char_class(c.cp) & kClassMark) && !(c.cp >= 0x1100 && c.cp < 0x1200) &&
-                  !(c.cp >= 0xF900 && c.cp < 0xFB00) && !(c.cp >= 0x2F800 && c.cp < 0x2FA20))
-          << "HuggingFaceTokenizer: the NFC normalizer is implemented only for text without "
-             "combining marks, Hangul jamo and compatibility ideographs; found U+"
-          << std::hex << c.cp << " at byte " << std::dec << i;
-      i += c.len;
-    }
+    size_t where = 0;
+    MCORE_CHECK(nfc_quick_check(s, &where))
+        << "HuggingFaceTokenizer: the NFC normalizer would change this text (at byte " << where
+        << ": decomposed or non-canonical characters); mcore implements NFC only for text "
+           "already in NFC. Normalize the corpus to NFC before tokenizing";
   }
 };
 

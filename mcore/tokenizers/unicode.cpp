@@ -56,6 +56,29 @@ uint8_t char_class(uint32_t cp) {
   return slow_class(cp);
 }
 
+bool nfc_quick_check(std::string_view text, size_t* where) {
+  uint8_t last_ccc = 0;
+  for (size_t i = 0; i < text.size();) {
+    const Utf8Char c = utf8_at(text, i);
+    if (c.cp >= 0x300) {  // everything below U+0300 is NFC_QC=Yes with class 0
+      const auto& cr = unicode_data::kCombiningClassRanges;
+      auto it = std::upper_bound(std::begin(cr), std::end(cr), c.cp,
+                                 [](uint32_t v, const auto& r) { return v < r.first; });
+      const uint8_t ccc =
+          (it != std::begin(cr) && c.cp <= std::prev(it)->last) ? std::prev(it)->ccc : 0;
+      if ((ccc && last_ccc > ccc) || in_ranges(unicode_data::kNfcQuickCheckNotYes, c.cp)) {
+        if (where) *where = i;
+        return false;
+      }
+      last_ccc = ccc;
+    } else {
+      last_ccc = 0;
+    }
+    i += c.len;
+  }
+  return true;
+}
+
 void append_utf8(std::string& out, uint32_t cp) {
   if (cp < 0x80) {
     out.push_back(char(cp));

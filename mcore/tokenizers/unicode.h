@@ -66,6 +66,11 @@ inline int utf8_len(unsigned char b) {
 
 void append_utf8(std::string& out, uint32_t cp);
 
+// UAX #15 quick check for NFC: true when text is certainly in NFC (every character has
+// NFC_Quick_Check = Yes and combining classes are in canonical order). False means "maybe
+// not"; *where receives the byte offset of the first doubtful character.
+bool nfc_quick_check(std::string_view text, size_t* where = nullptr);
+
 // bytes as text, each maximal ill-formed subpart replaced by `replacement` (U+FFFD, as
 // errors="replace"; an empty replacement is Python's errors="ignore").
 std::string utf8_lossy(std::string_view bytes, std::string_view replacement = "\xEF\xBF\xBD");

@@ -64,7 +64,8 @@ TEST_F(Collectives, AllReduceEveryOpDtypeShape) {
                      shape_str(shape));
         Tensor t = dist_tensor(shape, d, rank);
         g->all_reduce(t, op);
-        Tensor expected = formula_tensor(shape, d, [&](int64_t i) { return reduce_expected(d, op, n, i); });
+        Tensor expected =
+            formula_tensor(shape, d, [&](int64_t i) { return reduce_expected(d, op, n, i); });
         EXPECT_TENSOR_CLOSE(t, expected, 0, 0);
       }
     }
@@ -85,7 +86,8 @@ TEST_F(Collectives, AllReduceAsyncManyInFlight) {
     for (int k = 0; k < 4; ++k) {
       EXPECT_TRUE(works[k]->is_completed());
       ReduceOp op = k % 2 ? ReduceOp::kMax : ReduceOp::kSum;
-      Tensor expected = formula_tensor({257 + k}, d, [&](int64_t i) { return reduce_expected(d, op, n, i, k); });
+      Tensor expected =
+          formula_tensor({257 + k}, d, [&](int64_t i) { return reduce_expected(d, op, n, i, k); });
       EXPECT_TENSOR_CLOSE(ts[k], expected, 0, 0);
     }
   }
@@ -97,7 +99,9 @@ TEST_F(Collectives, AllReduceIsCompletedPollingFinishes) {
   while (!w->is_completed()) {
   }
   w->wait();  // a second completion is a no-op
-  Tensor expected = formula_tensor({100}, DType::F32, [&](int64_t i) { return reduce_expected(DType::F32, ReduceOp::kAvg, n, i); });
+  Tensor expected = formula_tensor({100}, DType::F32, [&](int64_t i) {
+    return reduce_expected(DType::F32, ReduceOp::kAvg, n, i);
+  });
   EXPECT_TENSOR_CLOSE(t, expected, 0, 0);
 }
 
@@ -106,7 +110,9 @@ TEST_F(Collectives, AllReduceNonContiguousView) {
   Tensor base = dist_tensor({6, 4}, DType::F32, rank);
   Tensor view = base.transpose(0, 1);
   g->all_reduce(view);
-  Tensor expected = formula_tensor({6, 4}, DType::F32, [&](int64_t i) { return reduce_expected(DType::F32, ReduceOp::kSum, n, i); });
+  Tensor expected = formula_tensor({6, 4}, DType::F32, [&](int64_t i) {
+    return reduce_expected(DType::F32, ReduceOp::kSum, n, i);
+  });
   EXPECT_TENSOR_CLOSE(base, expected, 0, 0);
 }
 
@@ -116,7 +122,9 @@ TEST_F(Collectives, AllReduceBf16RandomValuesWithinPairwiseRounding) {
   // partial sum is at most sum_r |x_r|. So |result - exact| <= (n - 1) 2^-9 sum_r |x_r|; the
   // test allows twice that.
   const int64_t m = 4099;
-  auto values = [](int r) { return random_tensor({4099}, 100 + r, DType::F64, 1.0).to(DType::BF16); };
+  auto values = [](int r) {
+    return random_tensor({4099}, 100 + r, DType::F64, 1.0).to(DType::BF16);
+  };
   std::vector<double> exact(m, 0.0), abs_sum(m, 0.0);
   for (int r = 0; r < n; ++r) {
     Tensor v = values(r).to(DType::F64);
@@ -160,7 +168,9 @@ TEST_F(Collectives, AllGatherIntoTensorSyncAndAsync) {
       } else {
         g->all_gather(out, in);
       }
-      Tensor expected = formula_tensor({3 * n, 5}, d, [&](int64_t i) { return dist_value(d, static_cast<int>(i / 15), i % 15); });
+      Tensor expected = formula_tensor({3 * n, 5}, d, [&](int64_t i) {
+        return dist_value(d, static_cast<int>(i / 15), i % 15);
+      });
       EXPECT_TENSOR_CLOSE(out, expected, 0, 0);
     }
   }
@@ -184,7 +194,9 @@ TEST_F(Collectives, AllGatherStackedAndListAndInPlace) {
   Tensor shard = buffer.narrow(0, rank * 6, 6);
   shard.copy_(dist_tensor({6}, DType::BF16, rank));
   g->all_gather(buffer, shard);
-  Tensor expected = formula_tensor({n * 6}, DType::BF16, [&](int64_t i) { return dist_value(DType::BF16, static_cast<int>(i / 6), i % 6); });
+  Tensor expected = formula_tensor({n * 6}, DType::BF16, [&](int64_t i) {
+    return dist_value(DType::BF16, static_cast<int>(i / 6), i % 6);
+  });
   EXPECT_TENSOR_CLOSE(buffer, expected, 0, 0);
 }
 
@@ -202,7 +214,8 @@ TEST_F(Collectives, ReduceScatterEveryOpSyncAndAsync) {
         } else {
           g->reduce_scatter(out, in, op);
         }
-        Tensor expected = formula_tensor({chunk}, d, [&](int64_t i) { return reduce_expected(d, op, n, rank * chunk + i); });
+        Tensor expected = formula_tensor(
+            {chunk}, d, [&](int64_t i) { return reduce_expected(d, op, n, rank * chunk + i); });
         EXPECT_TENSOR_CLOSE(out, expected, 0, 0);
       }
     }
@@ -215,7 +228,9 @@ TEST_F(Collectives, ReduceScatterIntoOwnChunkOfInput) {
   Tensor buffer = dist_tensor({n * chunk, 2}, DType::F32, rank);
   Tensor shard = buffer.narrow(0, rank * chunk, chunk);
   g->reduce_scatter(shard, buffer);
-  Tensor expected = formula_tensor({chunk, 2}, DType::F32, [&](int64_t i) { return reduce_expected(DType::F32, ReduceOp::kSum, n, rank * chunk * 2 + i); });
+  Tensor expected = formula_tensor({chunk, 2}, DType::F32, [&](int64_t i) {
+    return reduce_expected(DType::F32, ReduceOp::kSum, n, rank * chunk * 2 + i);
+  });
   EXPECT_TENSOR_CLOSE(shard, expected, 0, 0);
 }
 
@@ -241,12 +256,15 @@ TEST_F(Collectives, BroadcastNonContiguous) {
   Tensor expected_view = dist_tensor({4, 6}, DType::F32, n - 1).narrow(1, 1, 3);
   EXPECT_TENSOR_CLOSE(view, expected_view, 0, 0);
   // Columns outside the view are untouched.
-  EXPECT_TENSOR_CLOSE(base.narrow(1, 0, 1), dist_tensor({4, 6}, DType::F32, rank).narrow(1, 0, 1), 0, 0);
+  EXPECT_TENSOR_CLOSE(base.narrow(1, 0, 1), dist_tensor({4, 6}, DType::F32, rank).narrow(1, 0, 1),
+                      0, 0);
 }
 
 // Row j of the block rank `src` sends to rank `dst` in all_to_all: one recognizable value per
 // (src, dst, j, column).
-double a2a_value(int src, int dst, int64_t j, int64_t c) { return src * 1000 + dst * 100 + j * 4 + c; }
+int64_t a2a_value(int src, int dst, int64_t j, int64_t c) {
+  return src * 1000 + dst * 100 + j * 4 + c;
+}
 
 TEST_F(Collectives, AllToAllSingleEqualSplits) {
   for (DType d : {DType::F32, DType::I64}) {
@@ -289,10 +307,12 @@ TEST_F(Collectives, AllToAllSingleUnevenSplitsWithEmptyParts) {
     std::vector<double> in_vals, out_vals;
     for (int p = 0; p < n; ++p)
       for (int64_t j = 0; j < rows(rank, p); ++j)
-        for (int64_t c = 0; c < cols; ++c) in_vals.push_back(a2a_value(rank, p, j, c) % 200 - 50);
+        for (int64_t c = 0; c < cols; ++c)
+          in_vals.push_back(static_cast<double>(a2a_value(rank, p, j, c) % 200 - 50));
     for (int p = 0; p < n; ++p)
       for (int64_t j = 0; j < rows(p, rank); ++j)
-        for (int64_t c = 0; c < cols; ++c) out_vals.push_back(a2a_value(p, rank, j, c) % 200 - 50);
+        for (int64_t c = 0; c < cols; ++c)
+          out_vals.push_back(static_cast<double>(a2a_value(p, rank, j, c) % 200 - 50));
     // % 200 - 50 keeps values small integers, exact in bf16.
     Tensor in = formula_tensor({in_rows, cols}, d, [&](int64_t i) { return in_vals[i]; });
     Tensor out = full({out_rows, cols}, -99.0, d);
@@ -375,7 +395,9 @@ TEST_F(Collectives, BadCallsRaiseClearErrors) {
 TEST_F(Collectives, TimeoutComesFromEnvironment) {
   // CTest sets MCORE_DISTRIBUTED_TIMEOUT_SECONDS for the distributed tests.
   const char* env = std::getenv("MCORE_DISTRIBUTED_TIMEOUT_SECONDS");
-  if (env) EXPECT_EQ(comm::get_timeout().count(), std::atoll(env));
+  if (env) {
+    EXPECT_EQ(comm::get_timeout().count(), std::atoll(env));
+  }
   const auto saved = comm::get_timeout();
   comm::set_timeout(std::chrono::seconds(42));
   EXPECT_EQ(comm::get_timeout().count(), 42);

@@ -44,6 +44,8 @@ inline Tensor formula_tensor(const Shape& shape, DType dtype,
   return t.to(dtype);
 }
 
-inline std::string dtype_trace(DType d) { return std::string("dtype ") + dtype_name(d); }
+inline std::string dtype_trace(DType d) {
+  return std::string("dtype ") + dtype_name(d);
+}
 
 }  // namespace mcore::testing

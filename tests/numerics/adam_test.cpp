@@ -42,9 +42,13 @@ void check_trajectory(DType dtype, double rtol, double atol) {
   EXPECT_TENSOR_CLOSE(v, load_ref(kGroup, "adam_exp_avg_sq_" + tag), rtol, atol);
 }
 
-TEST(Adam, MatchesTorchAdamWFloat32) { check_trajectory(DType::F32, 1e-6, 1e-7); }
+TEST(Adam, MatchesTorchAdamWFloat32) {
+  check_trajectory(DType::F32, 1e-6, 1e-7);
+}
 
-TEST(Adam, MatchesTorchAdamWFloat64) { check_trajectory(DType::F64, 1e-12, 1e-14); }
+TEST(Adam, MatchesTorchAdamWFloat64) {
+  check_trajectory(DType::F64, 1e-12, 1e-14);
+}
 
 TEST(Adam, MixedPrecisionKeepsFp32MainParams) {
   Tensor p0 = load_ref(kGroup, "adam_p0");
@@ -69,7 +73,8 @@ TEST(Adam, LowPrecisionGradsAreReadAsFloat) {
   // A bf16 gradient gives exactly the update of its float32 value.
   Tensor g = load_ref(kGroup, "adam_grads").select(0, 0).contiguous().to(DType::BF16);
   Tensor p1 = load_ref(kGroup, "adam_p0"), p2 = p1.clone();
-  Tensor m1 = zeros(p1.shape()), v1 = zeros(p1.shape()), m2 = zeros(p1.shape()), v2 = zeros(p1.shape());
+  Tensor m1 = zeros(p1.shape()), v1 = zeros(p1.shape()), m2 = zeros(p1.shape()),
+         v2 = zeros(p1.shape());
   for (int64_t s = 1; s <= 3; ++s) {
     ops::adam_step_(p1, g, m1, v1, s, torch_config());
     ops::adam_step_(p2, g.to(DType::F32), m2, v2, s, torch_config());
@@ -88,15 +93,18 @@ TEST(Adam, ClosedFormFirstStep) {
   c.weight_decay = 0.01;
   c.eps = 1e-8;
   ops::adam_step_(p, g, m, v, 1, c);
-  std::vector<double> pv = to_vector<double>(p), p0 = {1.0, -2.0, 0.5, 3.0}, gv = {0.5, -1e-3, 0.0, 4.0};
+  std::vector<double> pv = to_vector<double>(p), p0 = {1.0, -2.0, 0.5, 3.0},
+                      gv = {0.5, -1e-3, 0.0, 4.0};
   for (int i = 0; i < 4; ++i)
-    EXPECT_NEAR(pv[i], p0[i] * (1 - 0.1 * 0.01) - 0.1 * gv[i] / (std::fabs(gv[i]) + 1e-8), 1e-14) << i;
+    EXPECT_NEAR(pv[i], p0[i] * (1 - 0.1 * 0.01) - 0.1 * gv[i] / (std::fabs(gv[i]) + 1e-8), 1e-14)
+        << i;
   // Without bias correction the first step is (1 - b1) g / (sqrt(1 - b2) |g| + eps).
   Tensor q = from_vector<double>({1.0}), mq = zeros({1}, DType::F64), vq = zeros({1}, DType::F64);
   c.bias_correction = false;
   c.weight_decay = 0;
   ops::adam_step_(q, from_vector<double>({2.0}), mq, vq, 1, c);
-  EXPECT_NEAR(to_vector<double>(q)[0], 1.0 - 0.1 * 0.1 * 2.0 / (std::sqrt(0.001) * 2.0 + 1e-8), 1e-14);
+  EXPECT_NEAR(to_vector<double>(q)[0], 1.0 - 0.1 * 0.1 * 2.0 / (std::sqrt(0.001) * 2.0 + 1e-8),
+              1e-14);
 }
 
 TEST(Adam, LargeTensorUsesParallelPathIdentically) {
@@ -122,7 +130,7 @@ TEST(Adam, BadInput) {
     EXPECT_NE(e.message().find("[3, 5]"), std::string::npos) << e.message();
   }
   Tensor mb = zeros({4, 3}, DType::BF16);
-  EXPECT_THROW(ops::adam_step_(p, zeros({4, 3}), mb, v, 1, {}), Error);  // state dtype
+  EXPECT_THROW(ops::adam_step_(p, zeros({4, 3}), mb, v, 1, {}), Error);             // state dtype
   EXPECT_THROW(ops::adam_step_(p, zeros({4, 3}, DType::F64), m, v, 1, {}), Error);  // grad dtype
   Tensor pb = zeros({4, 3}, DType::BF16);
   EXPECT_THROW(ops::adam_step_(pb, zeros({4, 3}), m, v, 1, {}), Error);  // bf16 param needs main

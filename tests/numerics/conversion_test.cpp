@@ -49,9 +49,15 @@ std::vector<uint32_t> float_grid(const std::string& lows_name) {
   return out;
 }
 
-bool f32_bits_nan(uint32_t u) { return (u & 0x7fffffffu) > 0x7f800000u; }
-bool f16_bits_nan(uint16_t h) { return (h & 0x7fffu) > 0x7c00u; }
-bool bf16_bits_nan(uint16_t h) { return (h & 0x7fffu) > 0x7f80u; }
+bool f32_bits_nan(uint32_t u) {
+  return (u & 0x7fffffffu) > 0x7f800000u;
+}
+bool f16_bits_nan(uint16_t h) {
+  return (h & 0x7fffu) > 0x7c00u;
+}
+bool bf16_bits_nan(uint16_t h) {
+  return (h & 0x7fffu) > 0x7f80u;
+}
 
 // Counts mismatches (NaN matches NaN of any payload: PyTorch's scalar and vectorized paths
 // write different NaN bits, e.g. 0x7fc0 vs 0xffff for bf16) and reports the first few.
@@ -89,7 +95,8 @@ TEST(Conversion, AllBf16PatternsToFloatMatchTorch) {
   for (uint32_t h = 0; h < 65536; ++h) scalar[h] = float_bits(bf16_bits_to_float(all[h]));
   std::vector<uint32_t> exp_u(expected.begin(), expected.end());
   EXPECT_TRUE(same_bits(scalar, exp_u, f32_bits_nan));
-  EXPECT_TRUE(same_bits(raw<uint32_t>(from_raw(all, DType::BF16).to(DType::F32)), exp_u, f32_bits_nan));
+  EXPECT_TRUE(
+      same_bits(raw<uint32_t>(from_raw(all, DType::BF16).to(DType::F32)), exp_u, f32_bits_nan));
 }
 
 TEST(Conversion, AllFp16PatternsToFloatMatchTorch) {
@@ -100,7 +107,8 @@ TEST(Conversion, AllFp16PatternsToFloatMatchTorch) {
   for (uint32_t h = 0; h < 65536; ++h) scalar[h] = float_bits(fp16_bits_to_float(all[h]));
   std::vector<uint32_t> exp_u(expected.begin(), expected.end());
   EXPECT_TRUE(same_bits(scalar, exp_u, f32_bits_nan));
-  EXPECT_TRUE(same_bits(raw<uint32_t>(from_raw(all, DType::F16).to(DType::F32)), exp_u, f32_bits_nan));
+  EXPECT_TRUE(
+      same_bits(raw<uint32_t>(from_raw(all, DType::F16).to(DType::F32)), exp_u, f32_bits_nan));
 }
 
 TEST(Conversion, FloatToBf16MatchesTorchOnBitGrid) {
@@ -161,7 +169,8 @@ const Fp8Case kFp8Cases[] = {{"e4m3", Fp8Format::kE4M3, DType::F8E4M3},
 TEST(Conversion, AllFp8PatternsToFloatMatchMlDtypes) {
   for (const Fp8Case& c : kFp8Cases) {
     SCOPED_TRACE(c.name);
-    std::vector<int32_t> e = raw<int32_t>(load_ref(kGroup, std::string(c.name) + "_all_to_f32_bits"));
+    std::vector<int32_t> e =
+        raw<int32_t>(load_ref(kGroup, std::string(c.name) + "_all_to_f32_bits"));
     std::vector<uint32_t> expected(e.begin(), e.end());
     std::vector<uint8_t> all(256);
     std::vector<uint32_t> scalar(256);
@@ -170,7 +179,8 @@ TEST(Conversion, AllFp8PatternsToFloatMatchMlDtypes) {
       scalar[b] = float_bits(fp8_bits_to_float(all[b], c.format));
     }
     EXPECT_TRUE(same_bits(scalar, expected, f32_bits_nan));
-    EXPECT_TRUE(same_bits(raw<uint32_t>(from_raw(all, c.dtype).to(DType::F32)), expected, f32_bits_nan));
+    EXPECT_TRUE(
+        same_bits(raw<uint32_t>(from_raw(all, c.dtype).to(DType::F32)), expected, f32_bits_nan));
   }
 }
 
@@ -234,8 +244,8 @@ TEST(Conversion, Fp8OverflowRules) {
 TEST(Conversion, DoubleToBf16AndFp16RoundOnce) {
   Tensor x = load_ref(kGroup, "f64_inputs");
   ASSERT_EQ(x.dtype(), DType::F64);
-  for (auto [dtype, name] : {std::pair{DType::BF16, "f64_to_bf16_exact"},
-                             std::pair{DType::F16, "f64_to_fp16_exact"}}) {
+  for (auto [dtype, name] :
+       {std::pair{DType::BF16, "f64_to_bf16_exact"}, std::pair{DType::F16, "f64_to_fp16_exact"}}) {
     SCOPED_TRACE(name);
     std::vector<uint16_t> expected = raw<uint16_t>(load_ref(kGroup, name));
     auto is_nan = dtype == DType::BF16 ? bf16_bits_nan : f16_bits_nan;
@@ -262,7 +272,8 @@ TEST(Conversion, DoubleToFp8RoundsOnce) {
   for (const Fp8Case& c : kFp8Cases) {
     SCOPED_TRACE(c.name);
     Tensor x = load_ref(kGroup, std::string("f64_fp8_inputs_") + c.name);
-    std::vector<uint8_t> expected = raw<uint8_t>(load_ref(kGroup, std::string("f64_to_") + c.name + "_exact"));
+    std::vector<uint8_t> expected =
+        raw<uint8_t>(load_ref(kGroup, std::string("f64_to_") + c.name + "_exact"));
     EXPECT_TRUE(same_bits(raw<uint8_t>(x.to(c.dtype)), expected, [](uint8_t) { return false; }));
   }
 }

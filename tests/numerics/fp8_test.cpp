@@ -100,11 +100,13 @@ TEST(Fp8, DequantizeMatchesReference) {
     const float scale_inv = 1.0f / scale;
     // float32: decode (exact) times scale_inv, one rounding: bit-exact.
     Tensor f = ops::fp8_dequantize(q, from_vector<float>({scale_inv}), DType::F32);
-    EXPECT_EQ(raw<uint32_t>(f), raw<uint32_t>(load_ref(kGroup, std::string("fp8_deq_") + c.name + "_f32")));
+    EXPECT_EQ(raw<uint32_t>(f),
+              raw<uint32_t>(load_ref(kGroup, std::string("fp8_deq_") + c.name + "_f32")));
     // bf16: the float32 product rounded once, as torch's .to(bfloat16): bit-exact.
     Tensor b = ops::fp8_dequantize(q, scale_inv, DType::BF16);
     EXPECT_EQ(b.dtype(), DType::BF16);
-    EXPECT_EQ(raw<uint16_t>(b), raw<uint16_t>(load_ref(kGroup, std::string("fp8_deq_") + c.name + "_bf16")));
+    EXPECT_EQ(raw<uint16_t>(b),
+              raw<uint16_t>(load_ref(kGroup, std::string("fp8_deq_") + c.name + "_bf16")));
   }
 }
 

@@ -31,7 +31,9 @@ const Kat kKats[] = {
      {0xd16cfe09u, 0x94fdccebu, 0x5001e420u, 0x24126ea1u}},
 };
 
-uint64_t join(uint32_t lo, uint32_t hi) { return static_cast<uint64_t>(hi) << 32 | lo; }
+uint64_t join(uint32_t lo, uint32_t hi) {
+  return static_cast<uint64_t>(hi) << 32 | lo;
+}
 
 TEST(Philox, Random123KnownAnswers) {
   for (const Kat& k : kKats) {
@@ -68,12 +70,14 @@ TEST(Philox, UniformIsInHalfOpenUnitInterval) {
   EXPECT_EQ(Philox::to_uniform(0x80000000u), 0.5f + 0x1p-24f);
 }
 
-std::vector<float> values(const Tensor& t) { return to_vector<float>(t); }
+std::vector<float> values(const Tensor& t) {
+  return to_vector<float>(t);
+}
 
 // Fill `global` shape whole, then as the given slices (start, length along `dim`), and check
 // every slice equals the matching part of the whole, bit for bit.
-void check_partition(const Shape& global, int64_t dim, const std::vector<std::pair<int64_t, int64_t>>& parts,
-                     DType dtype) {
+void check_partition(const Shape& global, int64_t dim,
+                     const std::vector<std::pair<int64_t, int64_t>>& parts, DType dtype) {
   for (int kind = 0; kind < 3; ++kind) {
     SCOPED_TRACE("kind " + std::to_string(kind) + " dim " + std::to_string(dim));
     RandomSpec whole_spec{42, 5, {}, {}};
@@ -175,8 +179,8 @@ TEST(Philox, DistributionMoments) {
   EXPECT_LT(z.min, -4.0);
 
   Moments u = moments(values(rand({n}, {2024, 4, {}, {}})));
-  EXPECT_NEAR(u.mean, 0.5, 0.0015);         // se 0.2887e-3
-  EXPECT_NEAR(u.var, 1.0 / 12, 0.0004);     // se 7.5e-5
+  EXPECT_NEAR(u.mean, 0.5, 0.0015);      // se 0.2887e-3
+  EXPECT_NEAR(u.var, 1.0 / 12, 0.0004);  // se 7.5e-5
   EXPECT_GT(u.min, 0.0);
   EXPECT_LE(u.max, 1.0);
 

@@ -30,12 +30,11 @@ struct DimsCase {
   std::vector<int64_t> dims;
 };
 // Single dims, runs of dims (one strided pass) and split sets ({1, 3}, {0, 2}: permute path).
-const DimsCase kDims[] = {{"d1", {1}},       {"d13", {1, 3}},  {"d0", {0}},
-                          {"d23", {2, 3}},   {"d02", {0, 2}},  {"dm1", {-1}},
-                          {"dall", {0, 1, 2, 3}}};
+const DimsCase kDims[] = {{"d1", {1}},     {"d13", {1, 3}}, {"d0", {0}},           {"d23", {2, 3}},
+                          {"d02", {0, 2}}, {"dm1", {-1}},   {"dall", {0, 1, 2, 3}}};
 
 TEST(Reduction, SumAndMeanMatchTorchFloat64) {
-  Tensor x = load_ref(kGroup, "red_x");  // [3, 5, 7, 4]
+  Tensor x = load_ref(kGroup, "red_x");                        // [3, 5, 7, 4]
   Tensor xt = x.transpose(0, 3).contiguous().transpose(0, 3);  // same values, strided layout
   for (const DimsCase& c : kDims) {
     for (int keep = 0; keep < 2; ++keep) {
@@ -55,13 +54,15 @@ TEST(Reduction, SumAndMeanMatchTorchFloat64) {
   // Reversed and negative dims name the same reduction.
   EXPECT_TENSOR_CLOSE(ops::sum(x, {-1, 1}), load_ref(kGroup, "red_sum_d13_k0"), 1e-13, 1e-14);
   // Empty dims: every dimension (torch.sum(x, dim=[])).
-  EXPECT_TENSOR_CLOSE(ops::sum(x, {}), load_ref(kGroup, "red_sum_dall_k0").reshape({}), 1e-13, 1e-14);
+  EXPECT_TENSOR_CLOSE(ops::sum(x, {}), load_ref(kGroup, "red_sum_dall_k0").reshape({}), 1e-13,
+                      1e-14);
 }
 
 TEST(Reduction, SumMatchesTorchFloat32AndBFloat16) {
   Tensor x = load_ref(kGroup, "red_x");
   // float32: 35 terms of |x| < 4; rounding error <= 35 * 2^-24 * sum|x| ~ 1e-5 in the worst case.
-  EXPECT_TENSOR_CLOSE(ops::sum(x.to(DType::F32), {1, 3}), load_ref(kGroup, "red_sum_d13_f32"), 1e-6, 1e-5);
+  EXPECT_TENSOR_CLOSE(ops::sum(x.to(DType::F32), {1, 3}), load_ref(kGroup, "red_sum_d13_f32"), 1e-6,
+                      1e-5);
   // bf16: both accumulate in float32 (summation orders differ) and round once, so results agree
   // to 1 bf16 ulp (2^-7 relative at most) where the float32 sums straddle a bf16 rounding point.
   Tensor xb = bf16_ref("red_xb_bits");
@@ -80,7 +81,8 @@ TEST(Reduction, LongSumsKeepFloat32Precision) {
   // O((64 + 5003 / 64) ulp) at worst.
   Tensor tall = load_ref(kGroup, "red_tall");
   EXPECT_TENSOR_CLOSE(ops::sum(tall, {0}), load_ref(kGroup, "red_tall_sum0"), 2e-6, 0);
-  EXPECT_TENSOR_CLOSE(ops::sum(tall.transpose(0, 1), {1}), load_ref(kGroup, "red_tall_sum0"), 2e-6, 0);
+  EXPECT_TENSOR_CLOSE(ops::sum(tall.transpose(0, 1), {1}), load_ref(kGroup, "red_tall_sum0"), 2e-6,
+                      0);
 }
 
 TEST(Reduction, LargeReductionsParallelPathsAgree) {
@@ -91,7 +93,8 @@ TEST(Reduction, LargeReductionsParallelPathsAgree) {
   EXPECT_TENSOR_CLOSE(ops::sum(x, {1}), ref, 1e-5, 1e-3);
   Tensor y = random_tensor({257, 3, 301}, 6, DType::F32);
   EXPECT_TENSOR_CLOSE(ops::sum(y, {0}), ops::sum(y.to(DType::F64), {0}), 1e-5, 1e-5);
-  EXPECT_TENSOR_CLOSE(ops::mean(y, {0, 2}, true), ops::mean(y.to(DType::F64), {0, 2}, true), 1e-5, 1e-6);
+  EXPECT_TENSOR_CLOSE(ops::mean(y, {0, 2}, true), ops::mean(y.to(DType::F64), {0, 2}, true), 1e-5,
+                      1e-6);
 }
 
 TEST(Reduction, MaxMatchesTorch) {
@@ -99,7 +102,8 @@ TEST(Reduction, MaxMatchesTorch) {
   for (int64_t d = 0; d < 4; ++d) {
     SCOPED_TRACE("dim " + std::to_string(d));
     ops::MaxResult r = ops::max(x, d);
-    EXPECT_TENSOR_CLOSE(r.values, load_ref(kGroup, "red_max_d" + std::to_string(d) + "_values"), 0, 0);
+    EXPECT_TENSOR_CLOSE(r.values, load_ref(kGroup, "red_max_d" + std::to_string(d) + "_values"), 0,
+                        0);
     EXPECT_EQ(to_vector<int64_t>(r.indices),
               to_vector<int64_t>(load_ref(kGroup, "red_max_d" + std::to_string(d) + "_indices")));
     ops::MaxResult k = ops::max(x, d - 4, true);  // negative dim, keepdim
@@ -121,7 +125,8 @@ TEST(Reduction, MaxTiesAndNaN) {
   EXPECT_EQ(v[0], 3.0f);
   EXPECT_TRUE(std::isnan(v[1]));
   EXPECT_EQ(v[2], -1.0f);
-  EXPECT_EQ(to_vector<int64_t>(r.indices), (std::vector<int64_t>{1, 0, 0}));  // first of equals / NaNs
+  EXPECT_EQ(to_vector<int64_t>(r.indices),
+            (std::vector<int64_t>{1, 0, 0}));  // first of equals / NaNs
   ops::MaxResult c = ops::max(x, 0);
   EXPECT_EQ(to_vector<int64_t>(c.indices), (std::vector<int64_t>{1, 1, 1, 0}));
 }
@@ -147,8 +152,10 @@ TEST(Reduction, GradcheckSumMeanFloat64) {
       SCOPED_TRACE(shape_str(shape) + " keepdim " + std::to_string(keep));
       Tensor x = random_tensor(shape, 17, DType::F64, 2.0);
       x.set_requires_grad(true);
-      EXPECT_TRUE(gradcheck([&](const std::vector<Tensor>& in) { return F::sum(in[0], dims, keep); }, {x}));
-      EXPECT_TRUE(gradcheck([&](const std::vector<Tensor>& in) { return F::mean(in[0], dims, keep); }, {x}));
+      EXPECT_TRUE(
+          gradcheck([&](const std::vector<Tensor>& in) { return F::sum(in[0], dims, keep); }, {x}));
+      EXPECT_TRUE(gradcheck(
+          [&](const std::vector<Tensor>& in) { return F::mean(in[0], dims, keep); }, {x}));
     }
   }
 }

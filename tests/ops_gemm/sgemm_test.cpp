@@ -171,7 +171,7 @@ TEST_F(SgemmAvx512Test, AlphaBetaVariants) {
 TEST_F(SgemmAvx512Test, BetaZeroOverwritesNaN) {
   uint32_t seed = 400;
   for (int t = 0; t < 4; ++t) {
-    for (const Case& shape : {Case{33, 65, 31}, Case{500, 300, 700}}) {
+    for (const Case& shape : {Case{33, 65, 31, false, false}, Case{500, 300, 700, false, false}}) {
       Case cs = shape;
       cs.ta = t & 1, cs.tb = t & 2, cs.pad = 3;
       Operands o = make(cs, seed++);
@@ -227,7 +227,8 @@ TEST_F(SgemmAvx512Test, AgreesWithOpenBlasThroughDispatch) {
   EXPECT_FALSE(blas_info().sgemm.empty());
   uint32_t seed = 600;
   for (int t = 0; t < 4; ++t) {
-    for (const Case& shape : {Case{257, 129, 300}, Case{64, 1000, 65}, Case{1000, 96, 31}}) {
+    for (const Case& shape : {Case{257, 129, 300, false, false}, Case{64, 1000, 65, false, false},
+                              Case{1000, 96, 31, false, false}}) {
       Case cs = shape;
       cs.ta = t & 1, cs.tb = t & 2, cs.pad = 1;
       Operands o = make(cs, seed++);

@@ -144,29 +144,24 @@ MCORE_AVX512 void pack_b(bool tb, const float* b, int64_t ldb, int64_t p0, int64
   }
 }
 
-// What a microkernel call prefetches into L2 while it computes, spread over its k loop so the
-// misses trickle out instead of crowding the fill buffers: the C tile of the next call (to be
-// read or written after that call's k loop) and a slice of the next A micro-panel (which the
-// next row of calls will keep in L1).
-struct Prefetch {
-  const float* c;     // next C tile, kMr rows of ldc
-  const char* a;      // start of this call's slice of the next A panel
-  int64_t a_lines;    // 64-byte lines in the slice
-};
-constexpr int kChunk = 8;                 // k steps between prefetch slots
-constexpr int kALinesPerSlot = 2;
-
 // C[0:mr, 0:nr] = alpha * (packed A panel @ packed B panel) + beta * C; C is not read when beta
 // is 0. pa: kc x kMr, pb: kc x kNr, both k-major.
-MCORE_AVX512 __attribute__((noinline)) void micro_kernel(int64_t kc, const float* __restrict pa, const float* __restrict pb,
-                               float* c, int64_t ldc, float alpha, float beta, int64_t mr,
-                               int64_t nr, const Prefetch& pf) {
+MCORE_AVX512 __attribute__((noinline)) void micro_kernel(int64_t kc, const float* __restrict pa,
+                                                         const float* __restrict pb, float* c,
+                                                         int64_t ldc, float alpha, float beta,
+                                                         int64_t mr, int64_t nr) {
   __m512 acc[kMr][kNv];
 #pragma GCC unroll 32
   for (int i = 0; i < kMr; ++i)
 #pragma GCC unroll 4
     for (int v = 0; v < kNv; ++v) acc[i][v] = _mm512_setzero_ps();
-  auto step = [&](int64_t p) __attribute__((always_inline)) {
+  // Start C's lines on their way now; they are needed only after the k loop.
+  for (int64_t i = 0; i < mr; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < kNv; ++v)
+      _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16 * v), _MM_HINT_T0);
+#pragma GCC unroll 2
+  for (int64_t p = 0; p < kc; ++p) {
     __m512 bv[kNv];
 #pragma GCC unroll 4
     for (int v = 0; v < kNv; ++v) bv[v] = _mm512_loadu_ps(pb + p * kNr + 16 * v);
@@ -176,25 +171,7 @@ MCORE_AVX512 __attribute__((noinline)) void micro_kernel(int64_t kc, const float
 #pragma GCC unroll 4
       for (int v = 0; v < kNv; ++v) acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
     }
-  };
-  int64_t p = 0, slot = 0;
-  for (; p + kChunk <= kc; p += kChunk, ++slot) {
-#ifndef PF_MODE
-#define PF_MODE 3
-#endif
-    if ((PF_MODE & 1) && slot < 2 * kMr) {
-      const float* line = pf.c + (slot >> 1) * ldc + (slot & 1) * (kNr - 1);
-      _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T1);
-    }
-    for (int l = 0; l < kALinesPerSlot; ++l) {
-      const int64_t idx = slot * kALinesPerSlot + l;
-      if ((PF_MODE & 2) && idx < pf.a_lines) _mm_prefetch(pf.a + idx * 64, _MM_HINT_T1);
-    }
-#pragma GCC unroll kChunk
-    for (int q = 0; q < kChunk; ++q) step(p + q);
   }
-  for (; p < kc; ++p) step(p);
-
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
   __mmask16 mask[kNv];
   for (int v = 0; v < kNv; ++v) mask[v] = lane_mask(nr - 16 * v);
@@ -253,9 +230,6 @@ MCORE_AVX512 void gemm_region(const Problem& pr, int64_t i0, int64_t mt, int64_t
   for (int64_t kb = 0; kb < k_blocks; ++kb) {
     const int64_t p0 = pr.k * kb / k_blocks, kc = pr.k * (kb + 1) / k_blocks - p0;
     const float beta = kb == 0 ? pr.beta : 1.0f;
-    // Lines of the next A panel each call prefetches: enough slots over its k loop.
-    const int64_t a_lines = (kMr * kc * 4 + 63) / 64;
-    const int64_t lines_per_call = kc / kChunk * kALinesPerSlot;
     for (int64_t ic = 0; ic < mt; ic += kMc) {
       const int64_t mc = std::min(kMc, mt - ic);
       pack_a(pr.ta, pr.a, pr.lda, i0 + ic, mc, p0, kc, pa);
@@ -264,17 +238,9 @@ MCORE_AVX512 void gemm_region(const Problem& pr, int64_t i0, int64_t mt, int64_t
         pack_b(pr.tb, pr.b, pr.ldb, p0, kc, j0 + jc, nc, pb);
         for (int64_t ir = 0; ir < mc; ir += kMr) {
           float* crow = pr.c + (i0 + ic + ir) * pr.ldc + j0 + jc;
-          const bool last_row = ir + kMr >= mc;
-          // After the last row of tiles, prefetch (harmlessly) within the current panel.
-          const char* next_a = reinterpret_cast<const char*>(pa + (last_row ? ir : ir + kMr) * kc);
-          float* next_row_c = last_row ? crow : crow + kMr * pr.ldc;
-          for (int64_t jr = 0, call = 0; jr < nc; jr += kNr, ++call) {
-            Prefetch pf;
-            pf.c = jr + kNr < nc ? crow + jr + kNr : next_row_c;
-            pf.a = next_a + call * lines_per_call * 64;
-            pf.a_lines = std::clamp<int64_t>(a_lines - call * lines_per_call, 0, lines_per_call);
+          for (int64_t jr = 0; jr < nc; jr += kNr) {
             micro_kernel(kc, pa + ir * kc, pb + jr * kc, crow + jr, pr.ldc, pr.alpha, beta,
-                         std::min<int64_t>(kMr, mc - ir), std::min<int64_t>(kNr, nc - jr), pf);
+                         std::min<int64_t>(kMr, mc - ir), std::min<int64_t>(kNr, nc - jr));
           }
         }
       }
