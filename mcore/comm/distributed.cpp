@@ -31,6 +31,7 @@ struct State {
   int world_size = 1;
   int local_rank = 0;
   int local_world_size = 1;
+  bool yield_when_idle = false;
   ProcessGroupPtr world;
   ProcessGroupPtr mpi_world;  // the bootstrap group under a launcher
   std::terminate_handler previous_terminate = nullptr;
@@ -261,6 +262,13 @@ void init_distributed(const InitOptions& options) {
         << (s.world ? s.world->size() : 0) << " ranks, expected " << s.world_size;
   }
   s.world->set_name("world");
+  // Decided once: the polling loop asks on every wait.
+  if (const char* v = env("MCORE_COMM_YIELD")) {
+    s.yield_when_idle = std::string(v) != "0";
+  } else {
+    const unsigned cores = std::thread::hardware_concurrency();
+    s.yield_when_idle = cores > 0 && static_cast<unsigned>(s.local_world_size) > cores;
+  }
   s.launcher = launcher;
   s.backend = backend;
   s.initialized = true;
@@ -316,11 +324,7 @@ Launcher launcher() {
   return state().launcher;
 }
 
-bool yield_when_idle() {
-  if (const char* v = env("MCORE_COMM_YIELD")) return std::string(v) != "0";
-  const unsigned cores = std::thread::hardware_concurrency();
-  return cores > 0 && static_cast<unsigned>(state().local_world_size) > cores;
-}
+bool yield_when_idle() { return state().yield_when_idle; }
 const std::string& backend_name() {
   return state().backend;
 }

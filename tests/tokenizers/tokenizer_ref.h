@@ -51,8 +51,12 @@ inline std::string escaped(const std::string& s, size_t max = 160) {
 
 inline std::string ids_str(const std::vector<tokenizers::TokenId>& ids) {
   std::string s = "[";
-  for (size_t i = 0; i < ids.size(); ++i) s += (i ? " " : "") + std::to_string(ids[i]);
-  return s + "]";
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i) s.push_back(' ');
+    s.append(std::to_string(ids[i]));
+  }
+  s.push_back(']');
+  return s;
 }
 
 // encode(text) == expected ids and decode(ids) == expected text for every reference text; stops
