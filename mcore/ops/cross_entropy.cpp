@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "mcore/ops/cpu/acc_type.h"
+#include "mcore/ops/cpu/vec_math.h"
 #include "mcore/ops/device_check.h"
 #include "mcore/tensor/factory.h"
 
@@ -67,7 +68,7 @@ void forward_kernel(const Tensor& logits, const int64_t* tp, const Tensor& mask,
     for (int64_t j = 0; j < V; ++j) mx = std::max(mx, static_cast<A>(x[j]));
     A sum = 0;
 #pragma omp simd reduction(+ : sum)
-    for (int64_t j = 0; j < V; ++j) sum += std::exp(static_cast<A>(x[j]) - mx);
+    for (int64_t j = 0; j < V; ++j) sum += vmath::exp(static_cast<A>(x[j]) - mx);
     const A l = mx + std::log(sum);
     sp[n] = l;
     const int64_t t = tp[n];
@@ -99,8 +100,8 @@ void backward_kernel(const Tensor& grad, const Tensor& logits, const int64_t* tp
     }
     const A l = sp[n];
 #pragma omp simd
-    for (int64_t j = 0; j < V; ++j) d[j] = store<T>(g * std::exp(static_cast<A>(x[j]) - l));
-    d[t] = store<T>(g * (std::exp(static_cast<A>(x[t]) - l) - A(1)));
+    for (int64_t j = 0; j < V; ++j) d[j] = store<T>(g * vmath::exp(static_cast<A>(x[j]) - l));
+    d[t] = store<T>(g * (vmath::exp(static_cast<A>(x[t]) - l) - A(1)));
   }
 }
 

@@ -105,6 +105,24 @@ TEST_F(Collectives, AllReduceIsCompletedPollingFinishes) {
   EXPECT_TENSOR_CLOSE(t, expected, 0, 0);
 }
 
+TEST_F(Collectives, DroppedWorkHandleStillCompletes) {
+  // Dropping the handle without wait() must not free buffers MPI still writes: the destructor
+  // waits (bounded by the timeout).
+  Tensor t = dist_tensor({4096}, DType::F32, rank);
+  Tensor base = dist_tensor({8, 3}, DType::F32, rank);
+  Tensor view = base.transpose(0, 1);  // staged through a copy that the Work owns
+  g->all_reduce_async(t);
+  g->all_reduce_async(view, ReduceOp::kMax);
+  Tensor expected = formula_tensor({4096}, DType::F32, [&](int64_t i) {
+    return reduce_expected(DType::F32, ReduceOp::kSum, n, i);
+  });
+  EXPECT_TENSOR_CLOSE(t, expected, 0, 0);
+  Tensor expected_max = formula_tensor({8, 3}, DType::F32, [&](int64_t i) {
+    return reduce_expected(DType::F32, ReduceOp::kMax, n, i);
+  });
+  EXPECT_TENSOR_CLOSE(base, expected_max, 0, 0);
+}
+
 TEST_F(Collectives, AllReduceNonContiguousView) {
   // A transposed view: reduced through a staging copy and written back through the strides.
   Tensor base = dist_tensor({6, 4}, DType::F32, rank);

@@ -7,6 +7,8 @@
 //   terminate - the same exception escapes main without run_distributed_main: the terminate
 //               handler init_distributed installed must end the job the same way.
 //   local     - no launcher: init_distributed must pick the local backend (exit 0).
+//   forget    - returns from main without destroy_distributed: the exit hook must finalize MPI
+//               so that mpirun reports success (exit 0).
 // A rank that gets past the collective in a fault mode prints "survived", which the fault tests
 // forbid.
 #include <chrono>
@@ -57,10 +59,18 @@ int main(int argc, char** argv) {
                 ok && t.to(DType::F64).data<double>()[0] == 2.0 ? "local ok" : "local FAILED");
     return ok ? 0 : 1;
   }
+  if (mode == "forget") {
+    comm::init_distributed();
+    Tensor t = ones({4}, DType::F32);
+    comm::world()->all_reduce(t);
+    const bool ok = t.to(DType::F64).data<double>()[0] == comm::get_world_size();
+    std::printf("[rank %d] forget %s\n", comm::get_rank(), ok ? "ok" : "FAILED");
+    return ok ? 0 : 1;
+  }
   if (mode == "terminate") return run(mode);  // no safety net but the terminate handler
   if (mode == "timeout" || mode == "throw") {
     return comm::run_distributed_main(argc, argv, [&](int, char**) { return run(mode); });
   }
-  std::fprintf(stderr, "usage: comm_probe timeout|throw|terminate|local\n");
+  std::fprintf(stderr, "usage: comm_probe timeout|throw|terminate|local|forget\n");
   return 2;
 }

@@ -41,7 +41,8 @@ TEST(SplitPattern, Gpt2) {
   EXPECT_EQ(split("Hello  world", SplitPattern::kGpt2), (V{"Hello", " ", " world"}));
   EXPECT_EQ(split("I'm fine, isn't it?", SplitPattern::kGpt2),
             (V{"I", "'m", " fine", ",", " isn", "'t", " it", "?"}));
-  EXPECT_EQ(split("x\n\ny  ", SplitPattern::kGpt2), (V{"x", "\n", "\n", "y", "  "})  // \s+(?!\S) leaves one);
+  EXPECT_EQ(split("x\n\ny  ", SplitPattern::kGpt2),
+            (V{"x", "\n", "\n", "y", "  "}));  // \s+(?!\S) leaves one
   EXPECT_EQ(split("a 123 b4", SplitPattern::kGpt2), (V{"a", " 123", " b", "4"}));
   EXPECT_EQ(split("I'M", SplitPattern::kGpt2), (V{"I", "'", "M"}));  // case-sensitive
   EXPECT_EQ(split("中文 😀!", SplitPattern::kGpt2), (V{"中文", " 😀!"}));

@@ -1,7 +1,11 @@
 #include "mcore/ops/cpu/sgemm_avx512.h"
 
+#include "mcore/base/error.h"
+
 #include <immintrin.h>
 #include <omp.h>
+
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -40,7 +44,7 @@ constexpr int kNr = 16 * kNv;
 #define MCORE_SGEMM_NC 384
 #endif
 #ifndef MCORE_SGEMM_MC
-#define MCORE_SGEMM_MC 4096
+#define MCORE_SGEMM_MC 2048
 #endif
 constexpr int64_t kKc = MCORE_SGEMM_KC;
 constexpr int64_t kNc = MCORE_SGEMM_NC;  // multiple of kNr
@@ -160,10 +164,12 @@ MCORE_AVX512 __attribute__((noinline)) void micro_kernel(int64_t kc, const float
 #pragma GCC unroll 4
     for (int v = 0; v < kNv; ++v) acc[i][v] = _mm512_setzero_ps();
   // Start C's lines on their way now; they are needed only after the k loop.
+#ifdef PFC
   for (int64_t i = 0; i < mr; ++i)
 #pragma GCC unroll 4
     for (int v = 0; v < kNv; ++v)
       _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16 * v), _MM_HINT_T0);
+#endif
 #pragma GCC unroll 2
   for (int64_t p = 0; p < kc; ++p) {
     __m512 bv[kNv];
@@ -192,16 +198,24 @@ MCORE_AVX512 __attribute__((noinline)) void micro_kernel(int64_t kc, const float
   }
 }
 
-// 64-byte aligned scratch kept per thread across calls, grown on demand.
+// Packing buffers kept per thread across calls, grown on demand. They are 2 MB aligned and
+// marked for transparent huge pages: the microkernel streams through hundreds of KB of packed
+// panels per call, and 4 KB pages would cost a TLB miss every few k steps.
 struct Scratch {
   float* ptr = nullptr;
-  size_t cap = 0;
+  size_t cap = 0;  // floats
   ~Scratch() { std::free(ptr); }
   float* get(size_t n) {
     if (n > cap) {
       std::free(ptr);
-      cap = (n + 15) / 16 * 16;
-      ptr = static_cast<float*>(std::aligned_alloc(64, cap * sizeof(float)));
+      constexpr size_t kHuge = size_t(2) << 20;
+      const size_t bytes = (n * sizeof(float) + kHuge - 1) / kHuge * kHuge;
+      ptr = static_cast<float*>(std::aligned_alloc(kHuge, bytes));
+      MCORE_CHECK(ptr) << "sgemm_avx512: cannot allocate " << bytes << " bytes of packing buffer";
+#ifndef NO_HUGE
+      madvise(ptr, bytes, MADV_HUGEPAGE);
+#endif
+      cap = bytes / sizeof(float);
     }
     return ptr;
   }
@@ -220,6 +234,40 @@ struct Problem {
   int64_t ldc;
 };
 
+// The whole blocked algorithm on the C region [i0, i0+mt) x [j0, j0+nt), on one thread. Each
+// thread packs its own A and B blocks: with the A block shared instead, the barriers and the
+// cross-core reads of packed panels cost more than the packing saved (measured).
+MCORE_AVX512 void gemm_region(const Problem& pr, int64_t i0, int64_t mt, int64_t j0, int64_t nt) {
+  if (mt <= 0 || nt <= 0) return;
+  thread_local Scratch a_buf, b_buf;
+  const int64_t mc_max = std::min(kMc, (mt + kMr - 1) / kMr * kMr);
+  const int64_t nc_max = std::min(kNc, (nt + kNr - 1) / kNr * kNr);
+  const int64_t kc_max = std::min(kKc, pr.k);
+  float* pa = a_buf.get(mc_max * kc_max);
+  float* pb = b_buf.get(nc_max * kc_max);
+  // Split K into near-equal blocks so no block is a short remainder.
+  const int64_t k_blocks = (pr.k + kKc - 1) / kKc;
+  for (int64_t kb = 0; kb < k_blocks; ++kb) {
+    const int64_t p0 = pr.k * kb / k_blocks, kc = pr.k * (kb + 1) / k_blocks - p0;
+    const float beta = kb == 0 ? pr.beta : 1.0f;  // later K blocks accumulate
+    for (int64_t ic = 0; ic < mt; ic += kMc) {
+      const int64_t mc = std::min(kMc, mt - ic);
+      pack_a(pr.ta, pr.a, pr.lda, i0 + ic, mc, p0, kc, pa);
+      for (int64_t jc = 0; jc < nt; jc += kNc) {
+        const int64_t nc = std::min(kNc, nt - jc);
+        pack_b(pr.tb, pr.b, pr.ldb, p0, kc, j0 + jc, nc, pb);
+        for (int64_t ir = 0; ir < mc; ir += kMr) {
+          float* crow = pr.c + (i0 + ic + ir) * pr.ldc + j0 + jc;
+          for (int64_t jr = 0; jr < nc; jr += kNr) {
+            micro_kernel(kc, pa + ir * kc, pb + jr * kc, crow + jr, pr.ldc, pr.alpha, beta,
+                         std::min<int64_t>(kMr, mc - ir), std::min<int64_t>(kNr, nc - jr));
+          }
+        }
+      }
+    }
+  }
+}
+
 // C = beta * C (k == 0 or alpha == 0), with beta == 0 writing zeros without reading C.
 void scale_c(const Problem& pr) {
 #pragma omp parallel for schedule(static) if (pr.m * pr.n > (1 << 16) && !omp_in_parallel())
@@ -233,8 +281,8 @@ void scale_c(const Problem& pr) {
   }
 }
 
-// Chooses a tm x tn grid of per-thread C regions. Threads in a grid column share the columns of
-// B and each packs them, so splitting N is preferred; splitting M is for narrow products.
+// Chooses a tm x tn grid of per-thread C regions: the one that minimizes the work of the largest
+// region plus what each thread packs (its rows of A and its columns of B, times K).
 void choose_grid(int64_t m, int64_t n, int threads, int& tm, int& tn) {
   tm = 1, tn = threads;
   double best = -1;
@@ -246,55 +294,9 @@ void choose_grid(int64_t m, int64_t n, int threads, int& tm, int& tn) {
     // Rounded-up region sizes, so a split that leaves one thread a larger share loses.
     const double rows = double((m_panels + x - 1) / x) * kMr;
     const double cols = double((n_panels + y - 1) / y) * kNr;
-    // Per unit of K: rows * cols / 32 cycles of FMAs, about cols / 2 cycles of packing B.
-    const double cost = rows * cols + 16.0 * cols;
+    // Per unit of K: rows * cols / 32 cycles of FMAs, about (rows + cols) / 2 cycles of packing.
+    const double cost = rows * cols + 16.0 * (rows + cols);
     if (best < 0 || cost < best) best = cost, tm = x, tn = y;
-  }
-}
-
-// One thread's part of the blocked algorithm; all threads of the team run it together. Per K
-// block and M block, the team packs the A block into the shared buffer `pa` (each thread a slice
-// of its panels), then each thread packs B for its own columns into its own buffer (its L2) and
-// runs the microkernel over its rows x columns of the block. Sharing A halves the packing each
-// thread does compared with independent regions, and packing is memory-bound.
-MCORE_AVX512 void gemm_thread(const Problem& pr, float* pa, int tid, int nth) {
-  int tm, tn;
-  choose_grid(pr.m, pr.n, nth, tm, tn);
-  const int x = tid / tn, y = tid % tn;
-  const int64_t n_panels = (pr.n + kNr - 1) / kNr;
-  const int64_t j_lo = std::min(pr.n, n_panels * y / tn * kNr);
-  const int64_t j_hi = std::min(pr.n, n_panels * (y + 1) / tn * kNr);
-  thread_local Scratch b_buf;
-  float* pb = b_buf.get(std::min(kNc, (pr.n + kNr - 1) / kNr * kNr) * std::min(kKc, pr.k));
-  // Split K into near-equal blocks so no block is a short remainder.
-  const int64_t k_blocks = (pr.k + kKc - 1) / kKc;
-  for (int64_t kb = 0; kb < k_blocks; ++kb) {
-    const int64_t p0 = pr.k * kb / k_blocks, kc = pr.k * (kb + 1) / k_blocks - p0;
-    const float beta = kb == 0 ? pr.beta : 1.0f;  // later K blocks accumulate
-    for (int64_t ic = 0; ic < pr.m; ic += kMc) {
-      const int64_t mc = std::min(kMc, pr.m - ic);
-      const int64_t a_panels = (mc + kMr - 1) / kMr;
-      const int64_t mine_lo = a_panels * tid / nth * kMr;
-      const int64_t mine_hi = std::min(mc, a_panels * (tid + 1) / nth * kMr);
-      if (mine_hi > mine_lo)
-        pack_a(pr.ta, pr.a, pr.lda, ic + mine_lo, mine_hi - mine_lo, p0, kc, pa + mine_lo * kc);
-#pragma omp barrier
-      const int64_t i_lo = a_panels * x / tm * kMr;
-      const int64_t i_hi = std::min(mc, a_panels * (x + 1) / tm * kMr);
-      for (int64_t jc = j_lo; jc < j_hi; jc += kNc) {
-        const int64_t nc = std::min(kNc, j_hi - jc);
-        if (i_hi <= i_lo) break;
-        pack_b(pr.tb, pr.b, pr.ldb, p0, kc, jc, nc, pb);
-        for (int64_t ir = i_lo; ir < i_hi; ir += kMr) {
-          float* crow = pr.c + (ic + ir) * pr.ldc + jc;
-          for (int64_t jr = 0; jr < nc; jr += kNr) {
-            micro_kernel(kc, pa + ir * kc, pb + jr * kc, crow + jr, pr.ldc, pr.alpha, beta,
-                         std::min<int64_t>(kMr, mc - ir), std::min<int64_t>(kNr, nc - jr));
-          }
-        }
-      }
-#pragma omp barrier  // before the next A block overwrites pa
-    }
   }
 }
 
@@ -316,11 +318,22 @@ void sgemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha
   const double flops = 2.0 * m * n * k;
   threads =
       static_cast<int>(std::max<double>(1, std::min<double>(threads, flops / kMinFlopsPerThread)));
-  thread_local Scratch a_buf;  // the shared A block, owned by the calling thread
-  float* pa = a_buf.get(std::min(kMc, (m + kMr - 1) / kMr * kMr) * std::min(kKc, k) + 16);
-  if (threads == 1) return gemm_thread(pr, pa, 0, 1);
+  int tm, tn;
+  choose_grid(m, n, threads, tm, tn);
+  threads = tm * tn;
+  const int64_t m_panels = (m + kMr - 1) / kMr, n_panels = (n + kNr - 1) / kNr;
+  auto run = [&](int t) {
+    const int x = t / tn, y = t % tn;
+    const int64_t r0 = std::min(m, m_panels * x / tm * kMr);
+    const int64_t r1 = std::min(m, m_panels * (x + 1) / tm * kMr);
+    const int64_t c0 = std::min(n, n_panels * y / tn * kNr);
+    const int64_t c1 = std::min(n, n_panels * (y + 1) / tn * kNr);
+    gemm_region(pr, r0, r1 - r0, c0, c1 - c0);
+  };
+  if (threads == 1) return run(0);
+    // The runtime may grant fewer threads than asked for; then threads take several regions.
 #pragma omp parallel num_threads(threads)
-  gemm_thread(pr, pa, omp_get_thread_num(), omp_get_num_threads());
+  for (int t = omp_get_thread_num(); t < threads; t += omp_get_num_threads()) run(t);
 }
 
 }  // namespace mcore::ops::cpu
