@@ -324,7 +324,9 @@ Launcher launcher() {
   return state().launcher;
 }
 
-bool yield_when_idle() { return state().yield_when_idle; }
+bool yield_when_idle() {
+  return state().yield_when_idle;
+}
 const std::string& backend_name() {
   return state().backend;
 }

@@ -128,7 +128,8 @@ GPTSample BlendedDataset::get(int64_t idx) const {
   MCORE_CHECK(idx >= 0 && idx < size()) << "BlendedDataset " << split_name(split_) << ": sample "
                                         << idx << " out of range [0, " << size() << ")";
   const int16_t d = dataset_index_[static_cast<size_t>(idx)];
-  GPTSample s = datasets_[static_cast<size_t>(d)]->get(dataset_sample_index_[static_cast<size_t>(idx)]);
+  GPTSample s =
+      datasets_[static_cast<size_t>(d)]->get(dataset_sample_index_[static_cast<size_t>(idx)]);
   s.dataset_id = d;
   return s;
 }

@@ -59,7 +59,8 @@ std::shared_ptr<const LowLevelDataset> BlendedMegatronDatasetBuilder::low_level(
   return std::make_shared<IndexedDataset>(*prefix, false, config_->mmap_bin_files);
 }
 
-BlendedMegatronDatasetBuilder::MidLevel BlendedMegatronDatasetBuilder::build_megatron_dataset_splits(
+BlendedMegatronDatasetBuilder::MidLevel
+BlendedMegatronDatasetBuilder::build_megatron_dataset_splits(
     const std::optional<std::string>& prefix, const SplitMatrix& split,
     const std::array<std::optional<int64_t>, kNumSplits>& sizes) {
   std::shared_ptr<const LowLevelDataset> ll = low_level(prefix);
@@ -77,8 +78,8 @@ BlendedMegatronDatasetBuilder::MidLevel BlendedMegatronDatasetBuilder::build_meg
           std::static_pointer_cast<const MockGPTLowLevelDataset>(ll), std::move(indices), sizes[s],
           Split(s), config_);
     } else {
-      out[s] = std::make_shared<GPTDataset>(ll, prefix, std::move(indices), sizes[s], Split(s),
-                                            config_);
+      out[s] =
+          std::make_shared<GPTDataset>(ll, prefix, std::move(indices), sizes[s], Split(s), config_);
     }
   }
   return out;
@@ -127,7 +128,8 @@ SplitDatasets BlendedMegatronDatasetBuilder::build_blends(
     } else {
       MCORE_FAIL() << "Using client-specified weights requires client-specified size";
     }
-    out[s] = std::make_shared<BlendedDataset>(std::move(parts), std::move(w), size, config_, counts);
+    out[s] =
+        std::make_shared<BlendedDataset>(std::move(parts), std::move(w), size, config_, counts);
   }
   return out;
 }

@@ -33,9 +33,9 @@ class BlendedMegatronDatasetBuilder {
 
  private:
   using MidLevel = std::array<std::shared_ptr<const GPTDataset>, kNumSplits>;
-  MidLevel build_megatron_dataset_splits(const std::optional<std::string>& prefix,
-                                         const SplitMatrix& split,
-                                         const std::array<std::optional<int64_t>, kNumSplits>& sizes);
+  MidLevel build_megatron_dataset_splits(
+      const std::optional<std::string>& prefix, const SplitMatrix& split,
+      const std::array<std::optional<int64_t>, kNumSplits>& sizes);
   std::shared_ptr<const LowLevelDataset> low_level(const std::optional<std::string>& prefix);
   SplitDatasets build_blends(const std::vector<std::string>& prefixes,
                              const std::optional<std::vector<double>>& weights,

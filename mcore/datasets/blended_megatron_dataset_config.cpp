@@ -9,9 +9,12 @@ namespace mcore::datasets {
 
 const char* split_name(Split s) {
   switch (s) {
-    case Split::kTrain: return "train";
-    case Split::kValid: return "valid";
-    case Split::kTest: return "test";
+    case Split::kTrain:
+      return "train";
+    case Split::kValid:
+      return "valid";
+    case Split::kTest:
+      return "test";
   }
   return "?";
 }
@@ -40,7 +43,9 @@ double pairwise_sum(const double* a, size_t n) {
 }
 }  // namespace
 
-double numpy_sum(const std::vector<double>& v) { return pairwise_sum(v.data(), v.size()); }
+double numpy_sum(const std::vector<double>& v) {
+  return pairwise_sum(v.data(), v.size());
+}
 
 std::vector<double> normalize(const std::vector<double>& weights) {
   const double s = numpy_sum(weights);
@@ -125,14 +130,15 @@ std::optional<Blend> get_blend_from_list(const std::vector<std::string>& list) {
 }
 
 void BlendedMegatronDatasetConfig::finalize() {
-  MCORE_CHECK(sequence_length > 0) << "dataset config: sequence_length must be positive, got "
-                                   << sequence_length;
+  MCORE_CHECK(sequence_length > 0)
+      << "dataset config: sequence_length must be positive, got " << sequence_length;
   bool any_per_split = false;
   if (blend_per_split)
     for (const auto& b : *blend_per_split) any_per_split |= b.has_value();
   if (any_per_split) {
-    MCORE_CHECK(!blend) << "dataset config: blend (--data-path) and blend_per_split "
-                           "(--train-data-path/--valid-data-path/--test-data-path) are incompatible";
+    MCORE_CHECK(!blend)
+        << "dataset config: blend (--data-path) and blend_per_split "
+           "(--train-data-path/--valid-data-path/--test-data-path) are incompatible";
     MCORE_CHECK(!split) << "dataset config: --split cannot be used with per-split data paths";
     for (const auto& b : *blend_per_split)
       if (b && b->weights)

@@ -22,7 +22,8 @@ MegatronPretrainingSampler::MegatronPretrainingSampler(int64_t total_samples,
   MCORE_CHECK(consumed_samples >= 0 && consumed_samples < total_samples)
       << "no samples left to consume: consumed " << consumed_samples << " of " << total_samples
       << " (the run has used the whole dataset; request more samples when building it)";
-  MCORE_CHECK(micro_batch_size > 0) << "micro_batch_size must be positive, got " << micro_batch_size;
+  MCORE_CHECK(micro_batch_size > 0)
+      << "micro_batch_size must be positive, got " << micro_batch_size;
   MCORE_CHECK(data_parallel_size > 0) << "data_parallel_size must be positive";
   MCORE_CHECK(data_parallel_rank >= 0 && data_parallel_rank < data_parallel_size)
       << "data_parallel_rank should be smaller than data size: " << data_parallel_rank << ", "
@@ -61,8 +62,9 @@ GPTBatch collate(const std::vector<GPTSample>& samples) {
   auto copy_row = [](const Tensor& src, Tensor& dst, int64_t row, int64_t n) {
     MCORE_CHECK(src.numel() == n) << "collate: samples of different lengths (" << src.numel()
                                   << " vs " << n << ")";
-    std::memcpy(static_cast<char*>(dst.data_ptr()) + row * n * static_cast<int64_t>(dst.element_size()),
-                src.data_ptr(), static_cast<size_t>(n) * dst.element_size());
+    std::memcpy(
+        static_cast<char*>(dst.data_ptr()) + row * n * static_cast<int64_t>(dst.element_size()),
+        src.data_ptr(), static_cast<size_t>(n) * dst.element_size());
   };
   for (int64_t i = 0; i < b; ++i) {
     const GPTSample& s = samples[static_cast<size_t>(i)];

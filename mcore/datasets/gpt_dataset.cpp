@@ -24,7 +24,8 @@ std::vector<int32_t> build_document_index(const std::vector<int32_t>& documents,
   if (!separate_final_epoch || num_epochs == 1) {
     std::vector<int32_t> out;
     out.reserve(documents.size() * static_cast<size_t>(num_epochs));
-    for (int32_t e = 0; e < num_epochs; ++e) out.insert(out.end(), documents.begin(), documents.end());
+    for (int32_t e = 0; e < num_epochs; ++e)
+      out.insert(out.end(), documents.begin(), documents.end());
     rng.shuffle(out);
     return out;
   }
@@ -47,7 +48,7 @@ std::vector<int64_t> build_shuffle_index(int64_t num_samples, int64_t total_size
 // numpy uses uint32 for the shuffle index unless the sample count approaches 2^32.
 std::string shuffle_descr(int64_t total_size) {
   return total_size >= static_cast<int64_t>(std::numeric_limits<uint32_t>::max()) - 1 ? "<i8"
-                                                                                       : "<u4";
+                                                                                      : "<u4";
 }
 
 }  // namespace
@@ -113,7 +114,8 @@ void GPTDataset::init() {
   unique_identifiers_.set("index_split", PyJson::string(split_name(split_)));
   unique_identifiers_.set("random_seed", PyJson::integer(config_->random_seed));
   unique_identifiers_.set("sequence_length", PyJson::integer(config_->sequence_length));
-  unique_identifiers_.set("split", config_->split ? PyJson::string(*config_->split) : PyJson::null());
+  unique_identifiers_.set("split",
+                          config_->split ? PyJson::string(*config_->split) : PyJson::null());
   unique_identifiers_.set("split_matrix", split_matrix_json(config_->split_matrix));
   unique_identifiers_.set("tokenizer", config_->tokenizer_identifiers);
   unique_description_ = unique_identifiers_.dumps(4);
@@ -127,11 +129,11 @@ void GPTDataset::init() {
       std::find(specials.begin(), specials.end(), pad_token_id_) != specials.end()) {
     if (config_->allow_ambiguous_pad_tokens) {
       MCORE_LOG(WARNING) << "the pad token id " << pad_token_id_
-                        << " collides with another special token; pad tokens in the data will "
-                           "be masked out of the loss";
+                         << " collides with another special token; pad tokens in the data will "
+                            "be masked out of the loss";
     } else {
       MCORE_LOG(WARNING) << "the pad token id " << pad_token_id_
-                        << " collides with another special token; not masking pad tokens";
+                         << " collides with another special token; not masking pad tokens";
       pad_token_id_ = -1;
     }
   }
@@ -149,7 +151,8 @@ int32_t GPTDataset::num_epochs(int64_t tokens_per_epoch) const {
   if (!num_samples_) return 1;
   const int64_t requested =
       *num_samples_ * config_->sequence_length + (config_->add_extra_token_to_sequence ? 1 : 0);
-  if (tokens_per_epoch >= requested) return 1;
+  // An empty split asked for no samples is an empty dataset (megatron-core would loop forever).
+  if (tokens_per_epoch >= requested || (tokens_per_epoch == 0 && *num_samples_ == 0)) return 1;
   MCORE_CHECK(tokens_per_epoch > 0)
       << class_name_ << " " << split_name(split_) << " split of '"
       << dataset_path_.value_or("<mock>") << "' has no tokens but " << *num_samples_
@@ -186,7 +189,8 @@ bool GPTDataset::try_load_cache(const std::string& base) {
     if (expect_samples < 0) expect_samples = 0;
 
     IndexArray doc = load_index_npy(doc_path);
-    const int64_t expect_docs = static_cast<int64_t>(epochs) * static_cast<int64_t>(indices_.size());
+    const int64_t expect_docs =
+        static_cast<int64_t>(epochs) * static_cast<int64_t>(indices_.size());
     MCORE_CHECK(doc.descr == "<i4" && doc.shape.size() == 1 && doc.shape[0] == expect_docs)
         << "document index is not int32 [" << expect_docs << "] (the data changed?)";
     const int64_t n_seq = dataset_->num_sequences();
@@ -216,7 +220,7 @@ bool GPTDataset::try_load_cache(const std::string& base) {
     return true;
   } catch (const Error& e) {
     MCORE_LOG(WARNING) << class_name_ << " index cache '" << base
-                      << "-*' is stale or corrupt, rebuilding it: " << e.message();
+                       << "-*' is stale or corrupt, rebuilding it: " << e.message();
     return false;
   }
 }
@@ -227,8 +231,8 @@ void GPTDataset::build_indices() {
     cache_dir = dataset_->path_prefix() + "/cache/" + class_name_ + "_indices";
   std::string base;
   if (cache_dir) {
-    base = *cache_dir + "/" + unique_description_hash_ + "-" + class_name_ + "-" +
-           split_name(split_);
+    base =
+        *cache_dir + "/" + unique_description_hash_ + "-" + class_name_ + "-" + split_name(split_);
     if (try_load_cache(base)) {
       loaded_from_cache_ = true;
       return;
@@ -243,8 +247,7 @@ void GPTDataset::build_indices() {
   bool separate_final_epoch = false;
   int64_t num_samples_sans_final_epoch = 0;
   if (epochs > 1) {
-    num_samples_sans_final_epoch =
-        ((epochs - 1) * tokens_per_epoch - extra) / sequence_length;
+    num_samples_sans_final_epoch = ((epochs - 1) * tokens_per_epoch - extra) / sequence_length;
     const int64_t num_samples_from_final_epoch = *num_samples_ - num_samples_sans_final_epoch;
     const int64_t num_samples_per_epoch = (tokens_per_epoch - extra) / sequence_length;
     MCORE_CHECK(num_samples_from_final_epoch >= 0 &&
@@ -272,8 +275,10 @@ void GPTDataset::build_indices() {
     // Same dtypes as Megatron: the sample index is int32 unless its values could overflow it.
     int64_t max_len = 0;
     const int32_t* lengths = dataset_->sequence_lengths();
-    for (int64_t i = 0; i < dataset_->num_sequences(); ++i) max_len = std::max<int64_t>(max_len, lengths[i]);
-    const int64_t sample_max = std::max<int64_t>(static_cast<int64_t>(document_index_.size()), max_len);
+    for (int64_t i = 0; i < dataset_->num_sequences(); ++i)
+      max_len = std::max<int64_t>(max_len, lengths[i]);
+    const int64_t sample_max =
+        std::max<int64_t>(static_cast<int64_t>(document_index_.size()), max_len);
     const std::string sample_descr =
         sample_max <= std::numeric_limits<int32_t>::max() ? "<i4" : "<i8";
     // Arrays first, description last; a reader needs all four files to take the cache.
@@ -286,10 +291,10 @@ void GPTDataset::build_indices() {
   }
 }
 
-std::vector<int64_t> GPTDataset::sample_tokens(int64_t idx, std::vector<int64_t>* document_ids) const {
-  MCORE_CHECK(idx >= 0 && idx < size()) << class_name_ << " " << split_name(split_)
-                                        << ": sample " << idx << " out of range [0, " << size()
-                                        << ")";
+std::vector<int64_t> GPTDataset::sample_tokens(int64_t idx,
+                                               std::vector<int64_t>* document_ids) const {
+  MCORE_CHECK(idx >= 0 && idx < size()) << class_name_ << " " << split_name(split_) << ": sample "
+                                        << idx << " out of range [0, " << size() << ")";
   const int extra = config_->add_extra_token_to_sequence ? 1 : 0;
   const int64_t want = config_->sequence_length + extra;
   const int64_t s = shuffle_index_[idx];
@@ -390,7 +395,11 @@ GPTSample GPTDataset::make_sample(int64_t idx, bool padding) const {
   return s;
 }
 
-GPTSample GPTDataset::get(int64_t idx) const { return make_sample(idx, false); }
-GPTSample GPTDataset::get_padding() const { return make_sample(0, true); }
+GPTSample GPTDataset::get(int64_t idx) const {
+  return make_sample(idx, false);
+}
+GPTSample GPTDataset::get_padding() const {
+  return make_sample(0, true);
+}
 
 }  // namespace mcore::datasets

@@ -37,11 +37,11 @@ struct GPTDatasetConfig : BlendedMegatronDatasetConfig {
 
 // One training sample, as GPTDataset.__getitem__ returns it.
 struct GPTSample {
-  Tensor tokens;          // int64 [seq]
-  Tensor labels;          // int64 [seq]
-  Tensor loss_mask;       // float32 [seq]
-  Tensor position_ids;    // int64 [seq]
-  Tensor attention_mask;  // bool [1, seq, seq], true = masked; undefined unless requested
+  Tensor tokens;            // int64 [seq]
+  Tensor labels;            // int64 [seq]
+  Tensor loss_mask;         // float32 [seq]
+  Tensor position_ids;      // int64 [seq]
+  Tensor attention_mask;    // bool [1, seq, seq], true = masked; undefined unless requested
   int64_t dataset_id = -1;  // set by BlendedDataset
 };
 
@@ -74,7 +74,8 @@ class GPTDataset : public SampleDataset {
 
   // The raw sample: sequence_length + add_extra tokens (padded with the pad id) and the ids of
   // the documents it spans (Megatron's _query_document_sample_shuffle_indices).
-  std::vector<int64_t> sample_tokens(int64_t idx, std::vector<int64_t>* document_ids = nullptr) const;
+  std::vector<int64_t> sample_tokens(int64_t idx,
+                                     std::vector<int64_t>* document_ids = nullptr) const;
 
   const std::vector<int32_t>& document_index() const { return document_index_; }
   // [size() + 1, 2] flattened (document_index position, token offset).

@@ -9,20 +9,23 @@
 
 namespace mcore::datasets {
 
-std::vector<int64_t> build_sample_idx(const int32_t* sizes, const std::vector<int32_t>& document_idx,
-                                      int32_t seq_length, int32_t num_epochs,
-                                      int64_t tokens_per_epoch, bool drop_last_partial_sequence,
+std::vector<int64_t> build_sample_idx(const int32_t* sizes,
+                                      const std::vector<int32_t>& document_idx, int32_t seq_length,
+                                      int32_t num_epochs, int64_t tokens_per_epoch,
+                                      bool drop_last_partial_sequence,
                                       int add_extra_token_to_sequence) {
-  MCORE_CHECK(seq_length > 1) << "build_sample_idx: sequence length must be > 1, got " << seq_length;
+  MCORE_CHECK(seq_length > 1) << "build_sample_idx: sequence length must be > 1, got "
+                              << seq_length;
   MCORE_CHECK(num_epochs > 0) << "build_sample_idx: num_epochs must be > 0";
   int64_t num_samples;
-  const int64_t total = static_cast<int64_t>(num_epochs) * tokens_per_epoch - add_extra_token_to_sequence;
+  const int64_t total =
+      static_cast<int64_t>(num_epochs) * tokens_per_epoch - add_extra_token_to_sequence;
   if (drop_last_partial_sequence) {
     num_samples = total / seq_length;  // C++ truncation, as in helpers.cpp
   } else {
     // helpers.cpp divides in single precision: ceil(float(x) / seq_length).
-    num_samples = static_cast<int64_t>(
-        std::ceil(static_cast<float>(total) / static_cast<float>(seq_length)));
+    num_samples =
+        static_cast<int64_t>(std::ceil(static_cast<float>(total) / static_cast<float>(seq_length)));
   }
   if (num_samples < 0) num_samples = 0;
   std::vector<int64_t> sample_idx(2 * static_cast<size_t>(num_samples + 1));
@@ -121,7 +124,8 @@ void build_exhaustive_blending_indices(const std::vector<int64_t>& sizes,
     (*dataset_index)[index_sample] = static_cast<int16_t>(error_argmax);
     (*dataset_sample_index)[index_sample] = counts[error_argmax];
     counts[error_argmax] += 1;
-    if (sizes[error_argmax] - static_cast<double>(counts[error_argmax]) == 0) unspent.erase(error_argmax);
+    if (sizes[error_argmax] - static_cast<double>(counts[error_argmax]) == 0)
+      unspent.erase(error_argmax);
     ++index_sample;
   }
 }

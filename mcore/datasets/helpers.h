@@ -11,7 +11,8 @@ namespace mcore::datasets {
 
 // build_sample_idx: [num_samples + 1, 2] rows of (index into document_index, token offset),
 // flattened. `sizes` are the sequence lengths of the whole low-level dataset.
-std::vector<int64_t> build_sample_idx(const int32_t* sizes, const std::vector<int32_t>& document_index,
+std::vector<int64_t> build_sample_idx(const int32_t* sizes,
+                                      const std::vector<int32_t>& document_index,
                                       int32_t seq_length, int32_t num_epochs,
                                       int64_t tokens_per_epoch, bool drop_last_partial_sequence,
                                       int add_extra_token_to_sequence);

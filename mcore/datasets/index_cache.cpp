@@ -46,8 +46,8 @@ bool file_exists(const std::string& path) {
 void make_dirs(const std::string& path) {
   std::error_code ec;
   std::filesystem::create_directories(path, ec);
-  MCORE_CHECK(!ec) << "cannot create the dataset cache directory '" << path << "': "
-                   << ec.message() << " (set --data-cache-path to a writable directory)";
+  MCORE_CHECK(!ec) << "cannot create the dataset cache directory '" << path << "': " << ec.message()
+                   << " (set --data-cache-path to a writable directory)";
 }
 
 void save_index_npy(const std::string& path, const std::string& descr,
@@ -56,7 +56,8 @@ void save_index_npy(const std::string& path, const std::string& descr,
   MCORE_CHECK(size > 0) << "save_index_npy: unsupported descr " << descr;
   std::string shp = "(";
   for (size_t i = 0; i < shape.size(); ++i)
-    shp += std::to_string(shape[i]) + (shape.size() == 1 ? "," : (i + 1 < shape.size() ? ", " : ""));
+    shp +=
+        std::to_string(shape[i]) + (shape.size() == 1 ? "," : (i + 1 < shape.size() ? ", " : ""));
   shp += ")";
   std::string header = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': " + shp + ", }";
   const size_t total = 10 + header.size() + 1;
@@ -65,10 +66,23 @@ void save_index_npy(const std::string& path, const std::string& descr,
   for (size_t i = 0; i < values.size(); ++i) {
     const int64_t v = values[i];
     switch (size) {
-      case 1: { int8_t x = static_cast<int8_t>(v); std::memcpy(&data[i], &x, 1); break; }
-      case 2: { int16_t x = static_cast<int16_t>(v); std::memcpy(&data[2 * i], &x, 2); break; }
-      case 4: { uint32_t x = static_cast<uint32_t>(v); std::memcpy(&data[4 * i], &x, 4); break; }
-      default: std::memcpy(&data[8 * i], &v, 8);
+      case 1: {
+        int8_t x = static_cast<int8_t>(v);
+        std::memcpy(&data[i], &x, 1);
+        break;
+      }
+      case 2: {
+        int16_t x = static_cast<int16_t>(v);
+        std::memcpy(&data[2 * i], &x, 2);
+        break;
+      }
+      case 4: {
+        uint32_t x = static_cast<uint32_t>(v);
+        std::memcpy(&data[4 * i], &x, 4);
+        break;
+      }
+      default:
+        std::memcpy(&data[8 * i], &v, 8);
     }
   }
   const std::string tmp = unique_tmp(path);
@@ -136,13 +150,20 @@ IndexArray load_index_npy(const std::string& path) {
       << " (truncated or corrupt)";
   out.values.resize(count);
   const char* src = all.data() + start + header_len;
-  if (out.descr == "<i2") widen<int16_t>(src, count, out.values.data());
-  else if (out.descr == "<u2") widen<uint16_t>(src, count, out.values.data());
-  else if (out.descr == "<i4") widen<int32_t>(src, count, out.values.data());
-  else if (out.descr == "<u4") widen<uint32_t>(src, count, out.values.data());
-  else if (out.descr == "|i1") widen<int8_t>(src, count, out.values.data());
-  else if (out.descr == "|u1") widen<uint8_t>(src, count, out.values.data());
-  else widen<int64_t>(src, count, out.values.data());
+  if (out.descr == "<i2")
+    widen<int16_t>(src, count, out.values.data());
+  else if (out.descr == "<u2")
+    widen<uint16_t>(src, count, out.values.data());
+  else if (out.descr == "<i4")
+    widen<int32_t>(src, count, out.values.data());
+  else if (out.descr == "<u4")
+    widen<uint32_t>(src, count, out.values.data());
+  else if (out.descr == "|i1")
+    widen<int8_t>(src, count, out.values.data());
+  else if (out.descr == "|u1")
+    widen<uint8_t>(src, count, out.values.data());
+  else
+    widen<int64_t>(src, count, out.values.data());
   return out;
 }
 

@@ -51,8 +51,8 @@ void convert_values(const Src* src, int64_t count, Dst* out) {
       } else {
         MCORE_CHECK(std::in_range<Dst>(src[i]))
             << "IndexedDatasetBuilder: token " << +src[i] << " at position " << i
-            << " does not fit the dataset dtype " << dtype_of<Dst>
-            << " (use int32 for vocabularies of 65500 tokens or more)";
+            << " does not fit the dataset dtype "
+            << dtype_of<Dst> << " (use int32 for vocabularies of 65500 tokens or more)";
       }
     }
     out[i] = static_cast<Dst>(src[i]);
@@ -62,14 +62,22 @@ void convert_values(const Src* src, int64_t count, Dst* out) {
 template <class Dst>
 void convert_from(const void* src, DType src_dtype, int64_t count, Dst* out) {
   switch (src_dtype) {
-    case DType::U8: return convert_values(static_cast<const uint8_t*>(src), count, out);
-    case DType::I8: return convert_values(static_cast<const int8_t*>(src), count, out);
-    case DType::I16: return convert_values(static_cast<const int16_t*>(src), count, out);
-    case DType::U16: return convert_values(static_cast<const uint16_t*>(src), count, out);
-    case DType::I32: return convert_values(static_cast<const int32_t*>(src), count, out);
-    case DType::I64: return convert_values(static_cast<const int64_t*>(src), count, out);
-    case DType::F32: return convert_values(static_cast<const float*>(src), count, out);
-    case DType::F64: return convert_values(static_cast<const double*>(src), count, out);
+    case DType::U8:
+      return convert_values(static_cast<const uint8_t*>(src), count, out);
+    case DType::I8:
+      return convert_values(static_cast<const int8_t*>(src), count, out);
+    case DType::I16:
+      return convert_values(static_cast<const int16_t*>(src), count, out);
+    case DType::U16:
+      return convert_values(static_cast<const uint16_t*>(src), count, out);
+    case DType::I32:
+      return convert_values(static_cast<const int32_t*>(src), count, out);
+    case DType::I64:
+      return convert_values(static_cast<const int64_t*>(src), count, out);
+    case DType::F32:
+      return convert_values(static_cast<const float*>(src), count, out);
+    case DType::F64:
+      return convert_values(static_cast<const double*>(src), count, out);
     default:
       MCORE_FAIL() << "IndexedDatasetBuilder: cannot add items of dtype " << src_dtype
                    << " (expected an integer or float32/float64 tensor)";
@@ -78,19 +86,30 @@ void convert_from(const void* src, DType src_dtype, int64_t count, Dst* out) {
 
 void convert_any(const void* src, DType src_dtype, int64_t count, DType dst, void* out) {
   switch (dst) {
-    case DType::U8: return convert_from(src, src_dtype, count, static_cast<uint8_t*>(out));
-    case DType::I8: return convert_from(src, src_dtype, count, static_cast<int8_t*>(out));
-    case DType::I16: return convert_from(src, src_dtype, count, static_cast<int16_t*>(out));
-    case DType::U16: return convert_from(src, src_dtype, count, static_cast<uint16_t*>(out));
-    case DType::I32: return convert_from(src, src_dtype, count, static_cast<int32_t*>(out));
-    case DType::I64: return convert_from(src, src_dtype, count, static_cast<int64_t*>(out));
-    case DType::F32: return convert_from(src, src_dtype, count, static_cast<float*>(out));
-    case DType::F64: return convert_from(src, src_dtype, count, static_cast<double*>(out));
-    default: MCORE_FAIL() << "IndexedDataset: unsupported dtype " << dst;
+    case DType::U8:
+      return convert_from(src, src_dtype, count, static_cast<uint8_t*>(out));
+    case DType::I8:
+      return convert_from(src, src_dtype, count, static_cast<int8_t*>(out));
+    case DType::I16:
+      return convert_from(src, src_dtype, count, static_cast<int16_t*>(out));
+    case DType::U16:
+      return convert_from(src, src_dtype, count, static_cast<uint16_t*>(out));
+    case DType::I32:
+      return convert_from(src, src_dtype, count, static_cast<int32_t*>(out));
+    case DType::I64:
+      return convert_from(src, src_dtype, count, static_cast<int64_t*>(out));
+    case DType::F32:
+      return convert_from(src, src_dtype, count, static_cast<float*>(out));
+    case DType::F64:
+      return convert_from(src, src_dtype, count, static_cast<double*>(out));
+    default:
+      MCORE_FAIL() << "IndexedDataset: unsupported dtype " << dst;
   }
 }
 
-std::string errno_str() { return std::strerror(errno); }
+std::string errno_str() {
+  return std::strerror(errno);
+}
 
 }  // namespace
 
@@ -112,10 +131,16 @@ int code_from_dtype(DType dtype) {
   throw 0;
 }
 
-DType optimal_dtype(int64_t vocab_size) { return vocab_size < 65500 ? DType::U16 : DType::I32; }
+DType optimal_dtype(int64_t vocab_size) {
+  return vocab_size < 65500 ? DType::U16 : DType::I32;
+}
 
-std::string get_idx_path(const std::string& prefix) { return prefix + ".idx"; }
-std::string get_bin_path(const std::string& prefix) { return prefix + ".bin"; }
+std::string get_idx_path(const std::string& prefix) {
+  return prefix + ".idx";
+}
+std::string get_bin_path(const std::string& prefix) {
+  return prefix + ".bin";
+}
 
 // ---------------------------------------------------------------------------------------------
 // FileBuffer
@@ -178,8 +203,8 @@ IndexedDataset::IndexedDataset(const std::string& path_prefix, bool multimodal, 
   const size_t size = idx_->size();
   const std::string where = "'" + idx_path_ + "'";
 
-  MCORE_CHECK(size >= kHeaderSize) << where << ": file is " << size
-                                   << " bytes, shorter than the 34-byte header (truncated?)";
+  MCORE_CHECK(size >= kHeaderSize)
+      << where << ": file is " << size << " bytes, shorter than the 34-byte header (truncated?)";
   MCORE_CHECK(std::memcmp(p, kMagic, sizeof(kMagic)) == 0)
       << where << ": bad magic (field 'magic'): not a Megatron indexed dataset index "
       << "(expected MMIDIDX\\x00\\x00)";
@@ -230,8 +255,8 @@ IndexedDataset::IndexedDataset(const std::string& path_prefix, bool multimodal, 
         << " is smaller than document_indices[" << i - 1 << "] = " << doc_indices_[i - 1]
         << " (field 'document_indices' must be non-decreasing)";
   MCORE_CHECK(doc_indices_[d - 1] == static_cast<int64_t>(n))
-      << where << ": document_indices ends at " << doc_indices_[d - 1]
-      << " but sequence_count is " << n << " (field 'document_indices')";
+      << where << ": document_indices ends at " << doc_indices_[d - 1] << " but sequence_count is "
+      << n << " (field 'document_indices')";
 
   // Lengths non-negative; pointers the running byte offsets.
   const int64_t itemsize = static_cast<int64_t>(dtype_size(dtype_));
@@ -341,7 +366,8 @@ void IndexedDataset::read_tokens(int64_t idx, int64_t offset, int64_t length, in
       for (int64_t i = 0; i < length; ++i) out[i] = s[i];
       return;
     }
-    default: convert_any(src, dtype_, length, DType::I64, out);
+    default:
+      convert_any(src, dtype_, length, DType::I64, out);
   }
 }
 
@@ -399,8 +425,8 @@ void IndexedDatasetBuilder::add_document(const Tensor& tokens, const std::vector
   MCORE_CHECK(total == t.numel()) << "IndexedDatasetBuilder::add_document: lengths sum to " << total
                                   << " but the document has " << t.numel() << " tokens";
   MCORE_CHECK(modes.empty() || modes.size() == lengths.size())
-      << "IndexedDatasetBuilder::add_document: " << modes.size() << " modes for "
-      << lengths.size() << " sequences";
+      << "IndexedDatasetBuilder::add_document: " << modes.size() << " modes for " << lengths.size()
+      << " sequences";
   const char* base = static_cast<const char*>(t.data_ptr());
   int64_t at = 0;
   for (size_t i = 0; i < lengths.size(); ++i) {
@@ -424,7 +450,8 @@ void IndexedDatasetBuilder::add_index(const std::string& path_prefix) {
   const int64_t n = other.num_sequences();
   lengths_.insert(lengths_.end(), other.sequence_lengths(), other.sequence_lengths() + n);
   const int64_t* di = other.document_indices();
-  for (int64_t i = 1; i < other.document_indices_size(); ++i) doc_indices_.push_back(offset + di[i]);
+  for (int64_t i = 1; i < other.document_indices_size(); ++i)
+    doc_indices_.push_back(offset + di[i]);
   if (multimodal_) modes_.insert(modes_.end(), other.sequence_modes(), other.sequence_modes() + n);
   // Copy the .bin in blocks (it was validated to be exactly the described size).
   FileBuffer bin(get_bin_path(path_prefix), true);

@@ -21,7 +21,7 @@ namespace mcore::datasets {
 
 // Megatron's DType codes: 1 uint8, 2 int8, 3 int16, 4 int32, 5 int64, 6 float64, 7 float32,
 // 8 uint16.
-DType dtype_from_code(int code);  // throws on an unknown code
+DType dtype_from_code(int code);   // throws on an unknown code
 int code_from_dtype(DType dtype);  // throws for dtypes the format lacks
 // DType.optimal_dtype: uint16 for vocabularies under 65500 tokens, else int32.
 DType optimal_dtype(int64_t vocab_size);

@@ -21,7 +21,9 @@ constexpr int kShift[64] = {7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 
                             4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23,
                             6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21};
 
-uint32_t rotl(uint32_t x, int c) { return (x << c) | (x >> (32 - c)); }
+uint32_t rotl(uint32_t x, int c) {
+  return (x << c) | (x >> (32 - c));
+}
 
 void block(uint32_t h[4], const unsigned char* p) {
   uint32_t m[16];

@@ -47,8 +47,8 @@ void MT19937::seed_by_array(const std::vector<uint32_t>& init_key) {
     if (j >= key_length) j = 0;
   }
   for (int k = kStateLen - 1; k; --k) {
-    key_[i] = (key_[i] ^ ((key_[i - 1] ^ (key_[i - 1] >> 30)) * 1566083941u)) -
-              static_cast<uint32_t>(i);
+    key_[i] =
+        (key_[i] ^ ((key_[i - 1] ^ (key_[i - 1] >> 30)) * 1566083941u)) - static_cast<uint32_t>(i);
     ++i;
     if (i >= kStateLen) {
       key_[0] = key_[kStateLen - 1];
@@ -170,7 +170,8 @@ constexpr unsigned __int128 kPcgMult =
 NumpyGenerator::NumpyGenerator(uint64_t seed) {
   const std::vector<uint32_t> w = seed_sequence_state(seed, 8);
   uint64_t v[4];
-  for (int i = 0; i < 4; ++i) v[i] = static_cast<uint64_t>(w[2 * i]) | (static_cast<uint64_t>(w[2 * i + 1]) << 32);
+  for (int i = 0; i < 4; ++i)
+    v[i] = static_cast<uint64_t>(w[2 * i]) | (static_cast<uint64_t>(w[2 * i + 1]) << 32);
   const unsigned __int128 initstate = (static_cast<unsigned __int128>(v[0]) << 64) | v[1];
   const unsigned __int128 initseq = (static_cast<unsigned __int128>(v[2]) << 64) | v[3];
   state_ = 0;

@@ -39,7 +39,8 @@ class MT19937 {
   }
   // numpy's mt19937_next_double (53-bit resolution, two draws).
   double next_double() {
-    int32_t a = static_cast<int32_t>(next_uint32() >> 5), b = static_cast<int32_t>(next_uint32() >> 6);
+    int32_t a = static_cast<int32_t>(next_uint32() >> 5),
+            b = static_cast<int32_t>(next_uint32() >> 6);
     return (a * 67108864.0 + b) / 9007199254740992.0;
   }
 

@@ -129,14 +129,29 @@ void dump_string(std::string& out, const std::string& s) {
     }
     i += len;
     switch (cp) {
-      case '"': out += "\\\""; continue;
-      case '\\': out += "\\\\"; continue;
-      case '\n': out += "\\n"; continue;
-      case '\r': out += "\\r"; continue;
-      case '\t': out += "\\t"; continue;
-      case '\b': out += "\\b"; continue;
-      case '\f': out += "\\f"; continue;
-      default: break;
+      case '"':
+        out += "\\\"";
+        continue;
+      case '\\':
+        out += "\\\\";
+        continue;
+      case '\n':
+        out += "\\n";
+        continue;
+      case '\r':
+        out += "\\r";
+        continue;
+      case '\t':
+        out += "\\t";
+        continue;
+      case '\b':
+        out += "\\b";
+        continue;
+      case '\f':
+        out += "\\f";
+        continue;
+      default:
+        break;
     }
     if (cp >= 0x20 && cp < 0x7f) {
       out += static_cast<char>(cp);
@@ -161,11 +176,21 @@ void newline(std::string& out, int indent, int level) {
 
 void PyJson::dump_to(std::string& out, int indent, int level) const {
   switch (kind_) {
-    case Kind::kNull: out += "null"; return;
-    case Kind::kBool: out += bool_ ? "true" : "false"; return;
-    case Kind::kInt: out += std::to_string(int_); return;
-    case Kind::kFloat: out += python_float_repr(float_); return;
-    case Kind::kString: dump_string(out, string_); return;
+    case Kind::kNull:
+      out += "null";
+      return;
+    case Kind::kBool:
+      out += bool_ ? "true" : "false";
+      return;
+    case Kind::kInt:
+      out += std::to_string(int_);
+      return;
+    case Kind::kFloat:
+      out += python_float_repr(float_);
+      return;
+    case Kind::kString:
+      dump_string(out, string_);
+      return;
     case Kind::kList: {
       if (list_.empty()) {
         out += "[]";

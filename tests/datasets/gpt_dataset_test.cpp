@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mcore/datasets/blended_megatron_dataset_builder.h"
+#include "mcore/datasets/indexed_dataset.h"
 #include "mcore/datasets/md5.h"
 #include "mcore/datasets/mock_gpt_dataset.h"
 #include "mcore/datasets/py_json.h"
@@ -77,7 +78,8 @@ GPTDatasetConfig config_for(const json& c, const std::optional<std::string>& cac
   cfg.eod_mask_loss = c["eod_mask_loss"].get<bool>();
   cfg.create_attention_mask = c["create_attention_mask"].get<bool>();
   cfg.add_extra_token_to_sequence = c["add_extra_token"].get<bool>();
-  cfg.drop_last_partial_validation_sequence = c["drop_last_partial_validation_sequence"].get<bool>();
+  cfg.drop_last_partial_validation_sequence =
+      c["drop_last_partial_validation_sequence"].get<bool>();
   return cfg;
 }
 
@@ -105,7 +107,8 @@ void check_split(const std::string& prefix, const json& info, const SampleDatase
     std::vector<int64_t> ids;
     for (int64_t i = 0; i < n; ++i) {
       GPTSample s = ds.get(i);
-      for (auto [src, dst] : {std::pair{&s.tokens, &tok}, {&s.labels, &lab}, {&s.position_ids, &pos}}) {
+      for (auto [src, dst] :
+           {std::pair{&s.tokens, &tok}, {&s.labels, &lab}, {&s.position_ids, &pos}}) {
         auto v = to_vector<int64_t>(*src);
         dst->insert(dst->end(), v.begin(), v.end());
       }
@@ -126,13 +129,16 @@ void check_split(const std::string& prefix, const json& info, const SampleDatase
     } else {
       EXPECT_TRUE(am.empty());
     }
-    if (has_ref(G, prefix + "_dataset_id")) EXPECT_EQ(ids, ref_vec<int64_t>(prefix + "_dataset_id"));
+    if (has_ref(G, prefix + "_dataset_id")) {
+      EXPECT_EQ(ids, ref_vec<int64_t>(prefix + "_dataset_id"));
+    }
   }
   if (info["blended"].get<bool>()) {
     const auto& b = dynamic_cast<const BlendedDataset&>(ds);
     EXPECT_EQ(b.unique_description_hash(), info["hash"].get<std::string>());
     const auto di = b.dataset_index();
-    EXPECT_EQ(std::vector<int64_t>(di.begin(), di.end()), ref_vec<int64_t>(prefix + "_dataset_index"));
+    EXPECT_EQ(std::vector<int64_t>(di.begin(), di.end()),
+              ref_vec<int64_t>(prefix + "_dataset_index"));
     EXPECT_EQ(b.dataset_sample_index(), ref_vec<int64_t>(prefix + "_dataset_sample_index"));
   } else {
     const auto& g = dynamic_cast<const GPTDataset&>(ds);
@@ -165,8 +171,6 @@ std::vector<std::string> listing(const fs::path& dir) {
   return v;
 }
 
-class MegatronReference : public ::testing::TestWithParam<int> {};
-
 TEST(GPTDatasetReference, EveryCaseMatchesMegatronCore) {
   if (!has_ref(G, "single_a_train_tokens")) GTEST_SKIP() << "reference data missing";
   const json manifest = load_manifest();
@@ -176,8 +180,8 @@ TEST(GPTDatasetReference, EveryCaseMatchesMegatronCore) {
     SCOPED_TRACE(name);
     const bool cached = !c["cache_dir"].is_null();
     const fs::path cache = temp_dir(name);
-    BlendedMegatronDatasetBuilder builder(sizes_for(c),
-                                          config_for(c, cached ? std::optional(cache.string()) : std::nullopt));
+    BlendedMegatronDatasetBuilder builder(
+        sizes_for(c), config_for(c, cached ? std::optional(cache.string()) : std::nullopt));
     SplitDatasets ds = builder.build();
     for (int s = 0; s < kNumSplits; ++s) {
       if (!c["splits"].contains(kSplits[s])) {
@@ -197,8 +201,12 @@ TEST(GPTDatasetReference, EveryCaseMatchesMegatronCore) {
       SplitDatasets ds2 = again.build();
       for (int s = 0; s < kNumSplits; ++s) {
         if (!ds2[s]) continue;
-        if (auto g = std::dynamic_pointer_cast<const GPTDataset>(ds2[s])) EXPECT_TRUE(g->loaded_from_cache());
-        if (auto b = std::dynamic_pointer_cast<const BlendedDataset>(ds2[s])) EXPECT_TRUE(b->loaded_from_cache());
+        if (auto g = std::dynamic_pointer_cast<const GPTDataset>(ds2[s])) {
+          EXPECT_TRUE(g->loaded_from_cache());
+        }
+        if (auto b = std::dynamic_pointer_cast<const BlendedDataset>(ds2[s])) {
+          EXPECT_TRUE(b->loaded_from_cache());
+        }
         check_split(name + "_" + kSplits[s], c["splits"][kSplits[s]], *ds2[s]);
       }
       EXPECT_EQ(listing(theirs), strings(c["cache_files"]));  // nothing rebuilt or added
@@ -225,7 +233,8 @@ TEST(GPTDatasetCache, CorruptOrStaleCacheIsRebuilt) {
   SplitDatasets first = build();
   auto train = std::dynamic_pointer_cast<const GPTDataset>(first[0]);
   EXPECT_FALSE(train->loaded_from_cache());
-  const std::string base = (cache / (train->unique_description_hash() + "-GPTDataset-train-")).string();
+  const std::string base =
+      (cache / (train->unique_description_hash() + "-GPTDataset-train-")).string();
   EXPECT_TRUE(std::dynamic_pointer_cast<const GPTDataset>(build()[0])->loaded_from_cache());
 
   auto rebuilt_ok = [&](const char* what) {
@@ -254,10 +263,14 @@ TEST(GPTDatasetSplits, SplitParsingAndMatrixMatchMegatron) {
   SplitMatrix m = convert_split_vector_to_split_matrix(v);
   ASSERT_EQ(m.size(), 3u);
   EXPECT_EQ(split_matrix_json(m).dumps(-1), "[[0, 0.969], [0.969, 0.999], [0.999, 1.0]]");
-  EXPECT_EQ(split_matrix_json(convert_split_vector_to_split_matrix(parse_and_normalize_split("1,0"))).dumps(-1),
-            "[[0, 1.0], null, null]");
-  EXPECT_EQ(split_matrix_json(convert_split_vector_to_split_matrix(parse_and_normalize_split("0,1,0"))).dumps(-1),
-            "[null, [0.0, 1.0], null]");
+  EXPECT_EQ(
+      split_matrix_json(convert_split_vector_to_split_matrix(parse_and_normalize_split("1,0")))
+          .dumps(-1),
+      "[[0, 1.0], null, null]");
+  EXPECT_EQ(
+      split_matrix_json(convert_split_vector_to_split_matrix(parse_and_normalize_split("0,1,0")))
+          .dumps(-1),
+      "[null, [0.0, 1.0], null]");
   EXPECT_THROW(parse_and_normalize_split("1,2,3,4"), Error);
   EXPECT_THROW(parse_and_normalize_split("0,0,0"), Error);
   auto b = get_blend_from_list({"30", "p1", "70", " p2 "});
@@ -282,8 +295,12 @@ TEST(GPTDatasetSplits, SplitParsingAndMatrixMatchMegatron) {
 
 TEST(GPTDatasetHash, PythonJsonAndMd5) {
   EXPECT_EQ(md5_hex(""), "d41d8cd98f00b204e9800998ecf8427e");
-  EXPECT_EQ(md5_hex("The quick brown fox jumps over the lazy dog"), "9e107d9d372bb6826bd81d3542a419d6");
-  EXPECT_EQ(md5_hex(std::string(200, 'a')), "a1bb6f0cc2a7ce3c4b5a9d08d2a2b0c6");
+  EXPECT_EQ(md5_hex("The quick brown fox jumps over the lazy dog"),
+            "9e107d9d372bb6826bd81d3542a419d6");
+  // Multi-block inputs and the 56/64-byte padding boundaries (values from Python's hashlib).
+  EXPECT_EQ(md5_hex(std::string(200, 'a')), "887f30b43b2867f4a9accceee7d16e6c");
+  EXPECT_EQ(md5_hex(std::string(56, 'a')), "3b0c8ac703f828b04c6c197006d17218");
+  EXPECT_EQ(md5_hex(std::string(64, 'a')), "014842d480b571495a4a0363793f7367");
   EXPECT_EQ(python_float_repr(1.0), "1.0");
   EXPECT_EQ(python_float_repr(0.1 + 0.2), "0.30000000000000004");
   EXPECT_EQ(python_float_repr(1e-5), "1e-05");
@@ -293,7 +310,9 @@ TEST(GPTDatasetHash, PythonJsonAndMd5) {
   EXPECT_EQ(python_float_repr(1e15), "1000000000000000.0");
   PyJson o = PyJson::object();
   o.set("b", PyJson::integer(1)).set("a", PyJson::list({PyJson::null(), PyJson::real(0.5)}));
-  o.set("s", PyJson::string("h\xc3\xa9\"\n")).set("e", PyJson::list()).set("t", PyJson::boolean(true));
+  o.set("s", PyJson::string("h\xc3\xa9\"\n"))
+      .set("e", PyJson::list())
+      .set("t", PyJson::boolean(true));
   EXPECT_EQ(o.dumps(4),
             "{\n    \"b\": 1,\n    \"a\": [\n        null,\n        0.5\n    ],\n    \"s\": "
             "\"h\\u00e9\\\"\\n\",\n    \"e\": [],\n    \"t\": true\n}");
@@ -314,6 +333,39 @@ TEST(GPTDatasetErrors, ClearErrors) {
   } catch (const Error& e) {
     EXPECT_NE(e.message().find("/nonexistent/prefix"), std::string::npos) << e.message();
   }
+}
+
+// An empty split: no samples asked -> an empty dataset; samples asked -> an error naming the
+// split (megatron-core loops forever there).
+TEST(GPTDatasetErrors, EmptySplit) {
+  const fs::path dir = temp_dir("empty_split");
+  fs::create_directories(dir);
+  const std::string prefix = (dir / "d").string();
+  {
+    IndexedDatasetBuilder b(get_bin_path(prefix), DType::U16);
+    for (int i = 0; i < 10; ++i) {
+      b.add_item(std::vector<int32_t>{1, 2, 3, 0});
+      b.end_document();
+    }
+    b.finalize(get_idx_path(prefix));
+  }
+  GPTDatasetConfig cfg;
+  cfg.sequence_length = 4;
+  cfg.blend = Blend{{prefix}, std::nullopt};
+  cfg.split = "969,30,1";  // 10 documents: the test split gets none
+  cfg.path_to_cache = (dir / "cache").string();
+  SplitDatasets ds = BlendedMegatronDatasetBuilder({20, 2, 0}, cfg).build();
+  ASSERT_TRUE(ds[2]);
+  EXPECT_EQ(ds[2]->size(), 0);
+  EXPECT_EQ(ds[0]->size(), 20);
+  try {
+    BlendedMegatronDatasetBuilder({20, 2, 5}, cfg).build();
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(e.message().find("test split"), std::string::npos) << e.message();
+    EXPECT_NE(e.message().find("no tokens"), std::string::npos) << e.message();
+  }
+  fs::remove_all(dir);
 }
 
 // The mock dataset without megatron (the reference case above compares it with megatron-core).

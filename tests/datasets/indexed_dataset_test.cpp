@@ -46,16 +46,20 @@ void expect_error(F&& f, std::initializer_list<std::string> parts) {
   }
 }
 
-const char* kDtypeNames[] = {"uint8", "int8", "int16", "int32", "int64", "float64", "float32", "uint16"};
+const char* kDtypeNames[] = {"uint8", "int8",    "int16",   "int32",
+                             "int64", "float64", "float32", "uint16"};
 
 TEST(IndexedDataset, ReadsMegatronFilesEveryDtypeAndRewritesThemByteForByte) {
   if (!has_ref("indexed_dataset", "int32_values")) GTEST_SKIP() << "reference data missing";
   const fs::path out = temp_dir("rewrite");
   for (const char* name : kDtypeNames) {
     const std::string prefix = ref_dir() + "/indexed_dataset/" + name;
-    const std::vector<double> values = to_vector<double>(load_ref("indexed_dataset", std::string(name) + "_values"));
-    const std::vector<int64_t> lengths = to_vector<int64_t>(load_ref("indexed_dataset", std::string(name) + "_lengths"));
-    const std::vector<int64_t> docs = to_vector<int64_t>(load_ref("indexed_dataset", std::string(name) + "_docs"));
+    const std::vector<double> values =
+        to_vector<double>(load_ref("indexed_dataset", std::string(name) + "_values"));
+    const std::vector<int64_t> lengths =
+        to_vector<int64_t>(load_ref("indexed_dataset", std::string(name) + "_lengths"));
+    const std::vector<int64_t> docs =
+        to_vector<int64_t>(load_ref("indexed_dataset", std::string(name) + "_docs"));
     for (bool mmap : {true, false}) {
       IndexedDataset ds(prefix, false, mmap);
       EXPECT_EQ(ds.dtype(), dtype_from_name(name)) << name;

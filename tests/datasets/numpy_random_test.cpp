@@ -29,7 +29,8 @@ TEST(NumpyRandom, MT19937ReferenceOutput) {
 }
 
 TEST(NumpyRandom, ShuffleMatchesNumpy) {
-  if (!has_ref(G, "seeds")) GTEST_SKIP() << "reference data missing (run tests/reference/run_all.py)";
+  if (!has_ref(G, "seeds"))
+    GTEST_SKIP() << "reference data missing (run tests/reference/run_all.py)";
   const std::vector<int64_t> seeds = to_vector<int64_t>(load_ref(G, "seeds"));
   const std::vector<int64_t> sizes = to_vector<int64_t>(load_ref(G, "sizes"));
   int compared = 0;
@@ -50,9 +51,11 @@ TEST(NumpyRandom, ShuffleMatchesNumpy) {
       ++compared;
     }
     // The state after the shuffles continues identically.
-    const std::vector<double> rsample = to_vector<double>(load_ref(G, "random_sample_s" + std::to_string(seed)));
+    const std::vector<double> rsample =
+        to_vector<double>(load_ref(G, "random_sample_s" + std::to_string(seed)));
     for (double e : rsample) EXPECT_EQ(rs.random_sample(), e) << "seed " << seed;
-    const std::vector<int64_t> ints = to_vector<int64_t>(load_ref(G, "randint_s" + std::to_string(seed)));
+    const std::vector<int64_t> ints =
+        to_vector<int64_t>(load_ref(G, "randint_s" + std::to_string(seed)));
     size_t k = 0;
     for (int64_t hi : {int64_t{2}, int64_t{7}, int64_t{1000}, int64_t{1} << 31,
                        (int64_t{1} << 33) + 5, int64_t{1} << 62})
@@ -66,7 +69,8 @@ TEST(NumpyRandom, InitByArrayMatchesNumpy) {
   if (!has_ref(G, "by_array_123_sample")) GTEST_SKIP() << "reference data missing";
   NumpyRandomState rs(0);
   rs.bit_generator().seed_by_array({1, 2, 3});
-  for (double e : to_vector<double>(load_ref(G, "by_array_123_sample"))) EXPECT_EQ(rs.random_sample(), e);
+  for (double e : to_vector<double>(load_ref(G, "by_array_123_sample")))
+    EXPECT_EQ(rs.random_sample(), e);
 }
 
 TEST(NumpyRandom, DefaultRngIntegersMatchNumpy) {
@@ -78,7 +82,8 @@ TEST(NumpyRandom, DefaultRngIntegersMatchNumpy) {
         << "seed " << s;
   }
   NumpyGenerator g(0);
-  EXPECT_EQ(g.integers_int32(1, 4096, 100000), to_vector<int32_t>(load_ref(G, "pcg_integers_s0_mock")));
+  EXPECT_EQ(g.integers_int32(1, 4096, 100000),
+            to_vector<int32_t>(load_ref(G, "pcg_integers_s0_mock")));
 }
 
 TEST(NumpyRandom, BadRandintRangeThrows) {
