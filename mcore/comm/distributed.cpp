@@ -1,5 +1,9 @@
 #include "mcore/comm/distributed.h"
 
+#ifdef MCORE_WITH_CUDA
+#include "mcore/comm/cuda/nccl_backend.h"
+#endif
+
 #include <mpi.h>
 
 #include <atomic>
@@ -189,6 +193,11 @@ void init_distributed(const InitOptions& options) {
                               << ", world size " << s.world_size
                               << "); call destroy_distributed() before initializing again";
   if (options.timeout.count() > 0) set_timeout(options.timeout);
+#ifdef MCORE_WITH_CUDA
+  // Explicit, so a static libmcore (whose linker may drop the registering initializer) still
+  // knows the backend.
+  register_nccl_backend();
+#endif
   const Launcher launcher = detect_launcher();
   std::string backend = options.backend;
   if (backend.empty()) {

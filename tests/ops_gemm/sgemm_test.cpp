@@ -127,7 +127,8 @@ TEST_F(SgemmAvx512Test, OddSizesAllTransposes) {
 TEST_F(SgemmAvx512Test, MultiBlockSizes) {
   const Case cases[] = {{600, 700, 900, false, true, 0},   {2100, 530, 800, false, false, 3},
                         {450, 1100, 1000, true, false, 0}, {333, 555, 777, true, true, 5},
-                        {2, 3000, 400, false, true, 0},    {3000, 2, 400, true, false, 0}};
+                        {2, 3000, 400, false, true, 0},    {3000, 2, 400, true, false, 0},
+                        {4200, 60, 40, false, true, 1},    {4200, 60, 40, true, false, 0}};
   uint32_t seed = 100;
   for (const Case& cs : cases) {
     Operands o = make(cs, seed++);

@@ -129,6 +129,22 @@ struct MulFn : Function<MulFn> {
   }
 };
 
+struct DivFn : Function<DivFn> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& a, const Tensor& b) {
+    ctx->save_for_backward({a, b});
+    return ops::div(a, b);
+  }
+  static std::vector<Tensor> backward(AutogradContext* ctx, std::vector<Tensor> g) {
+    const auto& s = ctx->saved_tensors();
+    Tensor ga, gb;
+    Tensor g_over_b = ops::div(g[0], s[1]);
+    if (ctx->needs_input_grad(0)) ga = ops::sum_to(g_over_b, s[0].shape());
+    if (ctx->needs_input_grad(1))  // d(a/b)/db = -a/b^2
+      gb = ops::sum_to(ops::neg(ops::div(ops::mul(g_over_b, s[0]), s[1])), s[1].shape());
+    return {ga, gb};
+  }
+};
+
 struct ScaleFn : Function<ScaleFn> {
   static Tensor forward(AutogradContext* ctx, const Tensor& x, double alpha) {
     ctx->save("alpha", alpha);
@@ -207,6 +223,7 @@ std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim) {
 Tensor add(const Tensor& a, const Tensor& b) { return AddFn::apply(a, b, 1.0); }
 Tensor sub(const Tensor& a, const Tensor& b) { return AddFn::apply(a, b, -1.0); }
 Tensor mul(const Tensor& a, const Tensor& b) { return MulFn::apply(a, b); }
+Tensor div(const Tensor& a, const Tensor& b) { return DivFn::apply(a, b); }
 Tensor scale(const Tensor& x, double alpha) { return ScaleFn::apply(x, alpha); }
 Tensor neg(const Tensor& x) { return ScaleFn::apply(x, -1.0); }
 Tensor sum(const Tensor& x) { return SumFn::apply(x, 1.0); }

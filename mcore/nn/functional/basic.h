@@ -26,6 +26,7 @@ Tensor to(const Tensor& x, DType dtype);
 Tensor add(const Tensor& a, const Tensor& b);  // broadcasting
 Tensor sub(const Tensor& a, const Tensor& b);
 Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
 Tensor scale(const Tensor& x, double alpha);
 Tensor neg(const Tensor& x);
 

@@ -145,7 +145,7 @@ void builtin_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, co
   }
 }
 
-// Small or skinny products stay with the library: packing and the 14x32 register tile would
+// Small or skinny products stay with the library: packing and the 8x48 register tile would
 // waste most of their time, and OpenBLAS has GEMV-like paths for them.
 bool use_avx512(const Backend& be, int64_t m, int64_t n, int64_t k) {
   if (!be.avx512) return false;
