@@ -3,6 +3,8 @@
 // with exactly the samples an uninterrupted run gives next.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <filesystem>
 
 #include "mcore/datasets/blended_megatron_dataset_builder.h"

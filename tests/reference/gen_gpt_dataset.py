@@ -243,5 +243,4 @@ def _generate(out: pathlib.Path):
             if ds is not None:
                 entry["splits"][split_names[i]] = dump_split(out, name, split_names[i], ds, mc)
         manifest["cases"].append(entry)
-    # The separate-final-epoch rule must be exercised both ways.
     (root / "manifest.json").write_text(json.dumps(manifest, indent=1))

@@ -17,11 +17,14 @@ import types
 
 
 def import_megatron_datasets():
-    spec = importlib.util.find_spec("megatron")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("megatron-core is not installed: "
-                          ".venv/bin/pip install -r tests/reference/requirements.txt --no-deps")
-    root = pathlib.Path(list(spec.submodule_search_locations)[0])
+    if "megatron" in sys.modules:  # imported before (e.g. by another generator in run_all)
+        root = pathlib.Path(list(sys.modules["megatron"].__path__)[0])
+    else:
+        spec = importlib.util.find_spec("megatron")
+        if spec is None or not spec.submodule_search_locations:
+            raise ImportError("megatron-core is not installed: .venv/bin/pip install "
+                              "-r tests/reference/requirements.txt --no-deps")
+        root = pathlib.Path(list(spec.submodule_search_locations)[0])
     for name, path in (("megatron", root), ("megatron.core", root / "core")):
         if name not in sys.modules:
             mod = types.ModuleType(name)
