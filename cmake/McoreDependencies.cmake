@@ -23,11 +23,16 @@ find_package(GTest QUIET)
 find_package(benchmark QUIET)
 
 # One interpreter for every reference script: the venv scripts/setup makes over /usr/bin/python3
-# (the only Python that sees Debian's python3-torch).
-set(MCORE_PYTHON "${CMAKE_SOURCE_DIR}/.venv/bin/python" CACHE FILEPATH "Python for reference tests")
-if(NOT EXISTS "${MCORE_PYTHON}")
-  set(MCORE_PYTHON "/usr/bin/python3" CACHE FILEPATH "Python for reference tests" FORCE)
+# (the only Python that sees Debian's python3-torch). Re-evaluated at every configure (not
+# cached), so a build configured before the venv existed picks it up later.
+if(NOT MCORE_PYTHON)
+  if(EXISTS "${CMAKE_SOURCE_DIR}/.venv/bin/python")
+    set(MCORE_PYTHON "${CMAKE_SOURCE_DIR}/.venv/bin/python")
+  else()
+    set(MCORE_PYTHON "/usr/bin/python3")
+  endif()
 endif()
+message(STATUS "mcore: reference-test Python ${MCORE_PYTHON}")
 
 # CUDA backend: optional, on when nvcc is found.
 set(MCORE_HAVE_CUDA OFF)

@@ -48,9 +48,16 @@ double max_rel_error(const Tensor& actual, const Tensor& expected) {
   return max_ref > 0 ? max_diff / max_ref : max_diff;
 }
 
+// Environment first (a user may point elsewhere), then the paths CMake compiled in: CTest
+// cannot pass several variables through gtest_discover_tests' ENVIRONMENT in CMake 3.25.
 std::string ref_dir() {
   const char* env = std::getenv("MCORE_REF_DIR");
-  return env ? env : "build/reference";
+  return env ? env : MCORE_REF_DIR_DEFAULT;
+}
+
+std::string python_executable() {
+  const char* env = std::getenv("MCORE_PYTHON");
+  return env ? env : MCORE_PYTHON_DEFAULT;
 }
 
 bool has_ref(const std::string& group, const std::string& name) {

@@ -24,6 +24,8 @@ double max_rel_error(const Tensor& actual, const Tensor& expected);
 
 // Reference data written by tests/reference/<script>.py: <MCORE_REF_DIR>/<group>/<name>.npy.
 std::string ref_dir();
+// The reference-test interpreter (MCORE_PYTHON, else the one CMake configured).
+std::string python_executable();
 bool has_ref(const std::string& group, const std::string& name);
 Tensor load_ref(const std::string& group, const std::string& name);
 

@@ -52,7 +52,7 @@ const char* kDtypeNames[] = {"uint8", "int8",    "int16",   "int32",
                              "int64", "float64", "float32", "uint16"};
 
 TEST(IndexedDataset, ReadsMegatronFilesEveryDtypeAndRewritesThemByteForByte) {
-  if (!has_ref("indexed_dataset", "int32_values")) GTEST_SKIP() << "reference data missing";
+  if (!has_ref("indexed_dataset", "int32_values")) FAIL() << "reference data missing: the reference_data CTest fixture must run first";
   const fs::path out = temp_dir("rewrite");
   for (const char* name : kDtypeNames) {
     const std::string prefix = ref_dir() + "/indexed_dataset/" + name;
@@ -98,7 +98,7 @@ TEST(IndexedDataset, ReadsMegatronFilesEveryDtypeAndRewritesThemByteForByte) {
 }
 
 TEST(IndexedDataset, MultimodalAndAddIndexMatchMegatron) {
-  if (!has_ref("indexed_dataset", "int32_values")) GTEST_SKIP() << "reference data missing";
+  if (!has_ref("indexed_dataset", "int32_values")) FAIL() << "reference data missing: the reference_data CTest fixture must run first";
   const std::string root = ref_dir() + "/indexed_dataset/";
   IndexedDataset mm(root + "multimodal", true);
   ASSERT_EQ(mm.num_sequences(), 5);

@@ -148,7 +148,7 @@ TEST(TokenizerErrors, NameTheProblem) {
 }
 
 TEST(TokenizerThreads, ConcurrentEncodingGivesTheSameIds) {
-  if (!has_ref("tokenizers", "texts")) GTEST_SKIP() << "no reference data";
+  if (!has_ref("tokenizers", "texts")) FAIL() << "reference data missing: the reference_data CTest fixture must run first";
   HuggingFaceTokenizer tok(tok_path("hf_llama3/tokenizer.json"));
   const auto texts = load_texts("texts");
   std::vector<std::vector<TokenId>> want;
