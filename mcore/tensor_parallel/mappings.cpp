@@ -1,0 +1,165 @@
+#include "mcore/tensor_parallel/mappings.h"
+
+#include "mcore/autograd/function.h"
+#include "mcore/tensor/factory.h"
+#include "mcore/tensor_parallel/utils.h"
+
+namespace mcore::tensor_parallel {
+
+using autograd::AutogradContext;
+using autograd::Function;
+
+namespace {
+
+int64_t norm_dim(const Tensor& t, int64_t dim) {
+  MCORE_CHECK(t.defined() && t.dim() > 0)
+      << "tensor_parallel: cannot split or gather an undefined or 0-d tensor";
+  return dim < 0 ? dim + t.dim() : dim;
+}
+
+}  // namespace
+
+// The raw collectives take detached handles: they never record history, and views of a tensor
+// that requires grad are refused while grad mode is on.
+Tensor all_gather_along_dim(const Tensor& input_, int64_t dim, const ProcessGroupPtr& group) {
+  const Tensor input = input_.detach();
+  const int tp = group->size();
+  dim = norm_dim(input, dim);
+  Tensor in = input.contiguous();
+  Shape out_shape = in.shape();
+  out_shape[dim] *= tp;
+  if (dim == 0) {
+    Tensor out = empty(out_shape, {in.dtype(), in.device()});
+    group->all_gather(out, in);
+    return out;
+  }
+  // Gather rank-major ([tp, ...input]) then interleave into place along dim.
+  Shape buf_shape = in.shape();
+  buf_shape.insert(buf_shape.begin(), tp);
+  Tensor buf = empty(buf_shape, {in.dtype(), in.device()});
+  group->all_gather(buf, in);
+  Tensor out = empty(out_shape, {in.dtype(), in.device()});
+  const int64_t n = in.size(dim);
+  for (int r = 0; r < tp; ++r) out.narrow(dim, r * n, n).copy_(buf.select(0, r));
+  return out;
+}
+
+Tensor reduce_scatter_along_dim(const Tensor& input_, int64_t dim, const ProcessGroupPtr& group) {
+  const Tensor input = input_.detach();
+  const int tp = group->size();
+  dim = norm_dim(input, dim);
+  const int64_t n = divide(input.size(dim), tp,
+                           "reduce-scatter of " + shape_str(input.shape()) + " along dim " +
+                               std::to_string(dim) + " over " + std::to_string(tp) + " ranks");
+  Shape out_shape = input.shape();
+  out_shape[dim] = n;
+  Tensor out = empty(out_shape, {input.dtype(), input.device()});
+  if (dim == 0) {
+    group->reduce_scatter(out, input.contiguous());
+    return out;
+  }
+  // Reorder so rank r's chunk is the r-th block of a [tp, ...out] buffer.
+  Shape buf_shape = out_shape;
+  buf_shape.insert(buf_shape.begin(), tp);
+  Tensor buf = empty(buf_shape, {input.dtype(), input.device()});
+  for (int r = 0; r < tp; ++r) buf.select(0, r).copy_(input.narrow(dim, r * n, n));
+  group->reduce_scatter(out, buf);
+  return out;
+}
+
+Tensor split_along_dim(const Tensor& input_, int64_t dim, const ProcessGroupPtr& group) {
+  const Tensor input = input_.detach();
+  const int tp = group->size();
+  dim = norm_dim(input, dim);
+  const int64_t n = divide(input.size(dim), tp,
+                           "split of " + shape_str(input.shape()) + " along dim " +
+                               std::to_string(dim) + " over " + std::to_string(tp) + " ranks");
+  return input.narrow(dim, group->rank() * n, n).contiguous();
+}
+
+Tensor all_reduce_copy(const Tensor& input, const ProcessGroupPtr& group) {
+  Tensor out = input.detach().clone();
+  group->all_reduce(out);
+  return out;
+}
+
+namespace {
+
+// Forward f, backward g: each mapping is a pair of the raw collectives above.
+enum class Op {
+  kIdentity,
+  kAllReduce,
+  kSplitLast,
+  kGatherLast,
+  kSplitFirst,
+  kGatherFirst,
+  kReduceScatterFirst
+};
+
+Tensor run(Op op, const Tensor& x, const ProcessGroupPtr& g) {
+  switch (op) {
+    case Op::kIdentity:
+      return x;
+    case Op::kAllReduce:
+      return all_reduce_copy(x, g);
+    case Op::kSplitLast:
+      return split_along_dim(x, -1, g);
+    case Op::kGatherLast:
+      return all_gather_along_dim(x, -1, g);
+    case Op::kSplitFirst:
+      return split_along_dim(x, 0, g);
+    case Op::kGatherFirst:
+      return all_gather_along_dim(x, 0, g);
+    case Op::kReduceScatterFirst:
+      return reduce_scatter_along_dim(x, 0, g);
+  }
+  return x;
+}
+
+struct MappingFn : Function<MappingFn> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& x, Op fwd, Op bwd,
+                        const ProcessGroupPtr& group) {
+    ctx->save("bwd", bwd);
+    ctx->save("group", group);
+    return run(fwd, x, group);
+  }
+  static std::vector<Tensor> backward(AutogradContext* ctx, std::vector<Tensor> g) {
+    return {run(ctx->get<Op>("bwd"), g[0], ctx->get<ProcessGroupPtr>("group"))};
+  }
+};
+
+Tensor apply_mapping(const Tensor& x, Op fwd, Op bwd, ProcessGroupPtr group) {
+  MCORE_CHECK(x.defined()) << "tensor_parallel mapping: undefined input tensor";
+  group = resolve_tp_group(group);
+  if (group->size() == 1) return x;  // Megatron: the identity when there is one rank
+  return MappingFn::apply(x, fwd, bwd, group);
+}
+
+}  // namespace
+
+Tensor copy_to_tensor_model_parallel_region(const Tensor& input, ProcessGroupPtr group) {
+  return apply_mapping(input, Op::kIdentity, Op::kAllReduce, std::move(group));
+}
+Tensor reduce_from_tensor_model_parallel_region(const Tensor& input, ProcessGroupPtr group) {
+  return apply_mapping(input, Op::kAllReduce, Op::kIdentity, std::move(group));
+}
+Tensor scatter_to_tensor_model_parallel_region(const Tensor& input, ProcessGroupPtr group) {
+  return apply_mapping(input, Op::kSplitLast, Op::kGatherLast, std::move(group));
+}
+Tensor gather_from_tensor_model_parallel_region(const Tensor& input, ProcessGroupPtr group) {
+  return apply_mapping(input, Op::kGatherLast, Op::kSplitLast, std::move(group));
+}
+Tensor scatter_to_sequence_parallel_region(const Tensor& input, ProcessGroupPtr group) {
+  return apply_mapping(input, Op::kSplitFirst, Op::kGatherFirst, std::move(group));
+}
+Tensor gather_from_sequence_parallel_region(const Tensor& input, bool tensor_parallel_output_grad,
+                                            ProcessGroupPtr group) {
+  return apply_mapping(input, Op::kGatherFirst,
+                       tensor_parallel_output_grad ? Op::kReduceScatterFirst : Op::kSplitFirst,
+                       std::move(group));
+}
+Tensor reduce_scatter_to_sequence_parallel_region(const Tensor& input, ProcessGroupPtr group) {
+  return apply_mapping(input, Op::kReduceScatterFirst, Op::kGatherFirst, std::move(group));
+}
+
+}  // namespace mcore::tensor_parallel
