@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 
 #include "mcore/tensor/device.h"
@@ -17,7 +18,18 @@ class Allocator {
   virtual void deallocate(void* ptr, size_t nbytes, Device device) = 0;
 };
 
-Allocator* get_allocator(DeviceType type);  // errors clearly when that backend is absent
+Allocator* get_allocator(DeviceType type);
+
+// Bytes the built-in CPU allocator has handed out and not taken back (as requested, before
+// alignment rounding), and the high-water mark since the last reset: tests and benchmarks
+// measure activation memory with them (torch.cuda.memory_allocated / max_memory_allocated).
+struct CpuMemoryStats {
+  int64_t allocated_bytes = 0;
+  int64_t peak_allocated_bytes = 0;
+};
+CpuMemoryStats cpu_memory_stats();
+void reset_peak_cpu_memory_stats();  // peak := current  // errors clearly when that backend is
+                                     // absent
 void set_allocator(DeviceType type, Allocator* allocator);
 
 // A block of device memory, freed by its allocator when the last reference goes away.

@@ -83,7 +83,7 @@ TEST(Autograd, ViewOpsGradcheck) {
   auto fn = [](const std::vector<Tensor>& in) {
     Tensor t = F::transpose(in[0], 0, 2);                     // [5, 4, 3]
     Tensor n = F::narrow(t, 1, 1, 2);                         // [5, 2, 3]
-    Tensor r = F::reshape(F::contiguous(n), {10, 3});
+    Tensor r = F::view(F::reshape(F::contiguous(n), {10, 3}), {10, 3});
     Tensor s = F::select(F::permute(in[0], {2, 0, 1}), 0, 4);  // [3, 4]
     std::vector<Tensor> parts = F::split(r, {4, 6}, 0);
     Tensor c = F::cat({parts[1], parts[0]}, 0);

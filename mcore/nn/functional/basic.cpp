@@ -174,8 +174,10 @@ Tensor view_op(const Tensor& x, ViewFn::Maker make) { return ViewFn::apply(x, ma
 }  // namespace
 
 Tensor view(const Tensor& x, const Shape& shape) {
-  NoGradGuard g;  // validate the view (and its error message) before recording
-  (void)x.view(shape);
+  {
+    NoGradGuard g;  // validate the view (and its error message) before recording
+    (void)x.view(shape);
+  }
   return ReshapeFn::apply(x, shape);
 }
 Tensor reshape(const Tensor& x, const Shape& shape) { return ReshapeFn::apply(x, shape); }

@@ -1,0 +1,101 @@
+// One training step (forward + backward of the mean token loss, gradients zeroed first) of a
+// GPT-2-small-shaped model and of a tiny LLaMA-style model, fp32. Reports tokens/s and
+// GFLOP/s with FLOPs = (6 N + 12 L d T) B T per step (N parameters, L layers, d hidden size,
+// T sequence length, B batch: the usual dense-transformer count, attention included), and the
+// fraction of this machine's measured fp32 peak. bench/torch_gpt.py runs the same models in
+// PyTorch under the same benchmark names; bench/compare.py prints the ratio:
+//   OMP_NUM_THREADS=2 python3 bench/compare.py build/bench/gpt_bench bench/torch_gpt.py
+#include <benchmark/benchmark.h>
+
+#include <cstdio>
+
+#include "bench/peak.h"
+#include "mcore/comm/local_backend.h"
+#include "mcore/models/gpt/gpt_model.h"
+#include "mcore/models/presets.h"
+#include "mcore/nn/functional.h"
+#include "mcore/tensor/factory.h"
+
+namespace {
+
+using namespace mcore;
+
+struct Shape {
+  transformer::TransformerConfig config;
+  int64_t vocab;  // padded to a multiple of 128, as training does
+  bool tied;
+  int64_t batch, seq;
+};
+
+Shape gpt2_small() {
+  Shape s;
+  s.config = models::get_preset("gpt2-124m").config;
+  s.vocab = 50304;
+  s.tied = true;
+  s.batch = 2;
+  s.seq = 256;
+  return s;
+}
+
+Shape llama_tiny() {
+  Shape s;
+  auto& c = s.config;
+  c = models::get_preset("llama3-tiny").config;
+  c.num_layers = 4;
+  c.hidden_size = 512;
+  c.num_attention_heads = 8;
+  c.num_query_groups = 4;
+  c.kv_channels = 0;
+  c.ffn_hidden_size = 1408;
+  s.vocab = 32000;
+  s.tied = false;
+  s.batch = 2;
+  s.seq = 256;
+  return s;
+}
+
+double peak_gflops() {
+  static const double peak = bench::measure_fp32_peak_gflops();
+  return peak;
+}
+
+void run_step(benchmark::State& st, Shape s) {
+  s.config.hidden_dropout = 0.0;  // as the PyTorch side (dropout costs little either way)
+  s.config.attention_dropout = 0.0;
+  models::GPTModelOptions o;
+  o.share_embeddings_and_output_weights = s.tied;
+  o.tp_group = comm::make_local_group();
+  models::GPTModel model(s.config, transformer::get_gpt_layer_local_spec(), s.vocab, s.seq, o);
+  Tensor ids = empty({s.batch, s.seq}, DType::I64), labels = empty({s.batch, s.seq}, DType::I64);
+  for (int64_t i = 0; i < ids.numel(); ++i) {
+    ids.data<int64_t>()[i] = (i * 7919) % s.vocab;
+    labels.data<int64_t>()[i] = (i * 104729 + 1) % s.vocab;
+  }
+  for (auto _ : st) {
+    model.zero_grad();
+    Tensor loss = F::mean(model.forward(ids, Tensor(), Tensor(), labels));
+    loss.backward();
+    benchmark::DoNotOptimize(loss.item());
+  }
+  const double n = static_cast<double>(model.num_parameters());
+  const double t = static_cast<double>(s.seq), b = static_cast<double>(s.batch);
+  const double flops = (6.0 * n + 12.0 * s.config.num_layers * s.config.hidden_size * t) * b * t;
+  const double iters = static_cast<double>(st.iterations());
+  st.counters["tokens/s"] = benchmark::Counter(b * t * iters, benchmark::Counter::kIsRate);
+  st.counters["GFLOP/s"] = benchmark::Counter(flops * iters / 1e9, benchmark::Counter::kIsRate);
+  st.counters["params"] = n;
+  st.counters["peak_GFLOP/s"] = peak_gflops();
+}
+
+void gpt2_small_step(benchmark::State& st) {
+  run_step(st, gpt2_small());
+}
+void llama_tiny_step(benchmark::State& st) {
+  run_step(st, llama_tiny());
+}
+
+}  // namespace
+
+BENCHMARK(gpt2_small_step)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(3.0);
+BENCHMARK(llama_tiny_step)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
+BENCHMARK_MAIN();
