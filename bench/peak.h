@@ -53,8 +53,8 @@ inline double measure_fp32_peak_gflops(double seconds = 0.5) {
       }
       float s = hsum(c0) + hsum(c1) + hsum(c2) + hsum(c3) + hsum(c4) + hsum(c5) + hsum(c6) +
                 hsum(c7) + hsum(c8) + hsum(c9) + hsum(c10) + hsum(c11);
-#pragma omp atomic
-      sink += s;
+#pragma omp critical
+      sink = sink + s;
     }
     double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     double flops = 2.0 * kLanes * kChains * static_cast<double>(iters) * threads;

@@ -67,7 +67,7 @@ void allreduce_word_embedding_grads(const std::vector<DistributedDataParallel*>&
                                    : ps::is_pipeline_last_stage() ? model.back()
                                                                   : model.front();
   for (const auto& p : chunk->module()->parameters()) {
-    if (!p->requires_grad() || !p->shared) continue;
+    if (!p->requires_grad() || !p->shared_embedding) continue;
     Tensor g = grad_of(*p);
     MCORE_CHECK(g.defined()) << "the shared embedding weight of shape " << shape_str(p->shape())
                              << " has no gradient to all-reduce across pipeline stages";

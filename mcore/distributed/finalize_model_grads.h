@@ -5,7 +5,7 @@
 //      from only its part of the sequence (parameters marked sequence_parallel: the norms under
 //      sequence parallelism),
 //   3. the all-reduce over the embedding group (first and last pipeline stage) of the tied
-//      word-embedding / output weight (parameters marked `shared`), so both copies stay equal,
+//      word-embedding / output weight (parameters marked `shared_embedding`), so both copies stay equal,
 //   4. with num_tokens (per-token loss), division of every gradient by the global token count.
 #pragma once
 

@@ -52,7 +52,7 @@ ParamLayout compute_param_layout(const std::vector<nn::ParameterPtr>& params,
   // Reverse registration order: the order backward produces the gradients.
   for (size_t k = params.size(); k-- > 0;) {
     const nn::Parameter& p = *params[k];
-    const bool own_bucket = use_distributed_optimizer && p.shared;
+    const bool own_bucket = use_distributed_optimizer && p.shared_embedding;
     if (use_distributed_optimizer) param_start = pad_param_start(param_start);
     if (own_bucket && in_bucket > 0) {
       finalize_bucket(param_start);

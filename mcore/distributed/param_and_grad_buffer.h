@@ -49,7 +49,7 @@ struct ParamLayout {
 
 // Megatron's _compute_default_per_buffer_param_layout (no padding) or, with
 // use_distributed_optimizer, DistributedOptimizer._compute_per_buffer_param_layout (padding and a
-// bucket of its own for `shared` parameters). bucket_size unset: a single bucket.
+// bucket of its own for `shared_embedding` parameters). bucket_size unset: a single bucket.
 ParamLayout compute_param_layout(const std::vector<nn::ParameterPtr>& params,
                                  std::optional<int64_t> bucket_size, int data_parallel_world_size,
                                  bool use_distributed_optimizer, bool pad_for_high_nccl_busbw);

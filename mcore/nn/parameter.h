@@ -20,7 +20,11 @@ class Parameter : public Tensor {
   int partition_stride = 1;
   // LayerNorm weights under sequence parallelism: grads need an all-reduce over TP.
   bool sequence_parallel = false;
-  // Embedding/output weight shared across pipeline stages.
+  // Megatron's two tied-embedding flags. `shared_embedding`: a copy of the tied word-embedding /
+  // output weight (both copies carry it); their grads are all-reduced over the embedding group.
+  // `shared`: the duplicate copy on the last pipeline stage only, which grad-norm computation
+  // skips so the weight is counted once.
+  bool shared_embedding = false;
   bool shared = false;
   // Excluded from weight decay (biases and norm weights, as Megatron does).
   bool no_weight_decay = false;

@@ -31,8 +31,8 @@ Tensor ones_like(const Tensor& t);
 struct RandomSpec {
   uint64_t seed = 0;
   uint64_t stream = 0;
-  Shape global_shape;   // empty: the tensor is the whole global tensor
-  Shape global_offset;  // start of this slice in each global dimension
+  Shape global_shape = {};   // empty: the tensor is the whole global tensor
+  Shape global_offset = {};  // start of this slice in each global dimension
 };
 Tensor randn(const Shape& shape, const RandomSpec& spec, TensorOptions options = {});
 Tensor rand(const Shape& shape, const RandomSpec& spec, TensorOptions options = {});

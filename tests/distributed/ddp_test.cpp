@@ -90,7 +90,9 @@ void run_case(const Case& c, int dp) {
   cfg.overlap_grad_reduce = c.overlap;
   cfg.bucket_size = c.bucket;
   DistributedDataParallel ddp(model, cfg);
-  if (c.overlap && c.bucket) EXPECT_GE(ddp.bucket_groups().size(), 3u);
+  if (c.overlap && c.bucket) {
+    EXPECT_GE(ddp.bucket_groups().size(), 3u);
+  }
   const int r = ps::get_data_parallel_rank();
   const int64_t local = kBatch / dp, mb = local / c.microbatches;
   for (int step = 0; step < 2; ++step) {
@@ -234,7 +236,7 @@ TEST(DdpDist, FinalizeAllReducesTiedEmbeddingOverFirstAndLastStage) {
   ps::initialize_model_parallel(1, world);  // one pipeline of `world` stages
   auto m = std::make_shared<TwoParams>();
   const bool edge = ps::is_pipeline_first_stage() || ps::is_pipeline_last_stage();
-  m->a->shared = edge;  // the word embedding (first stage) / output layer (last stage)
+  m->a->shared_embedding = edge;  // the word embedding (first stage) / output layer (last stage)
   DistributedDataParallel ddp(m, {});
   ddp.zero_grad_buffer();
   const int rank = comm::get_rank();

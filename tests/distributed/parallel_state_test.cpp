@@ -148,8 +148,9 @@ void check_layout(const ModelParallelOptions& o) {
   } else {
     EXPECT_THROW(get_embedding_group(), Error);
   }
-  if (first)
+  if (first) {
     EXPECT_EQ(get_position_embedding_group()->global_ranks(), std::vector<int>{ppm.ranks.front()});
+  }
 
   if (o.virtual_pipeline_model_parallel_size) {
     const int vpp = *o.virtual_pipeline_model_parallel_size;

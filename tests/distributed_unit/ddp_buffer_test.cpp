@@ -81,7 +81,7 @@ TEST(DdpLayout, DistributedOptimizerPadding) {
 
 TEST(DdpLayout, SharedEmbeddingGetsItsOwnBucketWithDistributedOptimizer) {
   auto params = make_params({100, 8, 8});  // embedding first (registered first, laid out last)
-  params[0]->shared = true;
+  params[0]->shared_embedding = true;
   auto layout = distributed::compute_param_layout(params, std::nullopt, 2, true, false);
   ASSERT_EQ(layout.bucket_indices.size(), 2u);
   EXPECT_EQ(layout.param_ranges[0].bucket_id, 1);

@@ -59,11 +59,14 @@ GPTModel::GPTModel(const transformer::TransformerConfig& config,
     output_layer_ =
         register_module("output_layer", std::make_shared<tensor_parallel::ColumnParallelLinear>(
                                             config_.hidden_size, vocab_size, o));
-    if (options_.share_embeddings_and_output_weights && !options_.pre_process)
+    if (options_.share_embeddings_and_output_weights && !options_.pre_process) {
       output_layer_->weight()->shared = true;
+      output_layer_->weight()->shared_embedding = true;
+    }
   }
+  // The first stage's copy is the one counted in the grad norm: not `shared`.
   if (embedding_ && options_.share_embeddings_and_output_weights)
-    embedding_->word_embeddings()->weight()->shared = true;
+    embedding_->word_embeddings()->weight()->shared_embedding = true;
 }
 
 nn::ParameterPtr GPTModel::shared_embedding_or_output_weight() const {
