@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 
 #include "mcore/comm/distributed.h"
@@ -18,12 +19,15 @@ namespace dc = dist_checkpointing;
 namespace fs = std::filesystem;
 using dc::ShardedTensor;
 
-// The same scratch path on every rank: rank 0's pid, broadcast.
+// The same fresh scratch path on every rank: rank 0's pid and clock, broadcast (a recycled
+// pid alone could meet a directory left by an earlier run).
 fs::path shared_dir(const std::string& name) {
-  Tensor pid = from_vector<int64_t>({static_cast<int64_t>(::getpid())});
-  comm::world()->broadcast(pid, 0);
+  const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+  Tensor id = from_vector<int64_t>({static_cast<int64_t>(::getpid()), static_cast<int64_t>(now)});
+  comm::world()->broadcast(id, 0);
+  const std::vector<int64_t> v = to_vector<int64_t>(id);
   return fs::temp_directory_path() /
-         ("mcore_dist_" + name + "_" + std::to_string(pid.item<int64_t>()));
+         ("mcore_dist_" + name + "_" + std::to_string(v[0]) + "_" + std::to_string(v[1]));
 }
 
 Tensor global_tensor(const Shape& shape, DType dtype, int salt) {
