@@ -1,0 +1,215 @@
+#include "mcore/training/checkpointing.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <map>
+
+#include "mcore/base/error.h"
+#include "mcore/base/rng_state.h"
+#include "mcore/comm/distributed.h"
+#include "mcore/dist_checkpointing/checkpoint.h"
+#include "mcore/parallel_state/parallel_state.h"
+#include "mcore/tensor/factory.h"
+
+namespace mcore::training {
+namespace {
+
+namespace dcp = dist_checkpointing;
+
+struct Layout {
+  int tp_rank = 0, tp_size = 1, dp_rank = 0;
+};
+
+Layout current_layout() {
+  Layout l;
+  if (parallel_state::model_parallel_is_initialized()) {
+    l.tp_rank = parallel_state::get_tensor_model_parallel_rank();
+    l.tp_size = parallel_state::get_tensor_model_parallel_world_size();
+    l.dp_rank = parallel_state::get_data_parallel_rank();
+  }
+  return l;
+}
+
+// A tensor laid out like `param`: split along its partition dim over TP ranks, otherwise
+// replicated over TP; replicated over DP always. Only one rank of each replica set writes it.
+dcp::ShardedTensor shard_like(const std::string& key, const Tensor& data,
+                              const nn::Parameter& param, const Layout& l) {
+  if (param.tensor_model_parallel && param.partition_dim >= 0 && l.tp_size > 1) {
+    return dcp::ShardedTensor::from_rank_offsets(
+        key, data, {{param.partition_dim, l.tp_rank, l.tp_size}}, l.dp_rank);
+  }
+  return dcp::ShardedTensor::whole(key, data, (l.tp_rank == 0 && l.dp_rank == 0) ? 0 : 1);
+}
+
+// "optimizer.state.<state>.<param name>" -> param name.
+std::string param_of_optimizer_key(const std::string& key) {
+  const std::string prefix = "optimizer.state.";
+  MCORE_CHECK(key.rfind(prefix, 0) == 0) << "unexpected optimizer state key '" << key << "'";
+  const size_t dot = key.find('.', prefix.size());
+  MCORE_CHECK(dot != std::string::npos) << "unexpected optimizer state key '" << key << "'";
+  return key.substr(dot + 1);
+}
+
+std::map<std::string, nn::ParameterPtr> params_by_name(const nn::Module& model) {
+  std::map<std::string, nn::ParameterPtr> m;
+  for (auto& [name, p] : model.named_parameters()) m[name] = p;
+  return m;
+}
+
+std::vector<dcp::ShardedTensor> model_shards(const nn::Module& model, const Layout& l) {
+  std::vector<dcp::ShardedTensor> shards;
+  for (auto& [name, p] : model.named_parameters()) {
+    shards.push_back(shard_like("model." + name, *p, *p, l));
+  }
+  return shards;
+}
+
+std::vector<dcp::ShardedTensor> optimizer_shards(const nn::Module& model,
+                                                 const optimizer::OptimizerStateDict& sd,
+                                                 const Layout& l) {
+  auto params = params_by_name(model);
+  std::vector<dcp::ShardedTensor> shards;
+  for (const auto& [key, t] : sd.tensors) {
+    auto it = params.find(param_of_optimizer_key(key));
+    MCORE_CHECK(it != params.end())
+        << "optimizer state '" << key << "' belongs to no parameter of the model";
+    shards.push_back(shard_like(key, t, *it->second, l));
+  }
+  return shards;
+}
+
+// Which checkpoint directory to load from, or nullopt.
+std::optional<std::string> checkpoint_to_load(const std::string& load_dir) {
+  if (!std::filesystem::exists(load_dir)) return std::nullopt;
+  if (auto latest = dcp::read_latest_checkpoint_dir(load_dir)) {
+    const std::string dir = (std::filesystem::path(load_dir) / *latest).string();
+    try {
+      dcp::verify_checkpoint(dir);
+    } catch (const Error& e) {
+      MCORE_CHECK(false) << "--load " << load_dir << ": the latest checkpoint (" << dir
+                         << ", named by " << dcp::kLatestFileName
+                         << ") is not usable: " << e.what();
+    }
+    return dir;
+  }
+  if (auto found = dcp::find_latest_valid_checkpoint(load_dir)) return found->dir;
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::string save_trainer_checkpoint(const Arguments& args, const nn::Module& model,
+                                    const optimizer::MegatronOptimizer* optimizer,
+                                    const optimizer::OptimizerParamScheduler* scheduler,
+                                    const TrainerState& state) {
+  MCORE_CHECK(args.save) << "save_trainer_checkpoint: --save is not set";
+  const Layout l = current_layout();
+  std::vector<dcp::ShardedTensor> shards = model_shards(model, l);
+  dcp::CheckpointCommon common;
+  common.parallel_layout = {{"tensor_model_parallel_size", args.tensor_model_parallel_size},
+                            {"pipeline_model_parallel_size", args.pipeline_model_parallel_size},
+                            {"data_parallel_size", args.data_parallel_size},
+                            {"world_size", args.world_size}};
+  auto& s = common.sections;
+  s["iteration"] = state.iteration;
+  s["consumed_train_samples"] = state.consumed_train_samples;
+  s["consumed_valid_samples"] = state.consumed_valid_samples;
+  s["num_skipped_iterations"] = state.num_skipped_iterations;
+  s["num_nan_iterations"] = state.num_nan_iterations;
+  s["checkpoint_version"] = 3.0;
+  s["args"] = format_args(args);
+  if (!args.no_save_rng) {
+    const RngState rng = get_rng_state();
+    s["rng_state"] = {{"seed", rng.seed}, {"step", rng.step}};
+  }
+  if (scheduler) s["opt_param_scheduler"] = scheduler->state_dict();
+  optimizer::OptimizerStateDict osd;
+  if (optimizer && !args.no_save_optim) {
+    osd = optimizer->state_dict();
+    s["optimizer"] = osd.meta;
+    auto os = optimizer_shards(model, osd, l);
+    shards.insert(shards.end(), os.begin(), os.end());
+  }
+  comm::ProcessGroupPtr group = comm::is_initialized() ? comm::world() : nullptr;
+  return dcp::save_checkpoint(*args.save, state.iteration, shards, common, group);
+}
+
+std::optional<TrainerState> load_trainer_checkpoint(const Arguments& args, nn::Module& model,
+                                                    optimizer::MegatronOptimizer* optimizer,
+                                                    optimizer::OptimizerParamScheduler* scheduler) {
+  if (!args.load) return std::nullopt;
+  std::optional<std::string> dir = checkpoint_to_load(*args.load);
+  if (!dir) {
+    MCORE_CHECK(!args.exit_on_missing_checkpoint)
+        << "--exit-on-missing-checkpoint: no checkpoint found under --load " << *args.load;
+    return std::nullopt;
+  }
+  const dcp::CheckpointMetadata meta = dcp::CheckpointMetadata::read(*dir);
+  const nlohmann::json& s = meta.sections;
+  const Layout l = current_layout();
+  const bool load_optim = optimizer && !args.no_load_optim && !args.finetune;
+  const bool load_rng = !args.no_load_rng && !args.finetune;
+
+  std::vector<dcp::ShardedTensor> requests = model_shards(model, l);
+  optimizer::OptimizerStateDict osd;
+  if (load_optim) {
+    MCORE_CHECK(s.contains("optimizer"))
+        << "checkpoint " << *dir << " holds no optimizer state (saved with --no-save-optim?); "
+        << "pass --no-load-optim to load only the model";
+    // The optimizer allocates its state lazily, so the keys come from the checkpoint: one
+    // receiving tensor per saved optimizer tensor, of its parameter's local shape.
+    auto params = params_by_name(model);
+    for (const auto& [key, rec] : meta.tensors) {
+      if (key.rfind("optimizer.state.", 0) != 0) continue;
+      auto it = params.find(param_of_optimizer_key(key));
+      MCORE_CHECK(it != params.end())
+          << "checkpoint " << *dir << ": optimizer state '" << key
+          << "' belongs to no parameter of this model (was it built with the same flags?)";
+      osd.tensors[key] = zeros(it->second->shape(), rec.dtype);
+    }
+    osd.meta = s.at("optimizer");
+    auto os = optimizer_shards(model, osd, l);
+    requests.insert(requests.end(), os.begin(), os.end());
+  }
+  {
+    NoGradGuard no_grad;
+    dcp::load_checkpoint(*dir, requests);
+  }
+  if (load_optim) {
+    size_t i = requests.size() - osd.tensors.size();
+    for (auto& [key, t] : osd.tensors) t = requests[i++].data;
+    optimizer->load_state_dict(osd);
+  } else if (optimizer) {
+    optimizer->reload_model_params();  // fp32 main params from the loaded model weights
+  }
+
+  TrainerState st;
+  if (!args.finetune) {
+    st.iteration = s.value("iteration", meta.iteration);
+    st.consumed_train_samples = s.value("consumed_train_samples", int64_t{0});
+    st.consumed_valid_samples = s.value("consumed_valid_samples", int64_t{0});
+    st.num_skipped_iterations = s.value("num_skipped_iterations", int64_t{0});
+    st.num_nan_iterations = s.value("num_nan_iterations", int64_t{0});
+    if (scheduler && load_optim && s.contains("opt_param_scheduler")) {
+      scheduler->load_state_dict(s.at("opt_param_scheduler"));
+    }
+  }
+  if (load_rng) {
+    MCORE_CHECK(s.contains("rng_state"))
+        << "checkpoint " << *dir << " holds no RNG state; pass --no-load-rng";
+    RngState rng;
+    rng.seed = s.at("rng_state").at("seed").get<uint64_t>();
+    rng.step = s.at("rng_state").at("step").get<uint64_t>();
+    set_rng_state(rng);
+  }
+  if (comm::is_initialized() && comm::get_rank() == 0) {
+    std::printf(" successfully loaded checkpoint from %s [ t %d, p %d ] at iteration %lld\n",
+                dir->c_str(), static_cast<int>(args.tensor_model_parallel_size),
+                static_cast<int>(args.pipeline_model_parallel_size),
+                static_cast<long long>(st.iteration));
+    std::fflush(stdout);
+  }
+  return st;
+}
+
+}  // namespace mcore::training

@@ -1,0 +1,49 @@
+// The trainer's checkpoints (Megatron-LM's training/checkpointing.py over
+// mcore/dist_checkpointing): the model's parameters as ShardedTensors (tensor-parallel shards
+// with their global shape and offset, saved once per data-parallel replica group), the
+// optimizer state sharded like its parameters, and the common sections - iteration, consumed
+// samples, scheduler, RNG state, loss scaler (inside the optimizer section), skipped/nan
+// counts and the arguments.
+//
+//   save_trainer_checkpoint(args, iteration, model, optimizer, scheduler, state);
+//   auto loaded = load_trainer_checkpoint(args, model, optimizer, scheduler);  // --load
+//
+// Loading honours --no-load-optim, --no-load-rng and --finetune. The checkpoint loaded is the
+// one latest_checkpointed_iteration.txt names (verified: a corrupt one is an error naming the
+// problem), or, without that file, the newest valid iter_* directory.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "mcore/nn/module.h"
+#include "mcore/optimizer/optimizer.h"
+#include "mcore/optimizer/optimizer_param_scheduler.h"
+#include "mcore/training/arguments.h"
+
+namespace mcore::training {
+
+// What the trainer resumes from besides model and optimizer tensors.
+struct TrainerState {
+  int64_t iteration = 0;
+  int64_t consumed_train_samples = 0;
+  int64_t consumed_valid_samples = 0;
+  int64_t num_skipped_iterations = 0;
+  int64_t num_nan_iterations = 0;
+};
+
+// Collective over the world group: every rank calls it. Returns the checkpoint directory.
+std::string save_trainer_checkpoint(const Arguments& args, const nn::Module& model,
+                                    const optimizer::MegatronOptimizer* optimizer,
+                                    const optimizer::OptimizerParamScheduler* scheduler,
+                                    const TrainerState& state);
+
+// Loads from args.load. nullopt when there is no checkpoint there (the run starts fresh; an
+// error with --exit-on-missing-checkpoint). With --finetune the iteration and consumed samples
+// restart from zero and only the model is loaded.
+std::optional<TrainerState> load_trainer_checkpoint(const Arguments& args, nn::Module& model,
+                                                    optimizer::MegatronOptimizer* optimizer,
+                                                    optimizer::OptimizerParamScheduler* scheduler);
+
+}  // namespace mcore::training

@@ -1,0 +1,637 @@
+#include "mcore/training/training.h"
+
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+
+#include "mcore/base/error.h"
+#include "mcore/base/rng_state.h"
+#include "mcore/comm/distributed.h"
+#include "mcore/datasets/blended_megatron_dataset_builder.h"
+#include "mcore/datasets/data_loader.h"
+#include "mcore/distributed/distributed_data_parallel.h"
+#include "mcore/distributed/finalize_model_grads.h"
+#include "mcore/models/gpt/gpt_model.h"
+#include "mcore/nn/functional.h"
+#include "mcore/optimizer/optimizer.h"
+#include "mcore/optimizer/optimizer_param_scheduler.h"
+#include "mcore/parallel_state/parallel_state.h"
+#include "mcore/tensor/factory.h"
+#include "mcore/tokenizers/tokenizer.h"
+#include "mcore/training/checkpointing.h"
+#include "mcore/training/jsonl_logger.h"
+#include "mcore/training/microbatches.h"
+#include "mcore/training/signal_handler.h"
+#include "mcore/training/tensorboard_writer.h"
+#include "mcore/transformer/spec.h"
+
+namespace mcore::training {
+
+transformer::TransformerConfig transformer_config_from_args(const Arguments& a) {
+  transformer::TransformerConfig c;
+  c.num_layers = a.num_layers.value_or(0);
+  c.hidden_size = a.hidden_size.value_or(0);
+  c.num_attention_heads = a.num_attention_heads.value_or(0);
+  c.num_query_groups = a.group_query_attention ? a.num_query_groups : 0;
+  c.ffn_hidden_size = a.ffn_hidden_size.value_or(0);
+  c.kv_channels = a.kv_channels.value_or(0);
+  c.hidden_dropout = a.hidden_dropout;
+  c.attention_dropout = a.attention_dropout;
+  c.normalization = a.normalization;
+  c.layernorm_epsilon = a.layernorm_epsilon;
+  c.apply_residual_connection_post_layernorm = a.apply_residual_connection_post_layernorm;
+  c.add_bias_linear = a.add_bias_linear;
+  c.add_qkv_bias = a.add_qkv_bias;
+  c.gated_linear_unit = a.swiglu;
+  c.activation_func = a.swiglu        ? transformer::ActivationFunc::kSilu
+                      : a.openai_gelu ? transformer::ActivationFunc::kGeluTanh
+                                      : transformer::ActivationFunc::kGelu;
+  c.qk_layernorm = a.qk_layernorm;
+  c.position_embedding_type = a.position_embedding_type;
+  c.rotary_base = static_cast<double>(a.rotary_base);
+  c.rotary_percent = a.rotary_percent;
+  c.rotary_interleaved = a.rotary_interleaved;
+  c.rope_scaling = a.use_rope_scaling;
+  c.rope_scaling_factor = a.rope_scaling_factor;
+  c.init_method_std = a.init_method_std;
+  c.seed = static_cast<uint64_t>(a.seed);
+  c.params_dtype = a.params_dtype == "bfloat16"  ? DType::BF16
+                   : a.params_dtype == "float16" ? DType::F16
+                                                 : DType::F32;
+  c.tensor_model_parallel_size = a.tensor_model_parallel_size;
+  c.pipeline_model_parallel_size = a.pipeline_model_parallel_size;
+  c.sequence_parallel = a.sequence_parallel;
+  c.recompute_granularity = a.recompute_granularity.value_or("");
+  c.recompute_method = a.recompute_method.value_or("");
+  c.recompute_num_layers = a.recompute_num_layers.value_or(0);
+  c.calculate_per_token_loss = a.calculate_per_token_loss;
+  c.finalize();
+  return c;
+}
+
+double num_floating_point_operations(const Arguments& a, int64_t batch_size) {
+  const double h = static_cast<double>(*a.hidden_size);
+  const double s = static_cast<double>(*a.seq_length);
+  const double layers = static_cast<double>(*a.num_layers);
+  const double heads = static_cast<double>(*a.num_attention_heads);
+  const double groups = a.group_query_attention ? static_cast<double>(a.num_query_groups) : heads;
+  const double kv = a.kv_channels ? static_cast<double>(*a.kv_channels) : h / heads;
+  const double ffn = a.ffn_hidden_size ? static_cast<double>(*a.ffn_hidden_size) : 4 * h;
+  const double vocab = static_cast<double>(a.padded_vocab_size.value_or(0));
+  const double gated = a.swiglu ? 1.5 : 1.0;
+  const double qproj_ratio = kv * heads / h;
+  return 12.0 * static_cast<double>(batch_size) * s * layers * h * h *
+         ((1 + groups / heads + s / h) * qproj_ratio + ffn / h * gated + vocab / (2 * layers * h));
+}
+
+namespace {
+
+bool is_rank0() {
+  return comm::get_rank() == 0;
+}
+
+void print_rank0(const std::string& s) {
+  if (!is_rank0()) return;
+  std::fputs(s.c_str(), stdout);
+  std::fflush(stdout);
+}
+
+std::string strf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+std::string strf(const char* fmt, ...) {
+  char buf[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  std::vsnprintf(buf, sizeof(buf), fmt, ap);
+  va_end(ap);
+  return buf;
+}
+
+double all_reduce_scalar(const comm::ProcessGroupPtr& group, double v, comm::ReduceOp op) {
+  if (!group || group->size() == 1) return v;
+  Tensor t = from_vector<double>({v});
+  group->all_reduce(t, op);
+  return t.data<double>()[0];
+}
+
+// Resident and peak resident memory of this process in GiB (/proc/self/status).
+std::pair<double, double> memory_gib() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  double rss = 0, hwm = 0;
+  while (std::getline(f, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) rss = std::atof(line.c_str() + 6) / (1024.0 * 1024.0);
+    if (line.rfind("VmHWM:", 0) == 0) hwm = std::atof(line.c_str() + 6) / (1024.0 * 1024.0);
+  }
+  return {rss, hwm};
+}
+
+std::shared_ptr<const tokenizers::Tokenizer> build_tokenizer_from_args(const Arguments& a) {
+  tokenizers::TokenizerOptions o;
+  if (a.tokenizer_type) {
+    o.tokenizer_type = *a.tokenizer_type;
+  } else {
+    MCORE_CHECK(a.mock_data && a.vocab_size)
+        << "--tokenizer-type is required (or --mock-data with --vocab-size or a --model preset, "
+           "which uses NullTokenizer)";
+    o.tokenizer_type = "NullTokenizer";
+  }
+  o.vocab_file = a.vocab_file.value_or("");
+  o.merge_file = a.merge_file.value_or("");
+  o.tokenizer_model = a.tokenizer_model.value_or("");
+  // A preset's vocabulary size fills --vocab-size, but only NullTokenizer takes its size from
+  // there; other tokenizers use it only when given explicitly.
+  if (o.tokenizer_type == "NullTokenizer" || a.is_set("vocab_size"))
+    o.vocab_size = a.vocab_size.value_or(-1);
+  o.vocab_extra_ids = a.vocab_extra_ids;
+  return tokenizers::build_tokenizer(o);
+}
+
+datasets::SplitDatasets build_datasets(const Arguments& a, const tokenizers::Tokenizer& tok,
+                                       const std::array<std::optional<int64_t>, 3>& sizes) {
+  auto cfg = datasets::GPTDatasetConfig{};
+  cfg.random_seed = static_cast<uint32_t>(a.seed);
+  cfg.sequence_length = *a.seq_length;
+  if (!a.mock_data) {
+    if (a.data_path) {
+      cfg.blend = datasets::get_blend_from_list(*a.data_path);
+      cfg.split = a.split;
+    } else {
+      MCORE_CHECK(a.train_data_path || a.valid_data_path || a.test_data_path)
+          << "no data: pass --data-path (with --split), --train-data-path / --valid-data-path / "
+             "--test-data-path, or --mock-data";
+      std::array<std::optional<datasets::Blend>, datasets::kNumSplits> per;
+      if (a.train_data_path) per[0] = datasets::get_blend_from_list(*a.train_data_path);
+      if (a.valid_data_path) per[1] = datasets::get_blend_from_list(*a.valid_data_path);
+      if (a.test_data_path) per[2] = datasets::get_blend_from_list(*a.test_data_path);
+      cfg.blend_per_split = per;
+    }
+  } else {
+    cfg.split = a.split.value_or("969,30,1");
+  }
+  cfg.path_to_cache = a.data_cache_path;
+  cfg.mmap_bin_files = a.mmap_bin_files;
+  cfg.reset_position_ids = a.reset_position_ids;
+  cfg.reset_attention_mask = a.reset_attention_mask;
+  cfg.eod_mask_loss = a.eod_mask_loss;
+  // Causal masking happens inside attention; a mask is only needed for document resets.
+  cfg.create_attention_mask = a.reset_attention_mask;
+  cfg.eod_token_id = tok.eod();
+  if (tok.pad() != tokenizers::kNoToken) cfg.pad_token_id = tok.pad();
+  cfg.vocab_size = tok.vocab_size();
+  datasets::BlendedMegatronDatasetBuilder builder(sizes, cfg);
+  return builder.build();
+}
+
+optimizer::OptimizerParamSchedulerConfig scheduler_config(const Arguments& a, int64_t train_iters) {
+  optimizer::OptimizerParamSchedulerConfig c;
+  const int64_t gbs = *a.global_batch_size;
+  if (a.train_iters) {
+    c.lr_decay_steps = a.lr_decay_iters.value_or(train_iters) * gbs;
+    c.wd_incr_steps = train_iters * gbs;
+    if (a.lr_wsd_decay_iters) c.wsd_decay_steps = *a.lr_wsd_decay_iters * gbs;
+    c.lr_warmup_steps = a.lr_warmup_fraction
+                            ? static_cast<int64_t>(*a.lr_warmup_fraction * c.lr_decay_steps)
+                            : a.lr_warmup_iters * gbs;
+  } else {
+    c.lr_decay_steps = a.lr_decay_samples.value_or(*a.train_samples);
+    c.wd_incr_steps = *a.train_samples;
+    if (a.lr_wsd_decay_samples) c.wsd_decay_steps = *a.lr_wsd_decay_samples;
+    c.lr_warmup_steps = a.lr_warmup_fraction
+                            ? static_cast<int64_t>(*a.lr_warmup_fraction * c.lr_decay_steps)
+                            : a.lr_warmup_samples;
+  }
+  c.init_lr = a.lr_warmup_init;
+  c.max_lr = *a.lr;
+  c.min_lr = a.min_lr;
+  c.lr_decay_style = optimizer::parse_lr_decay_style(a.lr_decay_style);
+  c.lr_wsd_decay_style = optimizer::parse_wsd_decay_style(a.lr_wsd_decay_style);
+  c.start_wd = a.start_weight_decay.value_or(a.weight_decay);
+  c.end_wd = a.end_weight_decay.value_or(a.weight_decay);
+  c.wd_incr_style = optimizer::parse_wd_incr_style(a.weight_decay_incr_style);
+  c.use_checkpoint_opt_param_scheduler = a.use_checkpoint_opt_param_scheduler;
+  c.override_opt_param_scheduler = a.override_opt_param_scheduler;
+  // Megatron: neither flag means "must match", which a resumed run with the same flags does.
+  return c;
+}
+
+optimizer::OptimizerConfig optimizer_config(const Arguments& a) {
+  optimizer::OptimizerConfig c;
+  c.optimizer = a.optimizer;
+  c.lr = *a.lr;
+  c.min_lr = a.min_lr;
+  c.weight_decay = a.weight_decay;
+  c.fp16 = a.fp16;
+  c.bf16 = a.bf16;
+  c.loss_scale = a.loss_scale.value_or(0.0);
+  c.initial_loss_scale = a.initial_loss_scale;
+  c.min_loss_scale = a.min_loss_scale;
+  c.loss_scale_window = static_cast<int64_t>(a.loss_scale_window);
+  c.hysteresis = a.hysteresis;
+  c.adam_beta1 = a.adam_beta1;
+  c.adam_beta2 = a.adam_beta2;
+  c.adam_eps = a.adam_eps;
+  c.sgd_momentum = a.sgd_momentum;
+  c.clip_grad = a.clip_grad;
+  c.check_for_nan_in_grad = a.check_for_nan_in_loss_and_grad;
+  return c;
+}
+
+// One micro-batch's forward: the masked mean loss (differentiable) and its mask total.
+struct MicroLoss {
+  Tensor loss;  // 0-d, sum(per-token loss * mask) / sum(mask)
+  double value = 0;
+};
+
+MicroLoss forward_step(const models::GPTModel& model, const datasets::GPTBatch& b,
+                       const Arguments& a) {
+  Tensor per_token = model.forward(b.tokens, b.position_ids,
+                                   a.reset_attention_mask ? b.attention_mask : Tensor(), b.labels);
+  double mask_sum = 0;
+  const float* m = b.loss_mask.data<float>();
+  for (int64_t i = 0; i < b.loss_mask.numel(); ++i) mask_sum += m[i];
+  Tensor s = F::sum(F::mul(per_token, b.loss_mask));
+  MicroLoss r;
+  r.loss = F::scale(s, 1.0 / std::max(mask_sum, 1.0));
+  r.value = r.loss.item();
+  return r;
+}
+
+void advance_rng_step() {
+  RngState r = get_rng_state();
+  r.step += 1;
+  set_rng_state(r);
+}
+
+std::string format_eta(double seconds) {
+  if (!(seconds >= 0) || !std::isfinite(seconds)) return "-";
+  const int64_t s = static_cast<int64_t>(seconds);
+  return strf("%lld:%02lld:%02lld", static_cast<long long>(s / 3600),
+              static_cast<long long>((s / 60) % 60), static_cast<long long>(s % 60));
+}
+
+}  // namespace
+
+int pretrain_gpt(Arguments& args) {
+  using Clock = std::chrono::steady_clock;
+  const auto start_time = Clock::now();
+  MCORE_CHECK(args.pipeline_model_parallel_size == 1)
+      << "--pipeline-model-parallel-size " << args.pipeline_model_parallel_size
+      << " is not supported by pretrain_gpt yet (pipeline parallelism is a later issue); use 1";
+  MCORE_CHECK(!args.use_distributed_optimizer)
+      << "--use-distributed-optimizer is not implemented yet; drop the flag";
+  MCORE_CHECK(args.context_parallel_size == 1 && args.expert_model_parallel_size == 1)
+      << "--context-parallel-size and --expert-model-parallel-size must be 1 in pretrain_gpt";
+  MCORE_CHECK(args.lr) << "--lr is required";
+  install_exit_signal_handlers();
+  comm::set_timeout(std::chrono::seconds(args.distributed_timeout_minutes * 60));
+
+  parallel_state::initialize_model_parallel(static_cast<int>(args.tensor_model_parallel_size), 1);
+  const int rank = comm::get_rank();
+  const int dp_rank = parallel_state::get_data_parallel_rank();
+  const int dp_size = parallel_state::get_data_parallel_world_size();
+  comm::ProcessGroupPtr dp_group = parallel_state::get_data_parallel_group();
+
+  // ---- tokenizer, vocabulary, model ----
+  auto tokenizer = build_tokenizer_from_args(args);
+  set_padded_vocab_size(args, tokenizer->vocab_size());
+  print_args(args);
+  set_rng_state(RngState{static_cast<uint64_t>(args.seed), 0});
+  transformer::TransformerConfig config = transformer_config_from_args(args);
+  models::GPTModelOptions mopts;
+  mopts.share_embeddings_and_output_weights = !args.untie_embeddings_and_output_weights;
+  auto model = std::make_shared<models::GPTModel>(
+      config, transformer::get_gpt_layer_local_spec(args.qk_layernorm), *args.padded_vocab_size,
+      *args.max_position_embeddings, mopts);
+  {
+    int64_t n = 0;
+    for (auto& [name, p] : model->named_parameters()) n += p->numel();
+    if (parallel_state::get_data_parallel_rank() == 0) {
+      std::printf(
+          " > number of parameters on (tensor, pipeline) model parallel rank (%d, 0): %lld\n",
+          parallel_state::get_tensor_model_parallel_rank(), static_cast<long long>(n));
+      std::fflush(stdout);
+    }
+  }
+  distributed::DistributedDataParallelConfig ddp_config;
+  ddp_config.grad_reduce_in_fp32 = args.accumulate_allreduce_grads_in_fp32 || args.bf16;
+  ddp_config.overlap_grad_reduce = args.overlap_grad_reduce;
+  ddp_config.bucket_size = args.ddp_bucket_size;
+  ddp_config.average_in_collective = args.ddp_average_in_collective;
+  // Under fp16 an inf gradient is the loss scaler's business (the step is skipped), not an
+  // error.
+  ddp_config.check_for_nan_in_grad = args.check_for_nan_in_loss_and_grad && !args.fp16;
+  distributed::DistributedDataParallel ddp(model, ddp_config);
+  ddp.broadcast_params();
+
+  // ---- optimizer, schedule, batch sizes ----
+  auto opt = optimizer::get_megatron_optimizer(optimizer_config(args), model->named_parameters());
+  MicrobatchCalculator mb(*args.global_batch_size, *args.micro_batch_size, dp_size,
+                          args.rampup_batch_size.value_or(std::vector<int64_t>{}));
+  const int64_t train_iters =
+      args.train_iters ? *args.train_iters : mb.train_iters_for_samples(*args.train_samples);
+  optimizer::OptimizerParamScheduler scheduler(opt.get(), scheduler_config(args, train_iters));
+
+  // ---- checkpoint ----
+  TrainerState state;
+  if (auto loaded = load_trainer_checkpoint(args, *model, opt.get(), &scheduler)) {
+    state = *loaded;
+  }
+  opt->set_iteration(state.iteration);
+  args.consumed_train_samples = state.consumed_train_samples;
+
+  // ---- data ----
+  const bool do_eval = args.eval_interval && args.eval_iters && *args.eval_iters > 0;
+  const int64_t gbs = *args.global_batch_size;
+  std::array<std::optional<int64_t>, 3> sizes;
+  sizes[0] = args.train_samples ? *args.train_samples : train_iters * gbs;
+  const int64_t eval_iters = do_eval ? *args.eval_iters : 0;
+  sizes[1] = do_eval ? (train_iters / *args.eval_interval + 1) * eval_iters * gbs : 0;
+  sizes[2] = eval_iters * gbs;
+  datasets::SplitDatasets ds = build_datasets(args, *tokenizer, sizes);
+  MCORE_CHECK(ds[0]) << "the training split is empty (check --split and --data-path)";
+  datasets::DataLoader train_loader(ds[0], state.consumed_train_samples, *args.micro_batch_size,
+                                    dp_rank, dp_size);
+  std::unique_ptr<datasets::DataLoader> valid_loader;
+  if (do_eval && ds[1]) {
+    valid_loader = std::make_unique<datasets::DataLoader>(ds[1], state.consumed_valid_samples,
+                                                          *args.micro_batch_size, dp_rank, dp_size);
+  }
+
+  // ---- logging ----
+  std::unique_ptr<TensorBoardWriter> tb;
+  std::unique_ptr<JsonlLogger> jsonl;
+  if (args.tensorboard_dir && rank == 0) {
+    tb = std::make_unique<TensorBoardWriter>(*args.tensorboard_dir);
+    jsonl =
+        std::make_unique<JsonlLogger>(*args.tensorboard_dir + "/metrics.jsonl", state.iteration);
+  }
+  print_rank0(
+      strf("[after dataloaders are built] training for %lld iterations from iteration "
+           "%lld\n",
+           static_cast<long long>(train_iters), static_cast<long long>(state.iteration)));
+
+  auto save = [&]() {
+    if (!args.save) return;
+    const std::string dir = save_trainer_checkpoint(args, *model, opt.get(), &scheduler, state);
+    print_rank0(strf("  successfully saved checkpoint at iteration %7lld to %s\n",
+                     static_cast<long long>(state.iteration), dir.c_str()));
+  };
+
+  // Megatron's evaluate_and_print_results: eval_iters global batches of `loader`, the mean
+  // loss over data-parallel ranks, printed between dashed lines.
+  auto evaluate = [&](datasets::DataLoader& loader, const std::string& split,
+                      const std::string& prefix, int64_t* consumed) {
+    model->eval();
+    double total = 0;
+    int64_t count = 0;
+    {
+      NoGradGuard no_grad;
+      for (int64_t it = 0; it < eval_iters; ++it) {
+        for (int64_t m = 0; m < mb.num_microbatches(); ++m) {
+          auto batch = loader.next();
+          MCORE_CHECK(batch) << split << " data ran out at iteration " << state.iteration;
+          total += forward_step(*model, *batch, args).value;
+          ++count;
+        }
+        if (consumed) *consumed += mb.current_global_batch_size();
+      }
+    }
+    model->train();
+    const double loss =
+        all_reduce_scalar(dp_group, total / std::max<int64_t>(count, 1), comm::ReduceOp::kSum) /
+        dp_size;
+    const double ppl = std::exp(std::min(20.0, loss));
+    std::string line = strf(" %s loss at %s | lm loss value: %.6E | lm loss PPL: %.6E | ",
+                            split.c_str(), prefix.c_str(), loss, ppl);
+    std::string bar(line.size() + 1, '-');
+    print_rank0(bar + "\n" + line + "\n" + bar + "\n");
+    if (tb)
+      tb->add_scalars({{"lm loss " + split, loss}, {"lm loss " + split + " ppl", ppl}},
+                      state.iteration);
+    if (jsonl) {
+      nlohmann::ordered_json rec;
+      rec["iteration"] = state.iteration;
+      rec[split + " lm loss"] = loss;
+      rec[split + " lm loss PPL"] = ppl;
+      jsonl->log(rec);
+    }
+  };
+  auto iteration_prefix = [&] {
+    return strf("iteration %lld", static_cast<long long>(state.iteration));
+  };
+
+  // ---- train loop ----
+  model->train();
+  double interval_time = 0;
+  int64_t interval_iters = 0;
+  double loss_sum_interval = 0;
+  int64_t loss_count_interval = 0;
+  int64_t skipped_interval = 0, nan_interval = 0;
+  bool saved_at_current = false;
+  bool exit_now = false;
+  while (state.iteration < train_iters && !exit_now) {
+    const auto t0 = Clock::now();
+    mb.update(state.consumed_train_samples);
+    const int64_t num_mb = mb.num_microbatches();
+    ddp.zero_grad_buffer();
+    opt->zero_grad();
+    double loss_sum = 0;
+    for (int64_t m = 0; m < num_mb; ++m) {
+      auto batch = train_loader.next();
+      MCORE_CHECK(batch) << "training data ran out at iteration " << state.iteration + 1
+                         << " (consumed samples " << state.consumed_train_samples << ")";
+      advance_rng_step();
+      auto step = [&] {
+        MicroLoss l = forward_step(*model, *batch, args);
+        if (args.check_for_nan_in_loss_and_grad && !args.fp16 && !std::isfinite(l.value)) {
+          MCORE_CHECK(false) << "Rank " << rank << ": found "
+                             << (std::isnan(l.value) ? "NaN" : "Inf")
+                             << " in local forward loss calculation at iteration "
+                             << state.iteration + 1;
+        }
+        loss_sum += l.value;
+        opt->scale_loss(F::scale(l.loss, 1.0 / static_cast<double>(num_mb))).backward();
+      };
+      if (m + 1 < num_mb) {
+        auto guard = ddp.no_sync();
+        step();
+      } else {
+        step();
+      }
+    }
+    distributed::finalize_model_grads({&ddp});
+    optimizer::StepResult sr = opt->step();
+    const int64_t batch_size = mb.current_global_batch_size();
+    if (sr.success) {
+      scheduler.step(batch_size);
+    } else {
+      ++state.num_skipped_iterations;
+      ++skipped_interval;
+    }
+    ++state.iteration;
+    state.consumed_train_samples += batch_size;
+    args.consumed_train_samples = state.consumed_train_samples;
+    saved_at_current = false;
+
+    const double loss =
+        all_reduce_scalar(dp_group, loss_sum / static_cast<double>(num_mb), comm::ReduceOp::kSum) /
+        dp_size;
+    if (!std::isfinite(loss)) {
+      ++state.num_nan_iterations;
+      ++nan_interval;
+    } else {
+      loss_sum_interval += loss;
+      ++loss_count_interval;
+    }
+    const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+    interval_time += elapsed;
+    ++interval_iters;
+
+    const double lr = opt->param_groups().empty() ? 0.0 : opt->param_groups()[0].lr;
+    const double grad_norm = sr.grad_norm.value_or(0.0);
+    const double loss_scale = opt->get_loss_scale();
+    const double tokens_per_s =
+        static_cast<double>(batch_size * *args.seq_length) / std::max(elapsed, 1e-9);
+    const double tflops = num_floating_point_operations(args, batch_size) /
+                          (std::max(elapsed, 1e-9) * 1e12 * args.world_size);
+    if (jsonl) {
+      std::vector<std::pair<std::string, double>> metrics = {
+          {"lm loss", loss},
+          {"learning rate", lr},
+          {"grad norm", grad_norm},
+          {"loss scale", loss_scale},
+          {"global batch size", static_cast<double>(batch_size)},
+          {"consumed samples", static_cast<double>(state.consumed_train_samples)},
+          {"elapsed time per iteration (ms)", elapsed * 1e3},
+          {"throughput (TFLOP/s/GPU)", tflops},
+          {"tokens per second", tokens_per_s}};
+      jsonl->log_iteration(state.iteration, metrics);
+    }
+    if (tb && state.iteration % args.tensorboard_log_interval == 0) {
+      auto [rss, peak] = memory_gib();
+      std::vector<std::pair<std::string, double>> v = {
+          {"lm loss", loss},        {"learning-rate", lr},  {"batch-size", double(batch_size)},
+          {"grad-norm", grad_norm}, {"throughput", tflops}, {"tokens-per-second", tokens_per_s}};
+      if (args.log_loss_scale_to_tensorboard) v.push_back({"loss-scale", loss_scale});
+      v.push_back({"mem-rss-gib", rss});
+      v.push_back({"mem-peak-gib", peak});
+      tb->add_scalars(v, state.iteration);
+    }
+    if (state.iteration % args.log_interval == 0) {
+      const double ms = interval_time * 1e3 / static_cast<double>(interval_iters);
+      const double avg_loss =
+          loss_count_interval ? loss_sum_interval / static_cast<double>(loss_count_interval) : 0;
+      auto [rss, peak] = memory_gib();
+      char ts[32];
+      std::time_t now = std::time(nullptr);
+      std::strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S", std::localtime(&now));
+      std::string line =
+          strf(" [%s] iteration %8lld/%8lld |", ts, static_cast<long long>(state.iteration),
+               static_cast<long long>(train_iters));
+      line +=
+          strf(" consumed samples: %12lld |", static_cast<long long>(state.consumed_train_samples));
+      line += strf(" elapsed time per iteration (ms): %.1f |", ms);
+      line += strf(
+          " throughput per GPU (TFLOP/s/GPU): %.1f |",
+          num_floating_point_operations(args, batch_size) / (ms * 1e-3 * 1e12 * args.world_size));
+      line += strf(" tokens per second: %.0f |",
+                   static_cast<double>(batch_size * *args.seq_length) / (ms * 1e-3));
+      line += strf(" learning rate: %.6E |", lr);
+      line += strf(" global batch size: %5lld |", static_cast<long long>(batch_size));
+      if (loss_count_interval) line += strf(" lm loss: %.6E |", avg_loss);
+      line += strf(" loss scale: %.1f |", loss_scale);
+      if (sr.grad_norm) line += strf(" grad norm: %.3f |", grad_norm);
+      line +=
+          strf(" number of skipped iterations: %3lld |", static_cast<long long>(skipped_interval));
+      line += strf(" number of nan iterations: %3lld |", static_cast<long long>(nan_interval));
+      line += strf(" mem (GiB): %.2f, peak %.2f |", rss, peak);
+      line += " ETA: " + format_eta(ms * 1e-3 * static_cast<double>(train_iters - state.iteration));
+      print_rank0(line + "\n");
+      interval_time = 0;
+      interval_iters = 0;
+      loss_sum_interval = 0;
+      loss_count_interval = 0;
+      skipped_interval = nan_interval = 0;
+    }
+
+    if (valid_loader && state.iteration % *args.eval_interval == 0) {
+      evaluate(*valid_loader, "validation", iteration_prefix(), &state.consumed_valid_samples);
+    }
+
+    // ---- checkpoint and exit conditions (agreed across ranks) ----
+    if (args.save && args.save_interval && state.iteration % *args.save_interval == 0) {
+      save();
+      saved_at_current = true;
+    }
+    const double sig =
+        all_reduce_scalar(comm::world(), received_exit_signal(), comm::ReduceOp::kMax);
+    if (sig != 0) {
+      print_rank0(strf("exiting program after receiving signal %d at iteration %lld\n",
+                       static_cast<int>(sig), static_cast<long long>(state.iteration)));
+      exit_now = true;
+    }
+    if (args.exit_duration_in_mins) {
+      const double minutes =
+          std::chrono::duration<double>(Clock::now() - start_time).count() / 60.0;
+      if (all_reduce_scalar(comm::world(), minutes, comm::ReduceOp::kMax) >
+          static_cast<double>(*args.exit_duration_in_mins)) {
+        print_rank0(strf("exiting program after %.2f minutes\n", minutes));
+        exit_now = true;
+      }
+    }
+    // Fault injection for the exact-resume test: a real kill -9 at a chosen iteration.
+    if (const char* k = std::getenv("MCORE_FAULT_KILL_AT_ITERATION");
+        k && state.iteration == std::atoll(k)) {
+      std::fflush(stdout);
+      std::raise(SIGKILL);
+    }
+    if (args.exit_interval && state.iteration % *args.exit_interval == 0) {
+      print_rank0(
+          strf("exiting program at iteration %lld\n", static_cast<long long>(state.iteration)));
+      exit_now = true;
+    }
+  }
+  if (args.save && !saved_at_current && state.iteration > 0) save();
+  if (!exit_now && do_eval && state.iteration >= train_iters) {
+    // As Megatron's pretrain(): after training (and its checkpoint), the validation set once
+    // more and the test set.
+    if (valid_loader) {
+      evaluate(*valid_loader, "validation", iteration_prefix() + " on validation set",
+               &state.consumed_valid_samples);
+    }
+    if (ds[2]) {
+      datasets::DataLoader test_loader(ds[2], 0, *args.micro_batch_size, dp_rank, dp_size);
+      evaluate(test_loader, "test", iteration_prefix() + " on test set", nullptr);
+    }
+  }
+  if (tb) tb->flush(true);
+  return 0;
+}
+
+int pretrain_gpt_main(int argc, char** argv) {
+  return comm::run_distributed_main(argc, argv, [](int ac, char** av) -> int {
+    Arguments args = parse_args(ac, av);
+    if (args.help) {
+      std::fputs(help_text("pretrain_gpt").c_str(), stdout);
+      return 0;
+    }
+    comm::InitOptions init;
+    init.timeout = std::chrono::seconds(args.distributed_timeout_minutes * 60);
+    comm::init_distributed(init);
+    validate_args(args, comm::get_world_size(), comm::get_rank());
+    const int rc = pretrain_gpt(args);
+    parallel_state::destroy_model_parallel();
+    return rc;
+  });
+}
+
+}  // namespace mcore::training
