@@ -1,6 +1,11 @@
 #include "mcore/autograd/engine.h"
 
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
 #include <queue>
+#include <string>
 #include <unordered_map>
 
 #include "mcore/autograd/node.h"
@@ -17,17 +22,60 @@ struct NodeTask {
 };
 
 struct LaterFirst {
-  bool operator()(const Node* a, const Node* b) const { return a->sequence_nr() < b->sequence_nr(); }
+  bool operator()(const Node* a, const Node* b) const {
+    return a->sequence_nr() < b->sequence_nr();
+  }
 };
 
+// Sums a gradient into a node's input slot. When the slot's buffer is referenced by nothing else
+// (no other tensor, view or saved variable), the sum is written into it instead of a fresh
+// tensor: the residual stream and tied weights receive several gradients per step, and each
+// out-of-place add costs an allocation plus a pass over fresh memory.
 void accumulate(Tensor& slot, const Tensor& g) {
   if (!g.defined()) return;
-  slot = slot.defined() ? ops::add(slot, g) : g;
+  if (!slot.defined()) {
+    slot = g;
+    return;
+  }
+  const bool owned = slot.impl_ptr().use_count() == 1 && slot.storage().use_count() == 1 &&
+                     slot.is_contiguous() && slot.offset() == 0 &&
+                     slot.nbytes() == slot.storage()->nbytes() && slot.shape() == g.shape() &&
+                     slot.dtype() == g.dtype() && slot.device() == g.device() && slot.storage() &&
+                     slot.storage() != g.storage();
+  if (owned) {
+    ops::add_(slot, g);
+  } else {
+    slot = ops::add(slot, g);
+  }
+}
+
+// MCORE_AUTOGRAD_PROFILE=1: time every node's backward and print the totals per node type at
+// exit (stderr), to find which backward functions dominate a training step.
+struct NodeProfile {
+  std::map<std::string, std::pair<double, int64_t>> totals;  // seconds, calls
+  ~NodeProfile() {
+    for (const auto& [name, t] : totals)
+      std::fprintf(stderr, "autograd %-60s %10.2f ms %8lld calls\n", name.c_str(), t.first * 1e3,
+                   static_cast<long long>(t.second));
+  }
+};
+
+std::vector<Tensor> apply_node(Node* node, std::vector<Tensor>&& inputs) {
+  static const bool enabled = std::getenv("MCORE_AUTOGRAD_PROFILE") != nullptr;
+  if (!enabled) return node->apply(std::move(inputs));
+  static NodeProfile profile;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<Tensor> out = node->apply(std::move(inputs));
+  auto& e = profile.totals[node->name()];
+  e.first += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ++e.second;
+  return out;
 }
 
 }  // namespace
 
-void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads, bool retain_graph) {
+void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
+              bool retain_graph) {
   MCORE_CHECK(grads.empty() || grads.size() == roots.size())
       << "backward: " << roots.size() << " roots but " << grads.size() << " gradients";
   NoGradGuard no_grad;
@@ -89,7 +137,7 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads
     for (uint32_t i = 0; i < inputs.size(); ++i) {
       if (inputs[i].defined()) inputs[i] = node->run_pre_hooks(i, inputs[i]);
     }
-    std::vector<Tensor> outputs = node->apply(std::move(inputs));
+    std::vector<Tensor> outputs = apply_node(node, std::move(inputs));
     if (!retain_graph) node->release_variables();
     const auto& edges = node->next_edges();
     MCORE_CHECK(outputs.size() == edges.size() || outputs.empty())

@@ -8,6 +8,7 @@
 
 #include "mcore/ops/cpu/acc_type.h"
 #include "mcore/ops/cpu/blas.h"
+#include "mcore/ops/cpu/vec_math.h"
 #include "mcore/ops/device_check.h"
 #include "mcore/tensor/factory.h"
 
@@ -148,15 +149,18 @@ void forward_kernel(const Problem& p, const Tensor& q, const Tensor& k, const Te
         for (int64_t r = 0; r < nq; ++r) {
           A* sr = s + r * kBlockK;
           A mx = m[r];
-          for (int64_t c = 0; c < nk; ++c) mx = std::max(mx, sr[c]);
+#pragma omp simd reduction(max : mx)
+          for (int64_t c = 0; c < nk; ++c) mx = sr[c] > mx ? sr[c] : mx;
           if (mx == kNegInf) {  // nothing visible yet in this row
             std::fill(sr, sr + nk, A(0));
             continue;
           }
           const A alpha = std::exp(m[r] - mx);
           A sum = 0;
+          // vmath::exp vectorizes (libmvec) where std::exp stays a scalar call per score.
+#pragma omp simd reduction(+ : sum)
           for (int64_t c = 0; c < nk; ++c) {
-            const A e = std::exp(sr[c] - mx);
+            const A e = vmath::exp(sr[c] - mx);
             sr[c] = e;
             sum += e;
           }
@@ -207,8 +211,9 @@ void tile_grads(const Problem& p, Workspace<A>& ws, const A* qp, int64_t ldq, co
       std::fill(dr, dr + nk, A(0));
       continue;
     }
+#pragma omp simd
     for (int64_t c = 0; c < nk; ++c) {
-      const A pr = std::exp(sr[c] - lr);
+      const A pr = vmath::exp(sr[c] - lr);
       sr[c] = pr;
       dr[c] = pr * (dr[c] - dl);
     }

@@ -43,7 +43,13 @@ void row_max_kernel(const T* x, const Shard& s, acc_t<T>* mx) {
   for (int64_t n = 0; n < s.rows; ++n) {
     const T* r = x + n * s.vl;
     A m = -std::numeric_limits<A>::infinity();
-    for (int64_t j = 0; j < s.vl; ++j) m = std::max(m, static_cast<A>(r[j]));
+    // An OpenMP max reduction lets the compiler vectorize (a plain std::max loop stays scalar
+    // without -ffast-math, and was the slowest of the three passes over the logits).
+#pragma omp simd reduction(max : m)
+    for (int64_t j = 0; j < s.vl; ++j) {
+      const A v = static_cast<A>(r[j]);
+      m = v > m ? v : m;
+    }
     mx[n] = m;
   }
 }
@@ -71,6 +77,50 @@ void row_stats_kernel(const T* x, const int64_t* tgt, const acc_t<T>* mx, const 
       for (int64_t j = 0; j < s.vl; ++j) tot += static_cast<A>(r[j]);
       st[2] = tot;
     }
+  }
+}
+
+// Passes 1 and 2 in one read of the logits when there is one shard (no max all-reduce between
+// them): each row is walked in L1-sized chunks, taking the chunk's max and then its exps from
+// L1, with the running sum rescaled when the max grows (online softmax).
+template <class T>
+void fused_row_stats_kernel(const T* x, const int64_t* tgt, const Shard& s, int64_t width,
+                            acc_t<T>* mx, acc_t<T>* stats) {
+  using A = acc_t<T>;
+  constexpr int64_t kChunk = 2048;
+#pragma omp parallel for schedule(static) if (s.rows * s.vl > 32768)
+  for (int64_t n = 0; n < s.rows; ++n) {
+    const T* r = x + n * s.vl;
+    A m = -std::numeric_limits<A>::infinity(), sum = 0, tot = 0;
+    for (int64_t c0 = 0; c0 < s.vl; c0 += kChunk) {
+      const int64_t c1 = std::min(s.vl, c0 + kChunk);
+      A cm = -std::numeric_limits<A>::infinity();
+#pragma omp simd reduction(max : cm)
+      for (int64_t j = c0; j < c1; ++j) {
+        const A v = static_cast<A>(r[j]);
+        cm = v > cm ? v : cm;
+      }
+      if (cm > m) {
+        if (sum != A(0)) sum *= std::exp(m - cm);
+        m = cm;
+      }
+      A cs = 0;
+#pragma omp simd reduction(+ : cs)
+      for (int64_t j = c0; j < c1; ++j) cs += ops::vmath::exp(static_cast<A>(r[j]) - m);
+      sum += cs;
+      if (width > 2) {
+        A ct = 0;
+#pragma omp simd reduction(+ : ct)
+        for (int64_t j = c0; j < c1; ++j) ct += static_cast<A>(r[j]);
+        tot += ct;
+      }
+    }
+    mx[n] = m;
+    A* st = stats + n * width;
+    st[0] = sum;
+    const int64_t t = tgt[n] - s.start;
+    st[1] = (t >= 0 && t < s.vl) ? static_cast<A>(r[t]) : A(0);
+    if (width > 2) st[2] = tot;
   }
 }
 
@@ -122,16 +172,24 @@ struct VocabParallelCrossEntropyFn : Function<VocabParallelCrossEntropyFn> {
     const int64_t width = s.smoothing > 0 ? 3 : 2;
     Tensor mx = empty(target.shape(), ldt);
     Tensor stats = empty({s.rows, width}, ldt);
-    MCORE_DISPATCH_FLOAT_TYPES(logits.dtype(), kOp, [&] {
-      using A = acc_t<scalar_t>;
-      row_max_kernel<scalar_t>(logits.data<scalar_t>(), s, mx.data<A>());
-    });
-    if (tp > 1) group->all_reduce(mx, comm::ReduceOp::kMax);
-    MCORE_DISPATCH_FLOAT_TYPES(logits.dtype(), kOp, [&] {
-      using A = acc_t<scalar_t>;
-      row_stats_kernel<scalar_t>(logits.data<scalar_t>(), tp64, mx.data<A>(), s, width,
-                                 stats.data<A>());
-    });
+    if (tp == 1) {
+      MCORE_DISPATCH_FLOAT_TYPES(logits.dtype(), kOp, [&] {
+        using A = acc_t<scalar_t>;
+        fused_row_stats_kernel<scalar_t>(logits.data<scalar_t>(), tp64, s, width, mx.data<A>(),
+                                         stats.data<A>());
+      });
+    } else {
+      MCORE_DISPATCH_FLOAT_TYPES(logits.dtype(), kOp, [&] {
+        using A = acc_t<scalar_t>;
+        row_max_kernel<scalar_t>(logits.data<scalar_t>(), s, mx.data<A>());
+      });
+      group->all_reduce(mx, comm::ReduceOp::kMax);
+      MCORE_DISPATCH_FLOAT_TYPES(logits.dtype(), kOp, [&] {
+        using A = acc_t<scalar_t>;
+        row_stats_kernel<scalar_t>(logits.data<scalar_t>(), tp64, mx.data<A>(), s, width,
+                                   stats.data<A>());
+      });
+    }
     // One all-reduce for the sum of exps, the target logit and (smoothing) the logit sum.
     if (tp > 1) group->all_reduce(stats);
     Tensor loss = empty(target.shape(), ldt);

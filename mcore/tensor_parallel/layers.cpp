@@ -1,5 +1,6 @@
 #include "mcore/tensor_parallel/layers.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "mcore/autograd/function.h"
@@ -204,7 +205,11 @@ struct ShardLookupFn : Function<ShardLookupFn> {
   static std::vector<Tensor> backward(AutogradContext* ctx, std::vector<Tensor> g) {
     const Tensor& lids = ctx->saved_tensors()[0];
     const int64_t N = lids.numel();
-    // Tokens of other shards contribute nothing: zero their rows, then point them at row 0.
+    // Tokens of other shards contribute nothing: zero their rows, then point them at row 0 (on
+    // copies, made only when there are such tokens: with one shard there never are).
+    const int64_t* lp = lids.data<int64_t>();
+    if (std::none_of(lp, lp + N, [](int64_t id) { return id < 0; }))
+      return {ops::embedding_backward(g[0], lids, ctx->get<int64_t>("rows")), Tensor()};
     Tensor grad = g[0].contiguous().clone();
     Tensor ids = lids.clone();
     const size_t row_bytes = static_cast<size_t>(grad.size(-1)) * grad.element_size();

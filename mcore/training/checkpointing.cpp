@@ -82,7 +82,7 @@ std::vector<dcp::ShardedTensor> optimizer_shards(const nn::Module& model,
 std::optional<std::string> checkpoint_to_load(const std::string& load_dir) {
   if (!std::filesystem::exists(load_dir)) return std::nullopt;
   if (auto latest = dcp::read_latest_checkpoint_dir(load_dir)) {
-    const std::string dir = (std::filesystem::path(load_dir) / *latest).string();
+    const std::string dir = *latest;  // already save_dir/iter_XXXXXXX
     try {
       dcp::verify_checkpoint(dir);
     } catch (const Error& e) {

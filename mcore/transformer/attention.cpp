@@ -1,6 +1,7 @@
 #include "mcore/transformer/attention.h"
 
 #include "mcore/autograd/checkpoint.h"
+#include "mcore/inference/inference_context.h"
 #include "mcore/nn/functional.h"
 
 namespace mcore::transformer {
@@ -17,7 +18,7 @@ Slot<Fn> require(Slot<Fn> slot, const char* name) {
 }  // namespace
 
 SelfAttention::SelfAttention(const SelfAttentionArgs& args, const SelfAttentionSubmodules& subs)
-    : config_(args.config) {
+    : config_(args.config), layer_number_(args.layer_number) {
   const TransformerConfig& c = *config_;
   const int64_t tp = c.tensor_model_parallel_size;
   np_ = c.num_attention_heads / tp;
@@ -98,7 +99,12 @@ LinearOutput SelfAttention::forward(const Tensor& hidden, const AttentionInputs&
     k = F::apply_rotary_pos_emb(k, freqs, config_->rotary_interleaved, in.rotary_mscale);
   }
   Tensor ctx;
-  if (config_->recompute_granularity == "selective") {
+  if (in.inference_context) {
+    inference::InferenceContext& ic = *in.inference_context;
+    auto [k_all, v_all] =
+        ic.cache_for_layer(layer_number_, k).update(k, v, ic.sequence_len_offset());
+    ctx = core_attention_.forward(q, k_all, v_all, in.attention_mask);
+  } else if (config_->recompute_granularity == "selective") {
     // Megatron's _checkpointed_attention_forward: keep q, k, v; recompute the attention.
     ctx = autograd::checkpoint(
         [core = core_attention_.forward, mask = in.attention_mask](const std::vector<Tensor>& x)

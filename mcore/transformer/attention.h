@@ -11,6 +11,8 @@
 // [s, b, ng, (np/ng+2)*hn] and split along the last dim into q [s,b,np,hn], k, v [s,b,ng,hn]
 // (get_query_key_value_tensors). q/k layernorm act per head (size hn), before RoPE.
 // With recompute_granularity "selective", the core attention runs under activation recompute.
+// With AttentionInputs::inference_context (text generation), the new keys/values are appended
+// to this layer's KV cache and the queries attend over all cached ones.
 #pragma once
 
 #include <vector>
@@ -37,6 +39,7 @@ class SelfAttention : public nn::Module {
 
  private:
   const TransformerConfig* config_;
+  int64_t layer_number_;  // keys this layer's KV cache during generation
   int64_t np_, ng_, hn_;
   Slot<LinearFn> linear_qkv_, linear_proj_;
   Slot<CoreAttentionFn> core_attention_;

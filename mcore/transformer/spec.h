@@ -34,6 +34,10 @@
 #include "mcore/tensor_parallel/layers.h"
 #include "mcore/transformer/transformer_config.h"
 
+namespace mcore::inference {
+class InferenceContext;  // mcore/inference/inference_context.h
+}  // namespace mcore::inference
+
 namespace mcore::transformer {
 
 using comm::ProcessGroupPtr;
@@ -106,6 +110,9 @@ struct AttentionInputs {
   // Rotary angles [s, 1, 1, rot_dim] (undefined without RoPE) and YaRN's attention scale.
   Tensor rotary_pos_emb;
   double rotary_mscale = 1.0;
+  // Text generation: the KV caches and how many tokens they hold (null in training). The
+  // rotary angles above then already start at that offset.
+  inference::InferenceContext* inference_context = nullptr;
 };
 
 using NormFn = Tensor(const Tensor&);

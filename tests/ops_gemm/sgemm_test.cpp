@@ -139,6 +139,23 @@ TEST_F(SgemmAvx512Test, MultiBlockSizes) {
   }
 }
 
+// K much longer than M and N (the output layer's input gradient): threads split K into
+// partial products summed at the end; all transposes, alpha/beta, odd sizes.
+TEST_F(SgemmAvx512Test, LongKSplitAcrossThreads) {
+  uint32_t seed = 200;
+  const int64_t shapes[][4] = {{37, 53, 5000, 0}, {96, 130, 3001, 3}};  // m, n, k, pad
+  for (const auto& s : shapes) {
+    for (int t = 0; t < 4; ++t) {
+      const Case cs{s[0], s[1], s[2], bool(t & 1), bool(t & 2), s[3]};
+      Operands o = make(cs, seed++);
+      std::vector<float> c0 = o.c;
+      sgemm_avx512(cs.ta, cs.tb, cs.m, cs.n, cs.k, 0.75f, o.a.data(), o.lda, o.b.data(), o.ldb,
+                   -0.5f, o.c.data(), o.ldc);
+      expect_matches_reference(cs, o, c0, o.c, 0.75f, -0.5f, kRtol);
+    }
+  }
+}
+
 TEST_F(SgemmAvx512Test, LeadingDimensionsLargerThanRows) {
   uint32_t seed = 200;
   for (int t = 0; t < 4; ++t) {

@@ -1,6 +1,8 @@
 #include "mcore/models/gpt/gpt_model.h"
 
+#include "mcore/inference/inference_context.h"
 #include "mcore/nn/functional.h"
+#include "mcore/tensor/factory.h"
 #include "mcore/tensor_parallel/cross_entropy.h"
 #include "mcore/tensor_parallel/utils.h"
 
@@ -76,10 +78,17 @@ nn::ParameterPtr GPTModel::shared_embedding_or_output_weight() const {
 }
 
 Tensor GPTModel::forward(const Tensor& input_ids, const Tensor& position_ids,
-                         const Tensor& attention_mask, const Tensor& labels) const {
+                         const Tensor& attention_mask, const Tensor& labels,
+                         inference::InferenceContext* inference_context) const {
+  const int64_t offset = inference_context ? inference_context->sequence_len_offset() : 0;
   Tensor hidden;
   if (options_.pre_process) {
-    hidden = embedding_->forward(input_ids, position_ids);
+    Tensor positions = position_ids;
+    if (!positions.defined() && offset > 0) {
+      const int64_t s = input_ids.size(1);
+      positions = arange(offset, offset + s).view({1, s});
+    }
+    hidden = embedding_->forward(input_ids, positions);
   } else {
     MCORE_CHECK(input_tensor_.defined())
         << "GPTModel: a stage without pre_process needs set_input_tensor(hidden) first";
@@ -87,10 +96,11 @@ Tensor GPTModel::forward(const Tensor& input_ids, const Tensor& position_ids,
   }
   transformer::AttentionInputs in;
   in.attention_mask = attention_mask;
+  in.inference_context = inference_context;
   if (rotary_pos_emb_) {
     int64_t s = hidden.size(0);
     if (config_.sequence_parallel) s *= config_.tensor_model_parallel_size;
-    in.rotary_pos_emb = rotary_pos_emb_->forward(s);
+    in.rotary_pos_emb = rotary_pos_emb_->forward(s, offset);
     in.rotary_mscale = rotary_pos_emb_->mscale();
   }
   hidden = decoder_->forward(hidden, in);

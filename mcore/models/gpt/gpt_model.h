@@ -53,8 +53,12 @@ class GPTModel : public nn::Module {
   // Returns the per-token loss [b, s] (float32) when labels are given, else logits
   // [b, s, V/tp] ([b, s, V] without parallel_output). A stage without post_process returns
   // the hidden states [s, b, h] ([s/tp, b, h] under sequence parallelism).
+  // inference_context (text generation, mcore/inference): the new tokens sit at positions
+  // sequence_len_offset() onwards - position_ids default to them and the RoPE angles start
+  // there - and attention reads/extends the context's KV caches. The caller advances the offset.
   Tensor forward(const Tensor& input_ids, const Tensor& position_ids = Tensor(),
-                 const Tensor& attention_mask = Tensor(), const Tensor& labels = Tensor()) const;
+                 const Tensor& attention_mask = Tensor(), const Tensor& labels = Tensor(),
+                 inference::InferenceContext* inference_context = nullptr) const;
 
   // Pipeline stages after the first: the hidden states [s, b, h] coming from the previous
   // stage (Megatron's set_input_tensor). Used by forward() instead of the embedding.

@@ -306,6 +306,51 @@ void choose_grid(int64_t m, int64_t n, int threads, int& tm, int& tn) {
   }
 }
 
+// Long-K products with a small C (the output layer's input gradient, 512 x 768 x 50304): a
+// grid split over C makes every thread pack and stream all of one operand from memory (each
+// 100+ MB), so the threads split K instead, each summing its share of the K range into its own
+// copy of C (thread 0 straight into C), and the copies are added at the end. C is small, so
+// the extra buffer and the final pass cost little beside halving the operand traffic.
+constexpr int64_t kSplitKRatio = 8;
+constexpr int64_t kSplitKMaxC = int64_t(1) << 20;
+
+void split_k(const Problem& pr, int threads) {
+  const int64_t m = pr.m, n = pr.n, k = pr.k;
+  thread_local Scratch partial_buf;  // of the calling thread; outlives the parallel region
+  float* partial = partial_buf.get(static_cast<size_t>(threads - 1) * m * n);
+  auto run = [&](int t) {
+    const int64_t k0 = k * t / threads, k1 = k * (t + 1) / threads;
+    Problem sub = pr;
+    sub.k = k1 - k0;
+    sub.a = pr.ta ? pr.a + k0 * pr.lda : pr.a + k0;
+    sub.b = pr.tb ? pr.b + k0 : pr.b + k0 * pr.ldb;
+    if (t > 0) {
+      sub.c = partial + static_cast<size_t>(t - 1) * m * n;
+      sub.ldc = n;
+      sub.beta = 0.0f;
+    }
+    if (sub.k > 0) {
+      gemm_region(sub, 0, m, 0, n);
+    } else {
+      scale_c(sub);
+    }
+  };
+#pragma omp parallel num_threads(threads)
+  {
+    for (int t = omp_get_thread_num(); t < threads; t += omp_get_num_threads()) run(t);
+#pragma omp barrier
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < m; ++i) {
+      float* crow = pr.c + i * pr.ldc;
+      for (int t = 1; t < threads; ++t) {
+        const float* prow = partial + static_cast<size_t>(t - 1) * m * n + i * n;
+#pragma omp simd
+        for (int64_t j = 0; j < n; ++j) crow[j] += prow[j];
+      }
+    }
+  }
+}
+
 }  // namespace
 
 bool sgemm_avx512_supported() {
@@ -324,6 +369,8 @@ void sgemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha
   const double flops = 2.0 * m * n * k;
   threads =
       static_cast<int>(std::max<double>(1, std::min<double>(threads, flops / kMinFlopsPerThread)));
+  if (threads > 1 && k >= kSplitKRatio * std::max(m, n) && m * n <= kSplitKMaxC)
+    return split_k(pr, threads);
   const int64_t m_panels = (m + kMr - 1) / kMr, n_panels = (n + kNr - 1) / kNr;
   int tm, tn;
   choose_grid(m, n, threads, tm, tn);

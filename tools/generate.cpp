@@ -1,0 +1,382 @@
+// generate: samples text from a GPT checkpoint saved by pretrain_gpt (or from a freshly
+// initialized model when no --load is given), with a KV cache, on one process.
+//
+//   generate --load CKPT_DIR --tokenizer-type ByteTokenizer --prompt "Once upon a time"
+//            [--max-new-tokens 200] [--greedy | --temperature 0.8 --top-k 40 --top-p 0.9]
+//            [--seed 1234] [--num-samples 1] [--no-kv-cache]
+//
+// Every other flag is pretrain_gpt's (Megatron-LM's): the model shape and tokenizer flags
+// (--num-layers, --hidden-size, --model PRESET, --tokenizer-type, ...). With --load they are
+// optional: the checkpoint's saved arguments fill every shape and tokenizer flag not given on
+// the command line. The checkpoint may have been saved under any tensor-parallel layout; the
+// loader stitches the shards back into whole tensors (TP = 1 here).
+//
+// Output: the prompt followed by the generated text, streamed as it is produced; with
+// --num-samples N, N samples separated by a rule (sample i uses seed + i).
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "mcore/base/error.h"
+#include "mcore/comm/local_backend.h"
+#include "mcore/dist_checkpointing/checkpoint.h"
+#include "mcore/inference/text_generation.h"
+#include "mcore/models/gpt/gpt_model.h"
+#include "mcore/tokenizers/tokenizer.h"
+#include "mcore/training/arguments.h"
+#include "mcore/training/validate_args.h"
+
+namespace {
+
+using namespace mcore;
+namespace dcp = dist_checkpointing;
+
+struct GenerateFlags {
+  std::string prompt;
+  int64_t max_new_tokens = 128;
+  inference::SamplingParams sampling;
+  bool use_kv_cache = true;
+  int64_t num_samples = 1;
+  bool stop_on_eod = true;
+};
+
+const char* kUsage =
+    "usage: generate [--load DIR] [model and tokenizer flags of pretrain_gpt] --prompt TEXT\n"
+    "                [--max-new-tokens N] [--greedy] [--temperature T] [--top-k K] [--top-p P]\n"
+    "                [--seed S] [--num-samples N] [--no-kv-cache] [--ignore-eod]\n";
+
+// Takes generate's own flags out of argv; the rest are pretrain_gpt's.
+std::vector<std::string> take_generate_flags(int argc, char** argv, GenerateFlags& g) {
+  std::vector<std::string> rest = {argv[0]};
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      MCORE_CHECK(i + 1 < argc) << a << " needs a value\n" << kUsage;
+      return argv[++i];
+    };
+    auto number = [&](auto parse) {
+      const std::string v = value();
+      try {
+        return parse(v);
+      } catch (const std::exception&) {
+        MCORE_CHECK(false) << a << ": '" << v << "' is not a number";
+      }
+      return parse("0");
+    };
+    auto to_i = [](const std::string& s) { return static_cast<int64_t>(std::stoll(s)); };
+    auto to_d = [](const std::string& s) { return std::stod(s); };
+    if (a == "--prompt") {
+      g.prompt = value();
+    } else if (a == "--max-new-tokens") {
+      g.max_new_tokens = number(to_i);
+    } else if (a == "--temperature") {
+      g.sampling.temperature = number(to_d);
+    } else if (a == "--top-k") {
+      g.sampling.top_k = number(to_i);
+    } else if (a == "--top-p") {
+      g.sampling.top_p = number(to_d);
+    } else if (a == "--greedy") {
+      g.sampling.greedy = true;
+    } else if (a == "--seed") {
+      g.sampling.seed = static_cast<uint64_t>(number(to_i));
+    } else if (a == "--num-samples") {
+      g.num_samples = number(to_i);
+    } else if (a == "--no-kv-cache") {
+      g.use_kv_cache = false;
+    } else if (a == "--ignore-eod") {
+      g.stop_on_eod = false;
+    } else if (a == "-h" || a == "--help") {
+      std::cout << kUsage;
+      std::exit(0);
+    } else {
+      rest.push_back(a);
+    }
+  }
+  MCORE_CHECK(g.num_samples >= 1) << "--num-samples must be >= 1, got " << g.num_samples;
+  return rest;
+}
+
+// The checkpoint directory (iter_XXXXXXX) under --load.
+std::string checkpoint_dir(const std::string& load) {
+  MCORE_CHECK(std::filesystem::exists(load)) << "--load " << load << ": no such directory";
+  if (auto latest = dcp::read_latest_checkpoint_dir(load)) {
+    dcp::verify_checkpoint(*latest);  // the path of the directory it names
+    return *latest;
+  }
+  if (std::filesystem::exists(std::filesystem::path(load) / "metadata.json")) return load;
+  auto found = dcp::find_latest_valid_checkpoint(load);
+  MCORE_CHECK(found) << "--load " << load << ": no checkpoint found (no " << dcp::kLatestFileName
+                     << " and no valid iter_* directory)";
+  return found->dir;
+}
+
+// The arguments section pretrain_gpt saves is Megatron's printed block ("  name ..... value"):
+// back into dest -> value.
+std::map<std::string, std::string> parse_saved_args(const std::string& block) {
+  std::map<std::string, std::string> m;
+  std::istringstream in(block);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("  ", 0) != 0) continue;
+    const size_t name_end = line.find(' ', 2);
+    const size_t dots = line.find(" ", name_end + 1);
+    if (name_end == std::string::npos || dots == std::string::npos) continue;
+    m[line.substr(2, name_end - 2)] = line.substr(dots + 1);
+  }
+  return m;
+}
+
+// Flags reproducing the saved model shape and tokenizer, for every dest not given on the
+// command line (the command line comes after them and wins).
+std::vector<std::string> flags_from_checkpoint(const std::map<std::string, std::string>& saved,
+                                               const training::Arguments& cli) {
+  static const char* kDests[] = {"num_layers",
+                                 "hidden_size",
+                                 "ffn_hidden_size",
+                                 "num_attention_heads",
+                                 "kv_channels",
+                                 "group_query_attention",
+                                 "num_query_groups",
+                                 "max_position_embeddings",
+                                 "seq_length",
+                                 "position_embedding_type",
+                                 "rotary_base",
+                                 "rotary_percent",
+                                 "rotary_interleaved",
+                                 "use_rope_scaling",
+                                 "rope_scaling_factor",
+                                 "normalization",
+                                 "layernorm_epsilon",
+                                 "openai_gelu",
+                                 "qk_layernorm",
+                                 "swiglu",
+                                 "add_bias_linear",
+                                 "add_qkv_bias",
+                                 "untie_embeddings_and_output_weights",
+                                 "make_vocab_size_divisible_by",
+                                 "apply_residual_connection_post_layernorm",
+                                 "init_method_std",
+                                 "vocab_size",
+                                 "tokenizer_type",
+                                 "vocab_file",
+                                 "merge_file",
+                                 "tokenizer_model",
+                                 "vocab_extra_ids"};
+  std::map<std::string, const training::ArgumentSpec*> by_dest;
+  for (const auto& spec : training::argument_table()) by_dest[spec.dest] = &spec;
+  std::vector<std::string> flags;
+  for (const char* dest : kDests) {
+    auto s = saved.find(dest);
+    auto spec = by_dest.find(dest);
+    if (s == saved.end() || spec == by_dest.end() || cli.is_set(dest) || cli.model) continue;
+    const std::string& v = s->second;
+    using Act = training::ArgumentSpec::Action;
+    switch (spec->second->action) {
+      case Act::kStoreTrue:
+        if (v == "True") flags.push_back(spec->second->flags[0]);
+        break;
+      case Act::kStoreFalse:
+        if (v == "False") flags.push_back(spec->second->flags[0]);
+        break;
+      case Act::kStore:
+        if (v != "None" && !v.empty() && v[0] != '[') {
+          flags.push_back(spec->second->flags[0]);
+          flags.push_back(v);
+        }
+        break;
+    }
+  }
+  return flags;
+}
+
+// The model's TransformerConfig from the (unvalidated) arguments, with Megatron's derived
+// defaults, for TP = 1 inference.
+transformer::TransformerConfig config_from_args(const training::Arguments& a) {
+  for (auto [v, flag] : {std::pair{&a.num_layers, "--num-layers"},
+                         {&a.hidden_size, "--hidden-size"},
+                         {&a.num_attention_heads, "--num-attention-heads"}}) {
+    MCORE_CHECK(v->has_value()) << flag << " is required (or --model NAME, or --load a checkpoint "
+                                << "saved by pretrain_gpt)";
+  }
+  transformer::TransformerConfig c;
+  c.num_layers = *a.num_layers;
+  c.hidden_size = *a.hidden_size;
+  c.num_attention_heads = *a.num_attention_heads;
+  c.num_query_groups = a.group_query_attention ? a.num_query_groups : 0;
+  const int64_t h = c.hidden_size;
+  c.ffn_hidden_size = a.ffn_hidden_size ? *a.ffn_hidden_size
+                      : a.swiglu        ? static_cast<int64_t>((4.0 * h * 2 / 3) / 64) * 64
+                                        : 4 * h;
+  c.kv_channels = a.kv_channels.value_or(0);
+  c.hidden_dropout = 0.0;
+  c.attention_dropout = 0.0;
+  c.normalization = a.normalization;
+  c.layernorm_epsilon = a.layernorm_epsilon;
+  c.apply_residual_connection_post_layernorm = a.apply_residual_connection_post_layernorm;
+  c.add_bias_linear = a.add_bias_linear;
+  c.add_qkv_bias = a.add_qkv_bias;
+  c.gated_linear_unit = a.swiglu;
+  c.activation_func = a.swiglu        ? transformer::ActivationFunc::kSilu
+                      : a.openai_gelu ? transformer::ActivationFunc::kGeluTanh
+                                      : transformer::ActivationFunc::kGelu;
+  c.qk_layernorm = a.qk_layernorm;
+  c.position_embedding_type = a.position_embedding_type;
+  c.rotary_base = static_cast<double>(a.rotary_base);
+  c.rotary_percent = a.rotary_percent;
+  c.rotary_interleaved = a.rotary_interleaved;
+  c.rope_scaling = a.use_rope_scaling;
+  c.rope_scaling_factor = a.rope_scaling_factor;
+  c.init_method_std = a.init_method_std;
+  c.params_dtype = DType::F32;  // checkpoints hold fp32 weights; CPU inference in fp32
+  return c.finalized();
+}
+
+int run(int argc, char** argv) {
+  GenerateFlags g;
+  std::vector<std::string> rest = take_generate_flags(argc, argv, g);
+  training::Arguments args = training::parse_args(rest);
+
+  std::optional<std::string> dir;
+  std::optional<dcp::CheckpointMetadata> meta;
+  if (args.load) {
+    dir = checkpoint_dir(*args.load);
+    meta = dcp::CheckpointMetadata::read(*dir);
+    if (meta->sections.contains("args") && meta->sections["args"].is_string()) {
+      auto saved = parse_saved_args(meta->sections["args"].get<std::string>());
+      std::vector<std::string> merged = {rest[0]};
+      for (auto& f : flags_from_checkpoint(saved, args)) merged.push_back(f);
+      merged.insert(merged.end(), rest.begin() + 1, rest.end());
+      args = training::parse_args(merged);
+    }
+  }
+
+  MCORE_CHECK(args.tokenizer_type)
+      << "--tokenizer-type is required (e.g. ByteTokenizer), unless the checkpoint names it";
+  tokenizers::TokenizerOptions to;
+  to.tokenizer_type = *args.tokenizer_type;
+  to.vocab_file = args.vocab_file.value_or("");
+  to.merge_file = args.merge_file.value_or("");
+  to.tokenizer_model = args.tokenizer_model.value_or("");
+  if (to.tokenizer_type == "NullTokenizer") to.vocab_size = args.vocab_size.value_or(-1);
+  to.vocab_extra_ids = args.vocab_extra_ids;
+  auto tokenizer = tokenizers::build_tokenizer(to);
+
+  // The padded vocabulary: what the checkpoint's embedding holds, else Megatron's padding.
+  int64_t padded_vocab = 0;
+  const std::string emb_key = "model.embedding.word_embeddings.weight";
+  if (meta && meta->tensors.count(emb_key)) {
+    padded_vocab = meta->tensors.at(emb_key).global_shape[0];
+  } else {
+    args.tensor_model_parallel_size = 1;
+    padded_vocab = training::set_padded_vocab_size(args, tokenizer->vocab_size());
+  }
+  MCORE_CHECK(padded_vocab >= tokenizer->vocab_size())
+      << "the model's vocabulary (" << padded_vocab << ") is smaller than the tokenizer's ("
+      << tokenizer->vocab_size() << "): wrong --tokenizer-type for this checkpoint?";
+
+  const transformer::TransformerConfig config = config_from_args(args);
+  const int64_t max_seq =
+      args.max_position_embeddings.value_or(args.seq_length.value_or(g.max_new_tokens + 1024));
+  models::GPTModelOptions mo;
+  mo.share_embeddings_and_output_weights = !args.untie_embeddings_and_output_weights;
+  mo.tp_group = comm::make_local_group();
+  models::GPTModel model(config, transformer::get_gpt_layer_local_spec(args.qk_layernorm),
+                         padded_vocab, max_seq, mo);
+
+  if (dir) {
+    std::vector<dcp::ShardedTensor> requests;
+    for (auto& [name, p] : model.named_parameters())
+      requests.push_back(dcp::ShardedTensor::whole("model." + name, *p));
+    NoGradGuard no_grad;
+    dcp::LoadResult r = dcp::load_checkpoint(*dir, requests);
+    MCORE_CHECK(r.missing_keys.empty())
+        << "checkpoint " << *dir << " lacks " << r.missing_keys.size()
+        << " model tensors (first: " << r.missing_keys.front()
+        << "): do the model flags match the training run?";
+    std::fprintf(stderr, "generate: loaded %s (iteration %lld)\n", dir->c_str(),
+                 static_cast<long long>(meta->iteration));
+  } else {
+    std::fprintf(stderr, "generate: no --load given; sampling from a randomly initialized model\n");
+  }
+
+  std::vector<int64_t> prompt;
+  for (auto id : tokenizer->encode(g.prompt)) prompt.push_back(id);
+  if (prompt.empty()) prompt.push_back(tokenizer->eod());  // start a fresh document
+  if (config.position_embedding_type == "learned_absolute") {
+    const int64_t room = max_seq - static_cast<int64_t>(prompt.size());
+    MCORE_CHECK(room > 0) << "the prompt (" << prompt.size() << " tokens) fills the model's "
+                          << max_seq << " positions";
+    if (g.max_new_tokens > room) {
+      std::fprintf(stderr, "generate: --max-new-tokens %lld capped at %lld (max positions %lld)\n",
+                   static_cast<long long>(g.max_new_tokens), static_cast<long long>(room),
+                   static_cast<long long>(max_seq));
+      g.max_new_tokens = room;
+    }
+  }
+
+  for (int64_t sample = 0; sample < g.num_samples; ++sample) {
+    if (sample > 0) std::printf("\n----------------------------------------\n");
+    inference::GenerationOptions o;
+    o.max_new_tokens = g.max_new_tokens;
+    o.sampling = g.sampling;
+    o.sampling.seed = g.sampling.seed + static_cast<uint64_t>(sample);
+    o.use_kv_cache = g.use_kv_cache;
+    o.eod = g.stop_on_eod ? tokenizer->eod() : -1;
+    o.vocab_size = tokenizer->vocab_size();
+    // Stream the text; bytes of a multi-byte character are held back until it is complete by
+    // decoding the whole continuation and printing what is new.
+    std::vector<tokenizers::TokenId> generated;
+    std::string printed;
+    // The prompt is echoed once the first token exists, after the prefill's log lines.
+    bool echoed = false;
+    auto echo_prompt = [&] {
+      if (!echoed) std::printf("%s", g.prompt.c_str());
+      echoed = true;
+    };
+    o.on_token = [&](int64_t t) {
+      echo_prompt();
+      if (t == tokenizer->eod() && g.stop_on_eod) return;
+      const auto id = static_cast<tokenizers::TokenId>(t);
+      try {
+        tokenizer->decode({id});
+      } catch (const Error&) {
+        return;  // an id the tokenizer cannot print (e.g. ByteTokenizer's unused ids >= 256)
+      }
+      generated.push_back(id);
+      std::string text = tokenizer->decode(generated);
+      if (text.size() > printed.size() && text.compare(0, printed.size(), printed) == 0) {
+        std::string fresh = text.substr(printed.size());
+        // Hold back a trailing replacement character (an incomplete UTF-8 sequence).
+        if (fresh.size() >= 3 && fresh.compare(fresh.size() - 3, 3, "\xEF\xBF\xBD") == 0) return;
+        std::fwrite(fresh.data(), 1, fresh.size(), stdout);
+        std::fflush(stdout);
+        printed = text;
+      }
+    };
+    inference::GenerationResult r = inference::generate(model, prompt, o, max_seq);
+    echo_prompt();
+    const std::string text = tokenizer->decode(generated);
+    if (text.size() > printed.size() && text.compare(0, printed.size(), printed) == 0)
+      std::printf("%s", text.substr(printed.size()).c_str());
+    std::printf("\n");
+    std::fflush(stdout);
+    std::fprintf(stderr, "generate: %zu tokens%s\n", r.tokens.size(),
+                 r.stopped_on_eod ? " (stopped at end of document)" : "");
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const mcore::Error& e) {
+    std::fprintf(stderr, "generate: error: %s\n", e.what());
+    return 1;
+  }
+}
