@@ -28,6 +28,7 @@
 #include "mcore/models/gpt/gpt_model.h"
 #include "mcore/tokenizers/tokenizer.h"
 #include "mcore/training/arguments.h"
+#include "mcore/training/training.h"
 #include "mcore/training/validate_args.h"
 
 namespace {
@@ -195,44 +196,25 @@ std::vector<std::string> flags_from_checkpoint(const std::map<std::string, std::
 
 // The model's TransformerConfig from the (unvalidated) arguments, with Megatron's derived
 // defaults, for TP = 1 inference.
+// pretrain_gpt's mapping from flags to the model config, made single-process fp32 inference:
+// no dropout, no recompute, TP = PP = 1 (the checkpoint's TP shards are stitched on load).
 transformer::TransformerConfig config_from_args(const training::Arguments& a) {
-  for (auto [v, flag] : {std::pair{&a.num_layers, "--num-layers"},
-                         {&a.hidden_size, "--hidden-size"},
-                         {&a.num_attention_heads, "--num-attention-heads"}}) {
-    MCORE_CHECK(v->has_value()) << flag << " is required (or --model NAME, or --load a checkpoint "
-                                << "saved by pretrain_gpt)";
+  training::Arguments args = a;
+  if (!args.ffn_hidden_size && args.hidden_size) {
+    // validate_args' default, for arguments that did not go through it.
+    const int64_t h = *args.hidden_size;
+    args.ffn_hidden_size = args.swiglu ? static_cast<int64_t>((4.0 * h * 2 / 3) / 64) * 64 : 4 * h;
   }
-  transformer::TransformerConfig c;
-  c.num_layers = *a.num_layers;
-  c.hidden_size = *a.hidden_size;
-  c.num_attention_heads = *a.num_attention_heads;
-  c.num_query_groups = a.group_query_attention ? a.num_query_groups : 0;
-  const int64_t h = c.hidden_size;
-  c.ffn_hidden_size = a.ffn_hidden_size ? *a.ffn_hidden_size
-                      : a.swiglu        ? static_cast<int64_t>((4.0 * h * 2 / 3) / 64) * 64
-                                        : 4 * h;
-  c.kv_channels = a.kv_channels.value_or(0);
-  c.hidden_dropout = 0.0;
-  c.attention_dropout = 0.0;
-  c.normalization = a.normalization;
-  c.layernorm_epsilon = a.layernorm_epsilon;
-  c.apply_residual_connection_post_layernorm = a.apply_residual_connection_post_layernorm;
-  c.add_bias_linear = a.add_bias_linear;
-  c.add_qkv_bias = a.add_qkv_bias;
-  c.gated_linear_unit = a.swiglu;
-  c.activation_func = a.swiglu        ? transformer::ActivationFunc::kSilu
-                      : a.openai_gelu ? transformer::ActivationFunc::kGeluTanh
-                                      : transformer::ActivationFunc::kGelu;
-  c.qk_layernorm = a.qk_layernorm;
-  c.position_embedding_type = a.position_embedding_type;
-  c.rotary_base = static_cast<double>(a.rotary_base);
-  c.rotary_percent = a.rotary_percent;
-  c.rotary_interleaved = a.rotary_interleaved;
-  c.rope_scaling = a.use_rope_scaling;
-  c.rope_scaling_factor = a.rope_scaling_factor;
-  c.init_method_std = a.init_method_std;
-  c.params_dtype = DType::F32;  // checkpoints hold fp32 weights; CPU inference in fp32
-  return c.finalized();
+  args.hidden_dropout = 0.0;
+  args.attention_dropout = 0.0;
+  args.params_dtype = "float32";  // checkpoints hold fp32 weights; CPU inference in fp32
+  args.tensor_model_parallel_size = 1;
+  args.pipeline_model_parallel_size = 1;
+  args.sequence_parallel = false;
+  args.recompute_granularity.reset();
+  args.recompute_method.reset();
+  args.recompute_num_layers.reset();
+  return training::transformer_config_from_args(args);
 }
 
 int run(int argc, char** argv) {
