@@ -17,13 +17,17 @@ using namespace mcore;
 
 constexpr int64_t kTokens = 4096, kHidden = 768, kFfn = 3072, kVocab = 50304;
 
-Tensor rnd(const Shape& s, uint64_t seed) { return randn(s, {seed, 0}); }
+Tensor rnd(const Shape& s, uint64_t seed) {
+  return randn(s, {seed, 0});
+}
 
 void set_bytes(benchmark::State& st, double bytes) {
-  st.counters["GB/s"] = benchmark::Counter(bytes * st.iterations() / 1e9, benchmark::Counter::kIsRate);
+  st.counters["GB/s"] =
+      benchmark::Counter(bytes * st.iterations() / 1e9, benchmark::Counter::kIsRate);
 }
 void set_flops(benchmark::State& st, double flops) {
-  st.counters["GFLOP/s"] = benchmark::Counter(flops * st.iterations() / 1e9, benchmark::Counter::kIsRate);
+  st.counters["GFLOP/s"] =
+      benchmark::Counter(flops * st.iterations() / 1e9, benchmark::Counter::kIsRate);
 }
 
 void layer_norm_fwd(benchmark::State& st) {
@@ -36,7 +40,8 @@ void layer_norm_bwd(benchmark::State& st) {
   Tensor dy = rnd({kTokens, kHidden}, 4);
   auto f = ops::layer_norm_forward(x, w, b, 1e-5);
   for (auto _ : st)
-    benchmark::DoNotOptimize(ops::layer_norm_backward(dy, x, f.mean, f.rstd, w, true, true, true).dx.data_ptr());
+    benchmark::DoNotOptimize(
+        ops::layer_norm_backward(dy, x, f.mean, f.rstd, w, true, true, true).dx.data_ptr());
   set_bytes(st, 3.0 * x.nbytes());
 }
 void rms_norm_fwd(benchmark::State& st) {
@@ -64,7 +69,8 @@ void softmax_bwd(benchmark::State& st) {
 }
 void gelu_fwd(benchmark::State& st) {
   Tensor x = rnd({kTokens, kFfn}, 7);
-  for (auto _ : st) benchmark::DoNotOptimize(ops::gelu_forward(x, ops::GeluApproximate::kTanh).data_ptr());
+  for (auto _ : st)
+    benchmark::DoNotOptimize(ops::gelu_forward(x, ops::GeluApproximate::kTanh).data_ptr());
   set_bytes(st, 2.0 * x.nbytes());
 }
 void gelu_bwd(benchmark::State& st) {
@@ -85,7 +91,9 @@ void swiglu_bwd(benchmark::State& st) {
 }
 // Causal attention, S=1024, B=1, 12 heads of 64: FLOPs counted for the causal half.
 constexpr int64_t kS = 1024, kH = 12, kD = 64;
-double attention_flops() { return 4.0 * kS * kS * kD * kH / 2; }
+double attention_flops() {
+  return 4.0 * kS * kS * kD * kH / 2;
+}
 void attention_fwd(benchmark::State& st) {
   Tensor q = rnd({kS, 1, kH, kD}, 11), k = rnd({kS, 1, kH, kD}, 12), v = rnd({kS, 1, kH, kD}, 13);
   ops::AttentionOptions o;
@@ -100,14 +108,16 @@ void attention_bwd(benchmark::State& st) {
   o.causal = true;
   auto f = ops::attention_forward(q, k, v, o);
   for (auto _ : st)
-    benchmark::DoNotOptimize(ops::attention_backward(dout, q, k, v, f.out, f.softmax_lse, o).dq.data_ptr());
+    benchmark::DoNotOptimize(
+        ops::attention_backward(dout, q, k, v, f.out, f.softmax_lse, o).dq.data_ptr());
   set_flops(st, 2.5 * attention_flops());
 }
 void cross_entropy_fwd(benchmark::State& st) {
   Tensor logits = rnd({2048, kVocab}, 15);
   Tensor target = empty({2048}, DType::I64);
   for (int64_t i = 0; i < 2048; ++i) target.data<int64_t>()[i] = (i * 7919) % kVocab;
-  for (auto _ : st) benchmark::DoNotOptimize(ops::cross_entropy_forward(logits, target).loss.data_ptr());
+  for (auto _ : st)
+    benchmark::DoNotOptimize(ops::cross_entropy_forward(logits, target).loss.data_ptr());
   set_bytes(st, logits.nbytes());
 }
 void cross_entropy_bwd(benchmark::State& st) {
@@ -117,7 +127,8 @@ void cross_entropy_bwd(benchmark::State& st) {
   auto f = ops::cross_entropy_forward(logits, target);
   Tensor g = ones({2048});
   for (auto _ : st)
-    benchmark::DoNotOptimize(ops::cross_entropy_backward(g, logits, target, f.logsumexp).data_ptr());
+    benchmark::DoNotOptimize(
+        ops::cross_entropy_backward(g, logits, target, f.logsumexp).data_ptr());
   set_bytes(st, 2.0 * logits.nbytes());
 }
 

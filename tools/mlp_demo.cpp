@@ -38,9 +38,10 @@ int main() {
   ops::AdamConfig cfg;
   cfg.lr = 3e-2;
   cfg.weight_decay = 0.01;
-  std::printf("training a %ld-parameter MLP on %ld points (4 classes)\n",
-              static_cast<long>(fc1.num_parameters() + norm.num_parameters() + fc2.num_parameters()),
-              static_cast<long>(n));
+  std::printf(
+      "training a %ld-parameter MLP on %ld points (4 classes)\n",
+      static_cast<long>(fc1.num_parameters() + norm.num_parameters() + fc2.num_parameters()),
+      static_cast<long>(n));
   for (int step = 1; step <= 200; ++step) {
     for (auto& p : params) p->set_grad(Tensor());
     Tensor logits = fc2.forward(F::gelu(norm.forward(fc1.forward(x))));

@@ -49,7 +49,8 @@ struct CheckpointFunction : Function<CheckpointFunction> {
     }
     if (!roots.empty()) autograd::backward(roots, root_grads);
     std::vector<Tensor> result;
-    for (const Tensor& t : inputs) result.push_back(t.defined() && t.requires_grad() ? t.grad() : Tensor());
+    for (const Tensor& t : inputs)
+      result.push_back(t.defined() && t.requires_grad() ? t.grad() : Tensor());
     return result;
   }
 };

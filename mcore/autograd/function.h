@@ -46,7 +46,9 @@ class AutogradContext {
     MCORE_CHECK(it != data_.end()) << "AutogradContext: nothing saved under '" << key << "'";
     return std::any_cast<T>(it->second);
   }
-  bool needs_input_grad(size_t i) const { return i < needs_input_grad_.size() && needs_input_grad_[i]; }
+  bool needs_input_grad(size_t i) const {
+    return i < needs_input_grad_.size() && needs_input_grad_[i];
+  }
   void release() {
     saved_.clear();
     data_.clear();
@@ -65,15 +67,21 @@ class AutogradContext {
 };
 
 namespace detail {
-inline void collect(std::vector<Tensor>& out, const Tensor& t) { out.push_back(t); }
+inline void collect(std::vector<Tensor>& out, const Tensor& t) {
+  out.push_back(t);
+}
 inline void collect(std::vector<Tensor>& out, const std::vector<Tensor>& ts) {
   out.insert(out.end(), ts.begin(), ts.end());
 }
 template <class T>
 inline void collect(std::vector<Tensor>&, const T&) {}
 
-inline std::vector<Tensor> as_vector(Tensor t) { return {std::move(t)}; }
-inline std::vector<Tensor> as_vector(std::vector<Tensor> ts) { return ts; }
+inline std::vector<Tensor> as_vector(Tensor t) {
+  return {std::move(t)};
+}
+inline std::vector<Tensor> as_vector(std::vector<Tensor> ts) {
+  return ts;
+}
 }  // namespace detail
 
 template <class Derived>
@@ -85,9 +93,10 @@ class FunctionNode final : public Node {
     for (size_t i = 0; i < grads.size(); ++i) {
       if (!grads[i].defined()) {
         const OutputMeta& m = output_meta_[i];
-        grads[i] = Tensor(std::make_shared<StorageImpl>(
-                              static_cast<size_t>(shape_numel(m.shape)) * dtype_size(m.dtype), m.device),
-                          m.shape, contiguous_strides(m.shape), 0, m.dtype);
+        grads[i] =
+            Tensor(std::make_shared<StorageImpl>(
+                       static_cast<size_t>(shape_numel(m.shape)) * dtype_size(m.dtype), m.device),
+                   m.shape, contiguous_strides(m.shape), 0, m.dtype);
         grads[i].zero_();
       }
     }

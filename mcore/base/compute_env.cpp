@@ -11,7 +11,9 @@ namespace {
 constexpr unsigned kFtz = 0x8000;  // MXCSR flush-to-zero
 constexpr unsigned kDaz = 0x0040;  // MXCSR denormals-are-zero
 
-void set_flags() { _mm_setcsr(_mm_getcsr() | kFtz | kDaz); }
+void set_flags() {
+  _mm_setcsr(_mm_getcsr() | kFtz | kDaz);
+}
 
 std::atomic<int> g_initialized_threads{0};
 
@@ -30,6 +32,8 @@ void init_compute_environment() {
   g_initialized_threads = want;
 }
 
-bool denormals_flushed() { return (_mm_getcsr() & (kFtz | kDaz)) == (kFtz | kDaz); }
+bool denormals_flushed() {
+  return (_mm_getcsr() & (kFtz | kDaz)) == (kFtz | kDaz);
+}
 
 }  // namespace mcore

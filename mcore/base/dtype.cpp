@@ -9,12 +9,18 @@ struct Info {
   const char* name;
 };
 constexpr Info kInfo[] = {
-    {DType::F64, 8, "float64"},       {DType::F32, 4, "float32"},
-    {DType::BF16, 2, "bfloat16"},     {DType::F16, 2, "float16"},
-    {DType::F8E4M3, 1, "float8_e4m3fn"}, {DType::F8E5M2, 1, "float8_e5m2"},
-    {DType::I64, 8, "int64"},         {DType::I32, 4, "int32"},
-    {DType::I16, 2, "int16"},         {DType::I8, 1, "int8"},
-    {DType::U16, 2, "uint16"},        {DType::U8, 1, "uint8"},
+    {DType::F64, 8, "float64"},
+    {DType::F32, 4, "float32"},
+    {DType::BF16, 2, "bfloat16"},
+    {DType::F16, 2, "float16"},
+    {DType::F8E4M3, 1, "float8_e4m3fn"},
+    {DType::F8E5M2, 1, "float8_e5m2"},
+    {DType::I64, 8, "int64"},
+    {DType::I32, 4, "int32"},
+    {DType::I16, 2, "int16"},
+    {DType::I8, 1, "int8"},
+    {DType::U16, 2, "uint16"},
+    {DType::U8, 1, "uint8"},
     {DType::BOOL, 1, "bool"},
 };
 const Info& info(DType d) {
@@ -24,8 +30,12 @@ const Info& info(DType d) {
 }
 }  // namespace
 
-size_t dtype_size(DType d) { return info(d).size; }
-const char* dtype_name(DType d) { return info(d).name; }
+size_t dtype_size(DType d) {
+  return info(d).size;
+}
+const char* dtype_name(DType d) {
+  return info(d).name;
+}
 
 DType dtype_from_name(const std::string& name) {
   for (const auto& i : kInfo)

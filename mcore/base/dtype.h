@@ -32,13 +32,15 @@ const char* dtype_name(DType d);  // "float32", "bfloat16", ... (PyTorch's spell
 DType dtype_from_name(const std::string& name);
 bool is_floating(DType d);
 bool is_low_precision(DType d);  // bf16, fp16, fp8: stored narrow, computed in fp32
-inline std::ostream& operator<<(std::ostream& os, DType d) { return os << dtype_name(d); }
+inline std::ostream& operator<<(std::ostream& os, DType d) {
+  return os << dtype_name(d);
+}
 
 template <class T>
 struct DTypeOf;
-#define MCORE_DTYPE_OF(T, D) \
-  template <>                \
-  struct DTypeOf<T> {        \
+#define MCORE_DTYPE_OF(T, D)                 \
+  template <>                                \
+  struct DTypeOf<T> {                        \
     static constexpr DType value = DType::D; \
   };
 MCORE_DTYPE_OF(double, F64)
@@ -63,42 +65,81 @@ inline constexpr DType dtype_of = DTypeOf<T>::value;
 
 // Runs the body with `scalar_t` bound to float or double. Kernels compute in these two types;
 // narrow types are converted to float around the kernel.
-#define MCORE_DISPATCH_FLOATING(dtype, name, ...)                                   \
-  [&] {                                                                             \
-    switch (dtype) {                                                                \
-      case ::mcore::DType::F32: {                                                   \
-        using scalar_t = float;                                                     \
-        return __VA_ARGS__();                                                       \
-      }                                                                             \
-      case ::mcore::DType::F64: {                                                   \
-        using scalar_t = double;                                                    \
-        return __VA_ARGS__();                                                       \
-      }                                                                             \
-      default:                                                                      \
-        MCORE_FAIL() << name << ": unsupported dtype " << (dtype)                    \
+#define MCORE_DISPATCH_FLOATING(dtype, name, ...)                                     \
+  [&] {                                                                               \
+    switch (dtype) {                                                                  \
+      case ::mcore::DType::F32: {                                                     \
+        using scalar_t = float;                                                       \
+        return __VA_ARGS__();                                                         \
+      }                                                                               \
+      case ::mcore::DType::F64: {                                                     \
+        using scalar_t = double;                                                      \
+        return __VA_ARGS__();                                                         \
+      }                                                                               \
+      default:                                                                        \
+        MCORE_FAIL() << name << ": unsupported dtype " << (dtype)                     \
                      << " (expected float32 or float64; convert narrow types first)"; \
-    }                                                                               \
-    throw 0; /* unreachable */                                                      \
+    }                                                                                 \
+    throw 0; /* unreachable */                                                        \
   }()
 
 // Every dtype, with `scalar_t` bound to its storage type.
-#define MCORE_DISPATCH_ALL(dtype, name, ...)                                                  \
-  [&] {                                                                                       \
-    switch (dtype) {                                                                          \
-      case ::mcore::DType::F64: { using scalar_t = double; return __VA_ARGS__(); }            \
-      case ::mcore::DType::F32: { using scalar_t = float; return __VA_ARGS__(); }             \
-      case ::mcore::DType::BF16: { using scalar_t = ::mcore::BFloat16; return __VA_ARGS__(); } \
-      case ::mcore::DType::F16: { using scalar_t = ::mcore::Half; return __VA_ARGS__(); }      \
-      case ::mcore::DType::F8E4M3: { using scalar_t = ::mcore::Float8E4M3; return __VA_ARGS__(); } \
-      case ::mcore::DType::F8E5M2: { using scalar_t = ::mcore::Float8E5M2; return __VA_ARGS__(); } \
-      case ::mcore::DType::I64: { using scalar_t = int64_t; return __VA_ARGS__(); }           \
-      case ::mcore::DType::I32: { using scalar_t = int32_t; return __VA_ARGS__(); }           \
-      case ::mcore::DType::I16: { using scalar_t = int16_t; return __VA_ARGS__(); }           \
-      case ::mcore::DType::I8: { using scalar_t = int8_t; return __VA_ARGS__(); }             \
-      case ::mcore::DType::U16: { using scalar_t = uint16_t; return __VA_ARGS__(); }          \
-      case ::mcore::DType::U8: { using scalar_t = uint8_t; return __VA_ARGS__(); }            \
-      case ::mcore::DType::BOOL: { using scalar_t = bool; return __VA_ARGS__(); }             \
-    }                                                                                         \
-    MCORE_FAIL() << name << ": bad dtype code " << static_cast<int>(dtype);                   \
-    throw 0; /* unreachable */                                                                \
+#define MCORE_DISPATCH_ALL(dtype, name, ...)                                \
+  [&] {                                                                     \
+    switch (dtype) {                                                        \
+      case ::mcore::DType::F64: {                                           \
+        using scalar_t = double;                                            \
+        return __VA_ARGS__();                                               \
+      }                                                                     \
+      case ::mcore::DType::F32: {                                           \
+        using scalar_t = float;                                             \
+        return __VA_ARGS__();                                               \
+      }                                                                     \
+      case ::mcore::DType::BF16: {                                          \
+        using scalar_t = ::mcore::BFloat16;                                 \
+        return __VA_ARGS__();                                               \
+      }                                                                     \
+      case ::mcore::DType::F16: {                                           \
+        using scalar_t = ::mcore::Half;                                     \
+        return __VA_ARGS__();                                               \
+      }                                                                     \
+      case ::mcore::DType::F8E4M3: {                                        \
+        using scalar_t = ::mcore::Float8E4M3;                               \
+        return __VA_ARGS__();                                               \
+      }                                                                     \
+      case ::mcore::DType::F8E5M2: {                                        \
+        using scalar_t = ::mcore::Float8E5M2;                               \
+        return __VA_ARGS__();                                               \
+      }                                                                     \
+      case ::mcore::DType::I64: {                                           \
+        using scalar_t = int64_t;                                           \
+        return __VA_ARGS__();                                               \
+      }                                                                     \
+      case ::mcore::DType::I32: {                                           \
+        using scalar_t = int32_t;                                           \
+        return __VA_ARGS__();                                               \
+      }                                                                     \
+      case ::mcore::DType::I16: {                                           \
+        using scalar_t = int16_t;                                           \
+        return __VA_ARGS__();                                               \
+      }                                                                     \
+      case ::mcore::DType::I8: {                                            \
+        using scalar_t = int8_t;                                            \
+        return __VA_ARGS__();                                               \
+      }                                                                     \
+      case ::mcore::DType::U16: {                                           \
+        using scalar_t = uint16_t;                                          \
+        return __VA_ARGS__();                                               \
+      }                                                                     \
+      case ::mcore::DType::U8: {                                            \
+        using scalar_t = uint8_t;                                           \
+        return __VA_ARGS__();                                               \
+      }                                                                     \
+      case ::mcore::DType::BOOL: {                                          \
+        using scalar_t = bool;                                              \
+        return __VA_ARGS__();                                               \
+      }                                                                     \
+    }                                                                       \
+    MCORE_FAIL() << name << ": bad dtype code " << static_cast<int>(dtype); \
+    throw 0; /* unreachable */                                              \
   }()

@@ -52,9 +52,9 @@ class ErrorBuilder {
 }  // namespace mcore
 
 // A for-statement rather than if/else, so `if (x) MCORE_CHECK(y) << ...;` has no dangling else.
-#define MCORE_CHECK(cond)                                                    \
+#define MCORE_CHECK(cond)                                                              \
   for (bool mcore_check_failed_ = !__builtin_expect(!!(cond), 1); mcore_check_failed_; \
-       mcore_check_failed_ = false)                                          \
+       mcore_check_failed_ = false)                                                    \
   ::mcore::detail::ErrorBuilder(__FILE__, __LINE__, #cond)
 
 // Unconditional failure with a message: MCORE_FAIL() << "unsupported dtype " << d;

@@ -10,7 +10,8 @@ namespace {
 // IEEE-style subnormals, returning the encoded magnitude (no sign) or `overflow` when the
 // rounded value exceeds `max_code` (the largest finite encoding). Works on the exact float
 // value, so one rounding step gives round-to-nearest-even for normals and subnormals alike.
-uint32_t round_to_minifloat(float a, int exp_bits, int man_bits, uint32_t max_code, bool* overflow) {
+uint32_t round_to_minifloat(float a, int exp_bits, int man_bits, uint32_t max_code,
+                            bool* overflow) {
   *overflow = false;
   const int bias = (1 << (exp_bits - 1)) - 1;
   const int min_normal_exp = 1 - bias;
@@ -121,14 +122,17 @@ float double_to_float_exact(double d, bool round_to_odd) {
   // subnormal range lands in the exponent field by plain addition).
   uint32_t bits;
   if (exp >= -126) {
-    bits = (static_cast<uint32_t>(target_exp + 127) << 23) + static_cast<uint32_t>(q - (1ull << 23));
+    bits =
+        (static_cast<uint32_t>(target_exp + 127) << 23) + static_cast<uint32_t>(q - (1ull << 23));
   } else {
     bits = static_cast<uint32_t>(q);  // subnormal; q == 2^23 encodes the smallest normal
   }
   return bits_float(sign | bits);
 }
 
-float fp8_max(Fp8Format format) { return format == Fp8Format::kE4M3 ? 448.0f : 57344.0f; }
+float fp8_max(Fp8Format format) {
+  return format == Fp8Format::kE4M3 ? 448.0f : 57344.0f;
+}
 
 uint8_t float_to_fp8_bits(float f, Fp8Format format, bool saturate) {
   const bool e4m3 = format == Fp8Format::kE4M3;

@@ -28,20 +28,34 @@ std::atomic<int>& level_ref() {
 
 const char* level_name(LogLevel l) {
   switch (l) {
-    case LogLevel::kDebug: return "DEBUG";
-    case LogLevel::kInfo: return "INFO";
-    case LogLevel::kWarning: return "WARNING";
-    case LogLevel::kError: return "ERROR";
+    case LogLevel::kDebug:
+      return "DEBUG";
+    case LogLevel::kInfo:
+      return "INFO";
+    case LogLevel::kWarning:
+      return "WARNING";
+    case LogLevel::kError:
+      return "ERROR";
   }
   return "?";
 }
 }  // namespace
 
-void set_log_rank(int rank) { g_rank = rank; }
-int log_rank() { return g_rank; }
-void set_log_level(LogLevel level) { level_ref() = static_cast<int>(level); }
-LogLevel log_level() { return static_cast<LogLevel>(level_ref().load()); }
-bool log_enabled(LogLevel level) { return static_cast<int>(level) >= level_ref().load(); }
+void set_log_rank(int rank) {
+  g_rank = rank;
+}
+int log_rank() {
+  return g_rank;
+}
+void set_log_level(LogLevel level) {
+  level_ref() = static_cast<int>(level);
+}
+LogLevel log_level() {
+  return static_cast<LogLevel>(level_ref().load());
+}
+bool log_enabled(LogLevel level) {
+  return static_cast<int>(level) >= level_ref().load();
+}
 
 namespace detail {
 LogMessage::~LogMessage() {

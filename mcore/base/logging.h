@@ -38,7 +38,7 @@ class LogMessage {
 #define MCORE_LOG_LEVEL_WARNING ::mcore::LogLevel::kWarning
 #define MCORE_LOG_LEVEL_ERROR ::mcore::LogLevel::kError
 
-#define MCORE_LOG(level)                                                            \
+#define MCORE_LOG(level)                                                                  \
   for (bool mcore_log_on_ = ::mcore::log_enabled(MCORE_LOG_LEVEL_##level); mcore_log_on_; \
-       mcore_log_on_ = false)                                                           \
+       mcore_log_on_ = false)                                                             \
   ::mcore::detail::LogMessage(MCORE_LOG_LEVEL_##level)

@@ -6,8 +6,12 @@ namespace {
 thread_local RngState t_state;
 }
 
-RngState get_rng_state() { return t_state; }
-void set_rng_state(const RngState& state) { t_state = state; }
+RngState get_rng_state() {
+  return t_state;
+}
+void set_rng_state(const RngState& state) {
+  t_state = state;
+}
 
 uint64_t mix_stream(uint64_t a, uint64_t b) {
   uint64_t z = a ^ (b + 0x9e3779b97f4a7c15ull + (a << 6) + (a >> 2));

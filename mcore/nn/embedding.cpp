@@ -10,6 +10,8 @@ Embedding::Embedding(int64_t num_embeddings, int64_t embedding_dim, InitSpec ini
   weight_ = register_parameter("weight", init_normal({num_embeddings, embedding_dim}, init, dtype));
 }
 
-Tensor Embedding::forward(const Tensor& ids) const { return F::embedding(ids, *weight_); }
+Tensor Embedding::forward(const Tensor& ids) const {
+  return F::embedding(ids, *weight_);
+}
 
 }  // namespace mcore::nn

@@ -23,6 +23,8 @@ RMSNorm::RMSNorm(int64_t hidden_size, double eps, DType dtype) : eps_(eps) {
   weight_->no_weight_decay = true;
 }
 
-Tensor RMSNorm::forward(const Tensor& x) const { return F::rms_norm(x, *weight_, eps_); }
+Tensor RMSNorm::forward(const Tensor& x) const {
+  return F::rms_norm(x, *weight_, eps_);
+}
 
 }  // namespace mcore::nn

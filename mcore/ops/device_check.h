@@ -11,8 +11,8 @@ namespace mcore::ops {
 inline void check_cpu(std::initializer_list<Tensor> tensors, const char* op) {
   for (const Tensor& t : tensors) {
     MCORE_CHECK(t.defined()) << op << ": undefined tensor argument";
-    MCORE_CHECK(t.device().is_cpu()) << op << ": tensor on " << t.device()
-                                     << " but this op has only a CPU kernel in this build";
+    MCORE_CHECK(t.device().is_cpu())
+        << op << ": tensor on " << t.device() << " but this op has only a CPU kernel in this build";
   }
 }
 

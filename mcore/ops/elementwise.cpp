@@ -34,9 +34,9 @@ Shape broadcast_strides(const Tensor& t, const Shape& shape) {
 }
 
 void check_same_dtype(const Tensor& a, const Tensor& b, const char* op) {
-  MCORE_CHECK(a.dtype() == b.dtype()) << op << ": dtype mismatch, " << a.dtype() << " "
-                                      << shape_str(a.shape()) << " vs " << b.dtype() << " "
-                                      << shape_str(b.shape());
+  MCORE_CHECK(a.dtype() == b.dtype())
+      << op << ": dtype mismatch, " << a.dtype() << " " << shape_str(a.shape()) << " vs "
+      << b.dtype() << " " << shape_str(b.shape());
 }
 
 // out = f(a, b) elementwise over the broadcast shape; out may alias a (in-place forms).
@@ -51,19 +51,21 @@ void binary_kernel(Tensor& out, const Tensor& a, const Tensor& b, F f) {
   if (a.shape() == shape && b.shape() == shape && out.is_contiguous() && a.is_contiguous() &&
       b.is_contiguous()) {
 #pragma omp parallel for simd schedule(static) if (n > 32768)
-    for (int64_t i = 0; i < n; ++i) o[i] = store<T>(f(static_cast<A>(pa[i]), static_cast<A>(pb[i])));
+    for (int64_t i = 0; i < n; ++i)
+      o[i] = store<T>(f(static_cast<A>(pa[i]), static_cast<A>(pb[i])));
     return;
   }
   Shape sa = broadcast_strides(a, shape), sb = broadcast_strides(b, shape);
   std::array<const Shape*, 3> st = {&out.strides(), &sa, &sb};
-  for_each_row<3>(shape, st, [&](const std::array<int64_t, 3>& off, int64_t len,
-                                 const std::array<int64_t, 3>& in) {
-    T* po = o + off[0];
-    const T* qa = pa + off[1];
-    const T* qb = pb + off[2];
-    for (int64_t i = 0; i < len; ++i)
-      po[i * in[0]] = store<T>(f(static_cast<A>(qa[i * in[1]]), static_cast<A>(qb[i * in[2]])));
-  });
+  for_each_row<3>(
+      shape, st,
+      [&](const std::array<int64_t, 3>& off, int64_t len, const std::array<int64_t, 3>& in) {
+        T* po = o + off[0];
+        const T* qa = pa + off[1];
+        const T* qb = pb + off[2];
+        for (int64_t i = 0; i < len; ++i)
+          po[i * in[0]] = store<T>(f(static_cast<A>(qa[i * in[1]]), static_cast<A>(qb[i * in[2]])));
+      });
 }
 
 template <class F>
@@ -92,11 +94,12 @@ void unary_kernel(Tensor& out, const Tensor& x, F f) {
     return;
   }
   std::array<const Shape*, 2> st = {&out.strides(), &x.strides()};
-  for_each_row<2>(x.shape(), st, [&](const std::array<int64_t, 2>& off, int64_t len,
-                                     const std::array<int64_t, 2>& in) {
-    for (int64_t i = 0; i < len; ++i)
-      o[off[0] + i * in[0]] = store<T>(f(static_cast<A>(px[off[1] + i * in[1]])));
-  });
+  for_each_row<2>(
+      x.shape(), st,
+      [&](const std::array<int64_t, 2>& off, int64_t len, const std::array<int64_t, 2>& in) {
+        for (int64_t i = 0; i < len; ++i)
+          o[off[0] + i * in[0]] = store<T>(f(static_cast<A>(px[off[1] + i * in[1]])));
+      });
 }
 
 template <class F>
@@ -143,16 +146,17 @@ Tensor neg(const Tensor& x) {
 Tensor& add_(Tensor& a, const Tensor& b, double alpha) {
   check_same_dtype(a, b, "add_");
   MCORE_CHECK(broadcast_shapes(a.shape(), b.shape()) == a.shape())
-      << "add_: cannot add " << shape_str(b.shape()) << " into " << shape_str(a.shape()) << " in place";
-  binary_into(a, a, b, "add_", [alpha](auto x, auto y) {
-    return x + static_cast<decltype(x)>(alpha) * y;
-  });
+      << "add_: cannot add " << shape_str(b.shape()) << " into " << shape_str(a.shape())
+      << " in place";
+  binary_into(a, a, b, "add_",
+              [alpha](auto x, auto y) { return x + static_cast<decltype(x)>(alpha) * y; });
   return a;
 }
 Tensor& mul_(Tensor& a, const Tensor& b) {
   check_same_dtype(a, b, "mul_");
   MCORE_CHECK(broadcast_shapes(a.shape(), b.shape()) == a.shape())
-      << "mul_: cannot multiply " << shape_str(a.shape()) << " by " << shape_str(b.shape()) << " in place";
+      << "mul_: cannot multiply " << shape_str(a.shape()) << " by " << shape_str(b.shape())
+      << " in place";
   binary_into(a, a, b, "mul_", [](auto x, auto y) { return x * y; });
   return a;
 }
@@ -161,8 +165,8 @@ Tensor& scale_(Tensor& a, double alpha) {
   return a;
 }
 Tensor& axpy_(Tensor& y, double alpha, const Tensor& x) {
-  MCORE_CHECK(y.shape() == x.shape()) << "axpy_: shape mismatch, y " << shape_str(y.shape())
-                                      << " vs x " << shape_str(x.shape());
+  MCORE_CHECK(y.shape() == x.shape())
+      << "axpy_: shape mismatch, y " << shape_str(y.shape()) << " vs x " << shape_str(x.shape());
   return add_(y, x, alpha);
 }
 
@@ -180,10 +184,12 @@ Tensor sum_to(const Tensor& t, const Shape& shape) {
     const scalar_t* p = static_cast<const scalar_t*>(t.data_ptr());
     Shape so = broadcast_strides(acc, t.shape());
     std::array<const Shape*, 2> st = {&so, &t.strides()};
-    for_each_row<2>(t.shape(), st, [&](const std::array<int64_t, 2>& off, int64_t len,
-                                       const std::array<int64_t, 2>& in) {
-      for (int64_t i = 0; i < len; ++i) o[off[0] + i * in[0]] += static_cast<A>(p[off[1] + i * in[1]]);
-    });
+    for_each_row<2>(
+        t.shape(), st,
+        [&](const std::array<int64_t, 2>& off, int64_t len, const std::array<int64_t, 2>& in) {
+          for (int64_t i = 0; i < len; ++i)
+            o[off[0] + i * in[0]] += static_cast<A>(p[off[1] + i * in[1]]);
+        });
     out.copy_(acc);
   });
   return out;

@@ -14,8 +14,8 @@ Tensor add(const Tensor& a, const Tensor& b, double alpha = 1.0);  // a + alpha 
 Tensor sub(const Tensor& a, const Tensor& b);
 Tensor mul(const Tensor& a, const Tensor& b);
 Tensor div(const Tensor& a, const Tensor& b);
-Tensor scale(const Tensor& x, double alpha);        // alpha * x
-Tensor add_scalar(const Tensor& x, double value);   // x + value
+Tensor scale(const Tensor& x, double alpha);       // alpha * x
+Tensor add_scalar(const Tensor& x, double value);  // x + value
 Tensor neg(const Tensor& x);
 
 // In place on `a` (which must have the broadcast shape): a += alpha * b, a *= b, a *= alpha.

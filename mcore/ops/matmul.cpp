@@ -86,7 +86,8 @@ Shape output_shape(const Tensor& a, const Tensor& b, bool ta, bool tb) {
   Shape batch_a(a.shape().begin(), a.shape().end() - 2);
   Shape batch_b(b.shape().begin(), b.shape().end() - 2);
   MCORE_CHECK(bd == 2 || batch_a == batch_b)
-      << "matmul: batch dimensions differ: " << shape_str(a.shape()) << " @ " << shape_str(b.shape());
+      << "matmul: batch dimensions differ: " << shape_str(a.shape()) << " @ "
+      << shape_str(b.shape());
   Shape out = batch_a;
   out.push_back(m);
   out.push_back(n);
@@ -118,9 +119,9 @@ void matmul_out(Tensor& c, const Tensor& a, const Tensor& b, bool ta, bool tb, d
 
 Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
   check_cpu({a, b}, "matmul");
-  MCORE_CHECK(a.dtype() == b.dtype()) << "matmul: dtype mismatch, " << a.dtype() << " "
-                                      << shape_str(a.shape()) << " vs " << b.dtype() << " "
-                                      << shape_str(b.shape());
+  MCORE_CHECK(a.dtype() == b.dtype())
+      << "matmul: dtype mismatch, " << a.dtype() << " " << shape_str(a.shape()) << " vs "
+      << b.dtype() << " " << shape_str(b.shape());
   Shape shape = output_shape(a, b, ta, tb);
   DType dt = a.dtype();
   if (dt == DType::F32 || dt == DType::F64) {
@@ -136,8 +137,8 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
   return c.to(dt);
 }
 
-Tensor matmul_fp8(const Tensor& a, double a_scale_inv, const Tensor& b, double b_scale_inv,
-                  bool ta, bool tb, DType out_dtype) {
+Tensor matmul_fp8(const Tensor& a, double a_scale_inv, const Tensor& b, double b_scale_inv, bool ta,
+                  bool tb, DType out_dtype) {
   auto is_fp8 = [](DType d) { return d == DType::F8E4M3 || d == DType::F8E5M2; };
   MCORE_CHECK(is_fp8(a.dtype()) && is_fp8(b.dtype()))
       << "matmul_fp8: operands must be float8_e4m3fn or float8_e5m2, got " << a.dtype() << " and "

@@ -68,12 +68,14 @@ void copy_typed(Tensor& dst, const Tensor& src, bool saturate) {
     return;
   }
   std::array<const Shape*, 2> st = {&dst.strides(), &src.strides()};
-  for_each_row<2>(dst.shape(), st, [&](const std::array<int64_t, 2>& off, int64_t len,
-                                       const std::array<int64_t, 2>& inner) {
-    D* dp = d + off[0];
-    const S* sp = s + off[1];
-    for (int64_t i = 0; i < len; ++i) dp[i * inner[0]] = convert<D, S>(sp[i * inner[1]], saturate);
-  });
+  for_each_row<2>(
+      dst.shape(), st,
+      [&](const std::array<int64_t, 2>& off, int64_t len, const std::array<int64_t, 2>& inner) {
+        D* dp = d + off[0];
+        const S* sp = s + off[1];
+        for (int64_t i = 0; i < len; ++i)
+          dp[i * inner[0]] = convert<D, S>(sp[i * inner[1]], saturate);
+      });
 }
 
 template <class T>
@@ -86,17 +88,19 @@ void fill_typed(Tensor& dst, double value) {
     return;
   }
   std::array<const Shape*, 1> st = {&dst.strides()};
-  for_each_row<1>(dst.shape(), st, [&](const std::array<int64_t, 1>& off, int64_t len,
-                                       const std::array<int64_t, 1>& inner) {
-    for (int64_t i = 0; i < len; ++i) d[off[0] + i * inner[0]] = v;
-  });
+  for_each_row<1>(
+      dst.shape(), st,
+      [&](const std::array<int64_t, 1>& off, int64_t len, const std::array<int64_t, 1>& inner) {
+        for (int64_t i = 0; i < len; ++i) d[off[0] + i * inner[0]] = v;
+      });
 }
 
 }  // namespace
 
 void copy_tensor(Tensor& dst, const Tensor& src, bool saturate) {
-  MCORE_CHECK(dst.shape() == src.shape()) << "copy: destination shape " << shape_str(dst.shape())
-                                          << " does not match source shape " << shape_str(src.shape());
+  MCORE_CHECK(dst.shape() == src.shape())
+      << "copy: destination shape " << shape_str(dst.shape()) << " does not match source shape "
+      << shape_str(src.shape());
   if (dst.numel() == 0) return;
   if (!dst.device().is_cpu() || !src.device().is_cpu()) {
     MCORE_CHECK(dst.dtype() == src.dtype() && dst.is_contiguous() && src.is_contiguous())
@@ -107,9 +111,7 @@ void copy_tensor(Tensor& dst, const Tensor& src, bool saturate) {
   }
   MCORE_DISPATCH_ALL(dst.dtype(), "copy", [&] {
     using D = scalar_t;
-    MCORE_DISPATCH_ALL(src.dtype(), "copy", [&] {
-      copy_typed<D, scalar_t>(dst, src, saturate);
-    });
+    MCORE_DISPATCH_ALL(src.dtype(), "copy", [&] { copy_typed<D, scalar_t>(dst, src, saturate); });
   });
 }
 
@@ -119,8 +121,8 @@ void fill_tensor(Tensor& dst, double value) {
 }
 
 void copy_between_devices(Tensor& dst, const Tensor& src) {
-  MCORE_CHECK(dst.nbytes() == src.nbytes()) << "device copy: size mismatch " << dst.nbytes()
-                                            << " vs " << src.nbytes() << " bytes";
+  MCORE_CHECK(dst.nbytes() == src.nbytes())
+      << "device copy: size mismatch " << dst.nbytes() << " vs " << src.nbytes() << " bytes";
   if (dst.device().is_cpu() && src.device().is_cpu()) {
     std::memcpy(dst.data_ptr(), src.data_ptr(), dst.nbytes());
     return;
@@ -130,6 +132,8 @@ void copy_between_devices(Tensor& dst, const Tensor& src) {
   g_device_copy(dst.data_ptr(), dst.device(), src.data_ptr(), src.device(), dst.nbytes());
 }
 
-void set_device_copy(DeviceCopyFn fn) { g_device_copy = fn; }
+void set_device_copy(DeviceCopyFn fn) {
+  g_device_copy = fn;
+}
 
 }  // namespace mcore

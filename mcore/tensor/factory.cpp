@@ -6,7 +6,8 @@
 namespace mcore {
 
 Tensor empty(const Shape& shape, TensorOptions o) {
-  for (int64_t s : shape) MCORE_CHECK(s >= 0) << "empty: negative size in shape " << shape_str(shape);
+  for (int64_t s : shape)
+    MCORE_CHECK(s >= 0) << "empty: negative size in shape " << shape_str(shape);
   size_t bytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(o.dtype);
   return Tensor(std::make_shared<StorageImpl>(bytes, o.device), shape, contiguous_strides(shape), 0,
                 o.dtype);
@@ -16,14 +17,28 @@ Tensor full(const Shape& shape, double value, TensorOptions o) {
   t.fill_(value);
   return t;
 }
-Tensor zeros(const Shape& shape, TensorOptions o) { return full(shape, 0.0, o); }
-Tensor ones(const Shape& shape, TensorOptions o) { return full(shape, 1.0, o); }
-Tensor empty_like(const Tensor& t) { return empty(t.shape(), {t.dtype(), t.device()}); }
-Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), {t.dtype(), t.device()}); }
-Tensor ones_like(const Tensor& t) { return ones(t.shape(), {t.dtype(), t.device()}); }
-Tensor scalar_tensor(double value, TensorOptions o) { return full({}, value, o); }
+Tensor zeros(const Shape& shape, TensorOptions o) {
+  return full(shape, 0.0, o);
+}
+Tensor ones(const Shape& shape, TensorOptions o) {
+  return full(shape, 1.0, o);
+}
+Tensor empty_like(const Tensor& t) {
+  return empty(t.shape(), {t.dtype(), t.device()});
+}
+Tensor zeros_like(const Tensor& t) {
+  return zeros(t.shape(), {t.dtype(), t.device()});
+}
+Tensor ones_like(const Tensor& t) {
+  return ones(t.shape(), {t.dtype(), t.device()});
+}
+Tensor scalar_tensor(double value, TensorOptions o) {
+  return full({}, value, o);
+}
 
-Tensor arange(int64_t end, TensorOptions o) { return arange(0, end, 1, o); }
+Tensor arange(int64_t end, TensorOptions o) {
+  return arange(0, end, 1, o);
+}
 Tensor arange(int64_t start, int64_t end, int64_t step, TensorOptions o) {
   MCORE_CHECK(step != 0) << "arange: step must be non-zero";
   int64_t n = std::max<int64_t>(0, (end - start + step + (step > 0 ? -1 : 1)) / step);

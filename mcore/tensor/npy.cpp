@@ -17,8 +17,8 @@ struct DescrMap {
   DType dtype;
 };
 constexpr DescrMap kDescr[] = {
-    {"<f8", DType::F64}, {"<f4", DType::F32}, {"<f2", DType::F16}, {"<i8", DType::I64},
-    {"<i4", DType::I32}, {"<i2", DType::I16}, {"|i1", DType::I8},  {"<u2", DType::U16},
+    {"<f8", DType::F64}, {"<f4", DType::F32},  {"<f2", DType::F16}, {"<i8", DType::I64},
+    {"<i4", DType::I32}, {"<i2", DType::I16},  {"|i1", DType::I8},  {"<u2", DType::U16},
     {"|u1", DType::U8},  {"|b1", DType::BOOL},
 };
 
@@ -75,7 +75,8 @@ Tensor load_npy(const std::string& path) {
   Shape shape;
   std::string dims = m[1];
   std::regex num("\\d+");
-  for (auto it = std::sregex_iterator(dims.begin(), dims.end(), num); it != std::sregex_iterator(); ++it)
+  for (auto it = std::sregex_iterator(dims.begin(), dims.end(), num); it != std::sregex_iterator();
+       ++it)
     shape.push_back(std::stoll(it->str()));
 
   Tensor t = empty(shape, dtype);
@@ -89,7 +90,8 @@ void save_npy(const std::string& path, const Tensor& tensor) {
   Tensor t = tensor.to(Device::cpu()).contiguous();
   std::string shape = "(";
   for (size_t i = 0; i < t.shape().size(); ++i)
-    shape += std::to_string(t.shape()[i]) + (t.shape().size() == 1 ? "," : (i + 1 < t.shape().size() ? ", " : ""));
+    shape += std::to_string(t.shape()[i]) +
+             (t.shape().size() == 1 ? "," : (i + 1 < t.shape().size() ? ", " : ""));
   shape += ")";
   std::string header = std::string("{'descr': '") + descr_for(t.dtype()) +
                        "', 'fortran_order': False, 'shape': " + shape + ", }";
@@ -106,7 +108,8 @@ void save_npy(const std::string& path, const Tensor& tensor) {
     f.write(static_cast<const char*>(t.data_ptr()), static_cast<std::streamsize>(t.nbytes()));
     MCORE_CHECK(f) << "error writing '" << tmp << "'";
   }
-  MCORE_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0) << "cannot rename '" << tmp << "' to '" << path << "'";
+  MCORE_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0)
+      << "cannot rename '" << tmp << "' to '" << path << "'";
 }
 
 }  // namespace mcore

@@ -14,14 +14,18 @@ thread_local bool t_grad_enabled = true;
 
 int64_t wrap_dim(int64_t d, int64_t ndim, const char* op) {
   int64_t w = d < 0 ? d + ndim : d;
-  MCORE_CHECK(w >= 0 && w < ndim) << op << ": dimension " << d << " out of range for a "
-                                  << ndim << "-d tensor";
+  MCORE_CHECK(w >= 0 && w < ndim) << op << ": dimension " << d << " out of range for a " << ndim
+                                  << "-d tensor";
   return w;
 }
 }  // namespace
 
-bool is_grad_enabled() { return t_grad_enabled; }
-void set_grad_enabled(bool enabled) { t_grad_enabled = enabled; }
+bool is_grad_enabled() {
+  return t_grad_enabled;
+}
+void set_grad_enabled(bool enabled) {
+  t_grad_enabled = enabled;
+}
 
 std::string shape_str(const Shape& shape) {
   std::string s = "[";
@@ -59,10 +63,18 @@ const Shape& Tensor::strides() const {
   MCORE_REQUIRE_DEFINED();
   return impl_->strides_;
 }
-int64_t Tensor::dim() const { return static_cast<int64_t>(shape().size()); }
-int64_t Tensor::size(int64_t d) const { return shape()[wrap_dim(d, dim(), "size")]; }
-int64_t Tensor::stride(int64_t d) const { return strides()[wrap_dim(d, dim(), "stride")]; }
-int64_t Tensor::numel() const { return shape_numel(shape()); }
+int64_t Tensor::dim() const {
+  return static_cast<int64_t>(shape().size());
+}
+int64_t Tensor::size(int64_t d) const {
+  return shape()[wrap_dim(d, dim(), "size")];
+}
+int64_t Tensor::stride(int64_t d) const {
+  return strides()[wrap_dim(d, dim(), "stride")];
+}
+int64_t Tensor::numel() const {
+  return shape_numel(shape());
+}
 int64_t Tensor::offset() const {
   MCORE_REQUIRE_DEFINED();
   return impl_->offset_;
@@ -99,7 +111,8 @@ void* Tensor::data_ptr() const {
 }
 
 double Tensor::item() const {
-  MCORE_CHECK(numel() == 1) << "item() needs a one-element tensor, got shape " << shape_str(shape());
+  MCORE_CHECK(numel() == 1) << "item() needs a one-element tensor, got shape "
+                            << shape_str(shape());
   Tensor c = device().is_cpu() ? *this : to(Device::cpu());
   return MCORE_DISPATCH_ALL(c.dtype(), "item", [&] {
     return static_cast<double>(*static_cast<const scalar_t*>(c.data_ptr()));
@@ -211,7 +224,8 @@ Tensor Tensor::select(int64_t d, int64_t index) const {
   d = wrap_dim(d, dim(), "select");
   int64_t n = shape()[d];
   if (index < 0) index += n;
-  MCORE_CHECK(index >= 0 && index < n) << "select: index " << index << " out of range for size " << n;
+  MCORE_CHECK(index >= 0 && index < n)
+      << "select: index " << index << " out of range for size " << n;
   Shape sh = shape(), st = strides();
   int64_t off = offset() + index * st[d];
   sh.erase(sh.begin() + d);
@@ -273,8 +287,8 @@ Tensor Tensor::expand(const Shape& shape) const {
   int64_t lead = static_cast<int64_t>(shape.size()) - dim();
   for (int64_t i = 0; i < dim(); ++i) {
     int64_t s = this->shape()[i], t = shape[lead + i];
-    MCORE_CHECK(s == t || s == 1) << "expand: cannot expand " << shape_str(this->shape())
-                                  << " to " << shape_str(shape);
+    MCORE_CHECK(s == t || s == 1) << "expand: cannot expand " << shape_str(this->shape()) << " to "
+                                  << shape_str(shape);
     st[lead + i] = (s == t) ? strides()[i] : 0;
   }
   return make_view(*this, shape, st, offset());
@@ -323,7 +337,9 @@ Tensor& Tensor::fill_(double value) {
   fill_tensor(*this, value);
   return *this;
 }
-Tensor& Tensor::zero_() { return fill_(0.0); }
+Tensor& Tensor::zero_() {
+  return fill_(0.0);
+}
 
 bool Tensor::requires_grad() const {
   return impl_ && impl_->autograd_ && impl_->autograd_->requires_grad;
@@ -336,7 +352,9 @@ Tensor& Tensor::set_requires_grad(bool r) {
   impl_->autograd_meta().requires_grad = r;
   return *this;
 }
-bool Tensor::is_leaf() const { return !impl_ || !impl_->autograd_ || !impl_->autograd_->grad_fn; }
+bool Tensor::is_leaf() const {
+  return !impl_ || !impl_->autograd_ || !impl_->autograd_->grad_fn;
+}
 
 const Tensor& Tensor::grad() const {
   static const Tensor kUndefined;
@@ -386,6 +404,8 @@ std::string Tensor::debug_string(int64_t max_elements) const {
   return os.str();
 }
 
-std::ostream& operator<<(std::ostream& os, const Tensor& t) { return os << t.str(); }
+std::ostream& operator<<(std::ostream& os, const Tensor& t) {
+  return os << t.str();
+}
 
 }  // namespace mcore

@@ -71,7 +71,7 @@ class Tensor {
   }
 
   // Views: share storage, no copy.
-  Tensor view(const Shape& shape) const;  // contiguous input; one -1 allowed
+  Tensor view(const Shape& shape) const;     // contiguous input; one -1 allowed
   Tensor reshape(const Shape& shape) const;  // view when possible, else a contiguous copy
   Tensor narrow(int64_t dim, int64_t start, int64_t length) const;
   Tensor select(int64_t dim, int64_t index) const;  // drops the dimension

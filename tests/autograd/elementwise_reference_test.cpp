@@ -34,8 +34,8 @@ TEST(ElementwiseReference, DivGradcheck) {
   Tensor a = testing::random_tensor({3, 4}, 21).set_requires_grad(true);
   Tensor b = F::add(testing::random_tensor({4}, 22), scalar_tensor(2.0, DType::F64)).detach();
   b.set_requires_grad(true);
-  EXPECT_TRUE(testing::gradcheck([](const std::vector<Tensor>& in) { return expr(in[0], in[1]); },
-                                 {a, b}));
+  EXPECT_TRUE(
+      testing::gradcheck([](const std::vector<Tensor>& in) { return expr(in[0], in[1]); }, {a, b}));
 }
 
 }  // namespace mcore

@@ -81,8 +81,8 @@ TEST(Autograd, ViewOnTensorRequiringGradIsAClearError) {
 TEST(Autograd, ViewOpsGradcheck) {
   Tensor x = random_tensor({3, 4, 5}, 1).set_requires_grad(true);
   auto fn = [](const std::vector<Tensor>& in) {
-    Tensor t = F::transpose(in[0], 0, 2);                     // [5, 4, 3]
-    Tensor n = F::narrow(t, 1, 1, 2);                         // [5, 2, 3]
+    Tensor t = F::transpose(in[0], 0, 2);  // [5, 4, 3]
+    Tensor n = F::narrow(t, 1, 1, 2);      // [5, 2, 3]
     Tensor r = F::view(F::reshape(F::contiguous(n), {10, 3}), {10, 3});
     Tensor s = F::select(F::permute(in[0], {2, 0, 1}), 0, 4);  // [3, 4]
     std::vector<Tensor> parts = F::split(r, {4, 6}, 0);
@@ -107,8 +107,8 @@ TEST(Autograd, MatmulAndLinearGradcheck) {
   Tensor b = random_tensor({2, 5, 4}, 6).set_requires_grad(true);
   Tensor w = random_tensor({7, 5}, 7).set_requires_grad(true);
   Tensor bias = random_tensor({7}, 8).set_requires_grad(true);
-  EXPECT_TRUE(testing::gradcheck([](const std::vector<Tensor>& in) { return F::matmul(in[0], in[1]); },
-                                 {a, b}));
+  EXPECT_TRUE(testing::gradcheck(
+      [](const std::vector<Tensor>& in) { return F::matmul(in[0], in[1]); }, {a, b}));
   EXPECT_TRUE(testing::gradcheck(
       [](const std::vector<Tensor>& in) { return F::matmul(in[0], in[1], true, true); },
       {random_tensor({2, 5, 3}, 9).set_requires_grad(true),
@@ -117,8 +117,7 @@ TEST(Autograd, MatmulAndLinearGradcheck) {
       [](const std::vector<Tensor>& in) { return F::linear(in[0], in[1], in[2]); }, {a, w, bias}));
   // Shared 2-D right operand over a batch.
   EXPECT_TRUE(testing::gradcheck(
-      [](const std::vector<Tensor>& in) { return F::matmul(in[0], in[1], false, true); },
-      {a, w}));
+      [](const std::vector<Tensor>& in) { return F::matmul(in[0], in[1], false, true); }, {a, w}));
 }
 
 TEST(Autograd, CheckpointGivesIdenticalGradients) {

@@ -12,7 +12,8 @@ TEST(Error, CheckThrowsWithFileLineAndMessage) {
     FAIL() << "MCORE_CHECK did not throw";
   } catch (const Error& e) {
     EXPECT_EQ(e.message(), "a=3 b=4");
-    EXPECT_NE(std::string(e.what()).find("tests/base/error_test.cpp:"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("tests/base/error_test.cpp:"), std::string::npos)
+        << e.what();
     EXPECT_GT(e.line(), 0);
   }
 }

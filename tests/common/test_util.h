@@ -30,6 +30,7 @@ bool has_ref(const std::string& group, const std::string& name);
 Tensor load_ref(const std::string& group, const std::string& name);
 
 // A deterministic float64 test tensor with values in [-scale, scale].
-Tensor random_tensor(const Shape& shape, uint64_t seed, DType dtype = DType::F64, double scale = 1.0);
+Tensor random_tensor(const Shape& shape, uint64_t seed, DType dtype = DType::F64,
+                     double scale = 1.0);
 
 }  // namespace mcore::testing

@@ -59,7 +59,8 @@ TEST(MlpTraining, FiftyAdamWStepsMatchPyTorch) {
       cfg.eps = 1e-8;
       cfg.weight_decay = params[i]->no_weight_decay ? 0.0 : 0.1;
       Tensor p = params[i]->detach();
-      ops::adam_step_(p, params[i]->grad(), state[i].m, state[i].v, static_cast<int64_t>(step), cfg);
+      ops::adam_step_(p, params[i]->grad(), state[i].m, state[i].v, static_cast<int64_t>(step),
+                      cfg);
     }
   }
   EXPECT_LT(ref_losses.back(), 0.5 * ref_losses.front()) << "the reference run should learn";

@@ -9,7 +9,8 @@ int main() {
   mcore::Tensor x = mcore::ones({4, 3});
   mcore::Tensor loss = mcore::F::sum(fc.forward(x));
   loss.backward();
-  std::printf("consumer ok: grad shape [%ld, %ld]\n", static_cast<long>(fc.weight()->grad().size(0)),
+  std::printf("consumer ok: grad shape [%ld, %ld]\n",
+              static_cast<long>(fc.weight()->grad().size(0)),
               static_cast<long>(fc.weight()->grad().size(1)));
   return fc.weight()->grad().defined() ? 0 : 1;
 }

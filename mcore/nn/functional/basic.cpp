@@ -169,7 +169,9 @@ struct SumFn : Function<SumFn> {
   }
 };
 
-Tensor view_op(const Tensor& x, ViewFn::Maker make) { return ViewFn::apply(x, make); }
+Tensor view_op(const Tensor& x, ViewFn::Maker make) {
+  return ViewFn::apply(x, make);
+}
 
 }  // namespace
 
@@ -180,7 +182,9 @@ Tensor view(const Tensor& x, const Shape& shape) {
   }
   return ReshapeFn::apply(x, shape);
 }
-Tensor reshape(const Tensor& x, const Shape& shape) { return ReshapeFn::apply(x, shape); }
+Tensor reshape(const Tensor& x, const Shape& shape) {
+  return ReshapeFn::apply(x, shape);
+}
 Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length) {
   return view_op(x, [=](const Tensor& t) { return t.narrow(dim, start, length); });
 }
@@ -199,10 +203,16 @@ Tensor unsqueeze(const Tensor& x, int64_t dim) {
 Tensor squeeze(const Tensor& x, int64_t dim) {
   return view_op(x, [=](const Tensor& t) { return t.squeeze(dim); });
 }
-Tensor contiguous(const Tensor& x) { return x.is_contiguous() ? x : ContiguousFn::apply(x); }
-Tensor to(const Tensor& x, DType dtype) { return x.dtype() == dtype ? x : ToFn::apply(x, dtype); }
+Tensor contiguous(const Tensor& x) {
+  return x.is_contiguous() ? x : ContiguousFn::apply(x);
+}
+Tensor to(const Tensor& x, DType dtype) {
+  return x.dtype() == dtype ? x : ToFn::apply(x, dtype);
+}
 
-Tensor cat(const std::vector<Tensor>& xs, int64_t dim) { return CatFn::apply(xs, dim); }
+Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
+  return CatFn::apply(xs, dim);
+}
 std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int64_t dim) {
   std::vector<Tensor> out;
   int64_t start = 0;
@@ -210,8 +220,8 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
     out.push_back(narrow(x, dim, start, s));
     start += s;
   }
-  MCORE_CHECK(start == x.size(dim)) << "split: sizes sum to " << start << " but dimension " << dim
-                                    << " has size " << x.size(dim);
+  MCORE_CHECK(start == x.size(dim))
+      << "split: sizes sum to " << start << " but dimension " << dim << " has size " << x.size(dim);
   return out;
 }
 std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim) {
@@ -222,13 +232,27 @@ std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim) {
   return split(x, std::vector<int64_t>(static_cast<size_t>(chunks), n / chunks), dim);
 }
 
-Tensor add(const Tensor& a, const Tensor& b) { return AddFn::apply(a, b, 1.0); }
-Tensor sub(const Tensor& a, const Tensor& b) { return AddFn::apply(a, b, -1.0); }
-Tensor mul(const Tensor& a, const Tensor& b) { return MulFn::apply(a, b); }
-Tensor div(const Tensor& a, const Tensor& b) { return DivFn::apply(a, b); }
-Tensor scale(const Tensor& x, double alpha) { return ScaleFn::apply(x, alpha); }
-Tensor neg(const Tensor& x) { return ScaleFn::apply(x, -1.0); }
-Tensor sum(const Tensor& x) { return SumFn::apply(x, 1.0); }
+Tensor add(const Tensor& a, const Tensor& b) {
+  return AddFn::apply(a, b, 1.0);
+}
+Tensor sub(const Tensor& a, const Tensor& b) {
+  return AddFn::apply(a, b, -1.0);
+}
+Tensor mul(const Tensor& a, const Tensor& b) {
+  return MulFn::apply(a, b);
+}
+Tensor div(const Tensor& a, const Tensor& b) {
+  return DivFn::apply(a, b);
+}
+Tensor scale(const Tensor& x, double alpha) {
+  return ScaleFn::apply(x, alpha);
+}
+Tensor neg(const Tensor& x) {
+  return ScaleFn::apply(x, -1.0);
+}
+Tensor sum(const Tensor& x) {
+  return SumFn::apply(x, 1.0);
+}
 Tensor mean(const Tensor& x) {
   MCORE_CHECK(x.numel() > 0) << "mean of an empty tensor";
   return SumFn::apply(x, 1.0 / static_cast<double>(x.numel()));

@@ -45,8 +45,10 @@ struct MatmulFn : Function<MatmulFn> {
 
 // y = x W^T (+ b) with x: [..., in]. One GEMM forward, two backward, bias grad as a column sum.
 struct LinearFn : Function<LinearFn> {
-  static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& w, const Tensor& bias) {
-    MCORE_CHECK(w.dim() == 2) << "linear: weight must be 2-d [out, in], got " << shape_str(w.shape());
+  static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& w,
+                        const Tensor& bias) {
+    MCORE_CHECK(w.dim() == 2) << "linear: weight must be 2-d [out, in], got "
+                              << shape_str(w.shape());
     MCORE_CHECK(x.size(-1) == w.size(1))
         << "linear: input " << shape_str(x.shape()) << " has " << x.size(-1)
         << " features but weight " << shape_str(w.shape()) << " expects " << w.size(1);

@@ -33,16 +33,29 @@ inline T store(A v) {
 }  // namespace mcore::ops
 
 // float32, float64, bfloat16, float16 with scalar_t bound to the storage type.
-#define MCORE_DISPATCH_FLOAT_TYPES(dtype, name, ...)                                          \
-  [&] {                                                                                       \
-    switch (dtype) {                                                                          \
-      case ::mcore::DType::F32: { using scalar_t = float; return __VA_ARGS__(); }             \
-      case ::mcore::DType::F64: { using scalar_t = double; return __VA_ARGS__(); }            \
-      case ::mcore::DType::BF16: { using scalar_t = ::mcore::BFloat16; return __VA_ARGS__(); } \
-      case ::mcore::DType::F16: { using scalar_t = ::mcore::Half; return __VA_ARGS__(); }      \
-      default: break;                                                                         \
-    }                                                                                         \
-    MCORE_FAIL() << name << ": unsupported dtype " << (dtype)                                  \
-                 << " (expected float32, float64, bfloat16 or float16)";                      \
-    throw 0; /* unreachable */                                                                \
+#define MCORE_DISPATCH_FLOAT_TYPES(dtype, name, ...)                     \
+  [&] {                                                                  \
+    switch (dtype) {                                                     \
+      case ::mcore::DType::F32: {                                        \
+        using scalar_t = float;                                          \
+        return __VA_ARGS__();                                            \
+      }                                                                  \
+      case ::mcore::DType::F64: {                                        \
+        using scalar_t = double;                                         \
+        return __VA_ARGS__();                                            \
+      }                                                                  \
+      case ::mcore::DType::BF16: {                                       \
+        using scalar_t = ::mcore::BFloat16;                              \
+        return __VA_ARGS__();                                            \
+      }                                                                  \
+      case ::mcore::DType::F16: {                                        \
+        using scalar_t = ::mcore::Half;                                  \
+        return __VA_ARGS__();                                            \
+      }                                                                  \
+      default:                                                           \
+        break;                                                           \
+    }                                                                    \
+    MCORE_FAIL() << name << ": unsupported dtype " << (dtype)            \
+                 << " (expected float32, float64, bfloat16 or float16)"; \
+    throw 0; /* unreachable */                                           \
   }()
