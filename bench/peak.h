@@ -17,7 +17,14 @@ inline double measure_fp32_peak_gflops(double seconds = 0.5) {
   constexpr int kLanes = 16;
   auto set1 = [](float x) { return _mm512_set1_ps(x); };
   auto fma = [](V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); };
-  auto hsum = [](V v) { return _mm512_reduce_add_ps(v); };
+  // Store and add rather than _mm512_reduce_add_ps, whose GCC 12 expansion warns spuriously.
+  auto hsum = [](V v) {
+    float t[16];
+    _mm512_storeu_ps(t, v);
+    float s = 0;
+    for (float x : t) s += x;
+    return s;
+  };
 #else
   using V = __m256;
   constexpr int kLanes = 8;

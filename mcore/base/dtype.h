@@ -1,5 +1,6 @@
 // Element types of tensors, their sizes and names, and the C++ type behind each. Kernels
-// dispatch on DType with MCORE_DISPATCH_FLOATING (F32, F64) or by hand.
+// dispatch on DType with MCORE_DISPATCH_ALL here or MCORE_DISPATCH_FLOAT_TYPES
+// (mcore/ops/cpu/acc_type.h).
 #pragma once
 
 #include <cstdint>
@@ -62,26 +63,6 @@ template <class T>
 inline constexpr DType dtype_of = DTypeOf<T>::value;
 
 }  // namespace mcore
-
-// Runs the body with `scalar_t` bound to float or double. Kernels compute in these two types;
-// narrow types are converted to float around the kernel.
-#define MCORE_DISPATCH_FLOATING(dtype, name, ...)                                     \
-  [&] {                                                                               \
-    switch (dtype) {                                                                  \
-      case ::mcore::DType::F32: {                                                     \
-        using scalar_t = float;                                                       \
-        return __VA_ARGS__();                                                         \
-      }                                                                               \
-      case ::mcore::DType::F64: {                                                     \
-        using scalar_t = double;                                                      \
-        return __VA_ARGS__();                                                         \
-      }                                                                               \
-      default:                                                                        \
-        MCORE_FAIL() << name << ": unsupported dtype " << (dtype)                     \
-                     << " (expected float32 or float64; convert narrow types first)"; \
-    }                                                                                 \
-    throw 0; /* unreachable */                                                        \
-  }()
 
 // Every dtype, with `scalar_t` bound to its storage type.
 #define MCORE_DISPATCH_ALL(dtype, name, ...)                                \
