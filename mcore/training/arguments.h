@@ -35,6 +35,9 @@ struct Arguments {
   std::optional<int64_t> num_layers_per_virtual_pipeline_stage;
   std::optional<int64_t> decoder_first_pipeline_num_layers;
   std::optional<int64_t> decoder_last_pipeline_num_layers;
+  std::optional<int64_t> num_virtual_stages_per_pipeline_rank;
+  std::optional<int64_t> microbatch_group_size_per_vp_stage;  // default: pipeline size
+  bool variable_seq_lengths = false;
   bool use_distributed_optimizer = false;
   bool overlap_grad_reduce = false;
   bool overlap_param_gather = false;

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <set>
 
 #include "mcore/base/error.h"
 #include "mcore/base/rng_state.h"
@@ -30,15 +31,26 @@ Layout current_layout() {
   return l;
 }
 
+// The name a parameter is saved under. The last pipeline stage's copy of a tied word
+// embedding (`shared`) is the embedding itself: it is saved once, by the first stage, and loaded
+// from the embedding's entry, so checkpoints do not depend on the pipeline layout.
+constexpr const char* kWordEmbeddingName = "embedding.word_embeddings.weight";
+std::string checkpoint_name(const std::string& name, const nn::Parameter& param) {
+  return param.shared && param.shared_embedding ? kWordEmbeddingName : name;
+}
+
 // A tensor laid out like `param`: split along its partition dim over TP ranks, otherwise
 // replicated over TP; replicated over DP always. Only one rank of each replica set writes it.
 dcp::ShardedTensor shard_like(const std::string& key, const Tensor& data,
                               const nn::Parameter& param, const Layout& l) {
+  // The tied copy on the last stage duplicates the first stage's embedding: never written.
+  const int64_t copy = (param.shared && param.shared_embedding) ? 1 : 0;
   if (param.tensor_model_parallel && param.partition_dim >= 0 && l.tp_size > 1) {
     return dcp::ShardedTensor::from_rank_offsets(
-        key, data, {{param.partition_dim, l.tp_rank, l.tp_size}}, l.dp_rank);
+        key, data, {{param.partition_dim, l.tp_rank, l.tp_size}}, l.dp_rank + copy);
   }
-  return dcp::ShardedTensor::whole(key, data, (l.tp_rank == 0 && l.dp_rank == 0) ? 0 : 1);
+  return dcp::ShardedTensor::whole(key, data,
+                                   (l.tp_rank == 0 && l.dp_rank == 0 && copy == 0) ? 0 : 1);
 }
 
 // "optimizer.state.<state>.<param name>" -> param name.
@@ -50,21 +62,30 @@ std::string param_of_optimizer_key(const std::string& key) {
   return key.substr(dot + 1);
 }
 
-std::map<std::string, nn::ParameterPtr> params_by_name(const nn::Module& model) {
+std::map<std::string, nn::ParameterPtr> params_by_name(const NamedParameters& model) {
   std::map<std::string, nn::ParameterPtr> m;
-  for (auto& [name, p] : model.named_parameters()) m[name] = p;
+  for (auto& [name, p] : model) {
+    MCORE_CHECK(m.emplace(name, p).second)
+        << "checkpoint: two parameters are named '" << name << "' (model chunks overlap?)";
+  }
   return m;
 }
 
-std::vector<dcp::ShardedTensor> model_shards(const nn::Module& model, const Layout& l) {
+std::vector<dcp::ShardedTensor> model_shards(const NamedParameters& model, const Layout& l) {
   std::vector<dcp::ShardedTensor> shards;
-  for (auto& [name, p] : model.named_parameters()) {
-    shards.push_back(shard_like("model." + name, *p, *p, l));
+  for (auto& [name, p] : model) {
+    shards.push_back(shard_like("model." + checkpoint_name(name, *p), *p, *p, l));
   }
   return shards;
 }
 
-std::vector<dcp::ShardedTensor> optimizer_shards(const nn::Module& model,
+// "optimizer.state.<state>.<param name>" with the parameter's checkpoint name.
+std::string optimizer_checkpoint_key(const std::string& key, const nn::Parameter& param) {
+  const std::string name = param_of_optimizer_key(key);
+  return key.substr(0, key.size() - name.size()) + checkpoint_name(name, param);
+}
+
+std::vector<dcp::ShardedTensor> optimizer_shards(const NamedParameters& model,
                                                  const optimizer::OptimizerStateDict& sd,
                                                  const Layout& l) {
   auto params = params_by_name(model);
@@ -73,7 +94,7 @@ std::vector<dcp::ShardedTensor> optimizer_shards(const nn::Module& model,
     auto it = params.find(param_of_optimizer_key(key));
     MCORE_CHECK(it != params.end())
         << "optimizer state '" << key << "' belongs to no parameter of the model";
-    shards.push_back(shard_like(key, t, *it->second, l));
+    shards.push_back(shard_like(optimizer_checkpoint_key(key, *it->second), t, *it->second, l));
   }
   return shards;
 }
@@ -98,7 +119,7 @@ std::optional<std::string> checkpoint_to_load(const std::string& load_dir) {
 
 }  // namespace
 
-std::string save_trainer_checkpoint(const Arguments& args, const nn::Module& model,
+std::string save_trainer_checkpoint(const Arguments& args, const NamedParameters& model,
                                     const optimizer::MegatronOptimizer* optimizer,
                                     const optimizer::OptimizerParamScheduler* scheduler,
                                     const TrainerState& state) {
@@ -134,7 +155,8 @@ std::string save_trainer_checkpoint(const Arguments& args, const nn::Module& mod
   return dcp::save_checkpoint(*args.save, state.iteration, shards, common, group);
 }
 
-std::optional<TrainerState> load_trainer_checkpoint(const Arguments& args, nn::Module& model,
+std::optional<TrainerState> load_trainer_checkpoint(const Arguments& args,
+                                                    const NamedParameters& model,
                                                     optimizer::MegatronOptimizer* optimizer,
                                                     optimizer::OptimizerParamScheduler* scheduler) {
   if (!args.load) return std::nullopt;
@@ -156,16 +178,23 @@ std::optional<TrainerState> load_trainer_checkpoint(const Arguments& args, nn::M
     MCORE_CHECK(s.contains("optimizer"))
         << "checkpoint " << *dir << " holds no optimizer state (saved with --no-save-optim?); "
         << "pass --no-load-optim to load only the model";
-    // The optimizer allocates its state lazily, so the keys come from the checkpoint: one
-    // receiving tensor per saved optimizer tensor, of its parameter's local shape.
-    auto params = params_by_name(model);
+    // The optimizer allocates its state lazily, so the keys come from the checkpoint: for every
+    // kind of state saved ("exp_avg", ...) and every local parameter, one receiving tensor of the
+    // parameter's local shape when the checkpoint holds that state for it.
+    std::set<std::string> states;
+    const std::string prefix = "optimizer.state.";
     for (const auto& [key, rec] : meta.tensors) {
-      if (key.rfind("optimizer.state.", 0) != 0) continue;
-      auto it = params.find(param_of_optimizer_key(key));
-      MCORE_CHECK(it != params.end())
-          << "checkpoint " << *dir << ": optimizer state '" << key
-          << "' belongs to no parameter of this model (was it built with the same flags?)";
-      osd.tensors[key] = zeros(it->second->shape(), rec.dtype);
+      if (key.rfind(prefix, 0) != 0) continue;
+      const std::string name = param_of_optimizer_key(key);
+      states.insert(key.substr(prefix.size(), key.size() - prefix.size() - name.size() - 1));
+    }
+    for (const auto& state_name : states) {
+      for (const auto& [name, p] : model) {
+        const std::string key = prefix + state_name + "." + name;
+        auto rec = meta.tensors.find(prefix + state_name + "." + checkpoint_name(name, *p));
+        if (rec == meta.tensors.end()) continue;
+        osd.tensors[key] = zeros(p->shape(), rec->second.dtype);
+      }
     }
     osd.meta = s.at("optimizer");
     auto os = optimizer_shards(model, osd, l);

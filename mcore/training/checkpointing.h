@@ -33,8 +33,11 @@ struct TrainerState {
   int64_t num_nan_iterations = 0;
 };
 
+// This rank's parameters, from all its model chunks, by their (global) names.
+using NamedParameters = std::vector<std::pair<std::string, nn::ParameterPtr>>;
+
 // Collective over the world group: every rank calls it. Returns the checkpoint directory.
-std::string save_trainer_checkpoint(const Arguments& args, const nn::Module& model,
+std::string save_trainer_checkpoint(const Arguments& args, const NamedParameters& model,
                                     const optimizer::MegatronOptimizer* optimizer,
                                     const optimizer::OptimizerParamScheduler* scheduler,
                                     const TrainerState& state);
@@ -42,7 +45,8 @@ std::string save_trainer_checkpoint(const Arguments& args, const nn::Module& mod
 // Loads from args.load. nullopt when there is no checkpoint there (the run starts fresh; an
 // error with --exit-on-missing-checkpoint). With --finetune the iteration and consumed samples
 // restart from zero and only the model is loaded.
-std::optional<TrainerState> load_trainer_checkpoint(const Arguments& args, nn::Module& model,
+std::optional<TrainerState> load_trainer_checkpoint(const Arguments& args,
+                                                    const NamedParameters& model,
                                                     optimizer::MegatronOptimizer* optimizer,
                                                     optimizer::OptimizerParamScheduler* scheduler);
 

@@ -25,11 +25,14 @@
 #include "mcore/optimizer/optimizer.h"
 #include "mcore/optimizer/optimizer_param_scheduler.h"
 #include "mcore/parallel_state/parallel_state.h"
+#include "mcore/pipeline_parallel/schedules.h"
 #include "mcore/tensor/factory.h"
 #include "mcore/tokenizers/tokenizer.h"
 #include "mcore/training/checkpointing.h"
 #include "mcore/training/jsonl_logger.h"
 #include "mcore/training/microbatches.h"
+#include "mcore/training/model_provider.h"
+#include "mcore/training/setup.h"
 #include "mcore/training/signal_handler.h"
 #include "mcore/training/tensorboard_writer.h"
 #include "mcore/transformer/spec.h"
@@ -77,141 +80,91 @@ std::pair<double, double> memory_gib() {
   return {rss, hwm};
 }
 
-std::shared_ptr<const tokenizers::Tokenizer> build_tokenizer_from_args(const Arguments& a) {
-  tokenizers::TokenizerOptions o;
-  if (a.tokenizer_type) {
-    o.tokenizer_type = *a.tokenizer_type;
-  } else {
-    MCORE_CHECK(a.mock_data && a.vocab_size)
-        << "--tokenizer-type is required (or --mock-data with --vocab-size or a --model preset, "
-           "which uses NullTokenizer)";
-    o.tokenizer_type = "NullTokenizer";
-  }
-  o.vocab_file = a.vocab_file.value_or("");
-  o.merge_file = a.merge_file.value_or("");
-  o.tokenizer_model = a.tokenizer_model.value_or("");
-  // A preset's vocabulary size fills --vocab-size, but only NullTokenizer takes its size from
-  // there; other tokenizers use it only when given explicitly.
-  if (o.tokenizer_type == "NullTokenizer" || a.is_set("vocab_size"))
-    o.vocab_size = a.vocab_size.value_or(-1);
-  o.vocab_extra_ids = a.vocab_extra_ids;
-  return tokenizers::build_tokenizer(o);
-}
-
-datasets::SplitDatasets build_datasets(const Arguments& a, const tokenizers::Tokenizer& tok,
-                                       const std::array<std::optional<int64_t>, 3>& sizes) {
-  auto cfg = datasets::GPTDatasetConfig{};
-  cfg.random_seed = static_cast<uint32_t>(a.seed);
-  cfg.sequence_length = *a.seq_length;
-  if (!a.mock_data) {
-    if (a.data_path) {
-      cfg.blend = datasets::get_blend_from_list(*a.data_path);
-      cfg.split = a.split;
-    } else {
-      MCORE_CHECK(a.train_data_path || a.valid_data_path || a.test_data_path)
-          << "no data: pass --data-path (with --split), --train-data-path / --valid-data-path / "
-             "--test-data-path, or --mock-data";
-      std::array<std::optional<datasets::Blend>, datasets::kNumSplits> per;
-      if (a.train_data_path) per[0] = datasets::get_blend_from_list(*a.train_data_path);
-      if (a.valid_data_path) per[1] = datasets::get_blend_from_list(*a.valid_data_path);
-      if (a.test_data_path) per[2] = datasets::get_blend_from_list(*a.test_data_path);
-      cfg.blend_per_split = per;
-    }
-  } else {
-    cfg.split = a.split.value_or("969,30,1");
-  }
-  cfg.path_to_cache = a.data_cache_path;
-  cfg.mmap_bin_files = a.mmap_bin_files;
-  cfg.reset_position_ids = a.reset_position_ids;
-  cfg.reset_attention_mask = a.reset_attention_mask;
-  cfg.eod_mask_loss = a.eod_mask_loss;
-  // Causal masking happens inside attention; a mask is only needed for document resets.
-  cfg.create_attention_mask = a.reset_attention_mask;
-  cfg.eod_token_id = tok.eod();
-  if (tok.pad() != tokenizers::kNoToken) cfg.pad_token_id = tok.pad();
-  cfg.vocab_size = tok.vocab_size();
-  datasets::BlendedMegatronDatasetBuilder builder(sizes, cfg);
-  return builder.build();
-}
-
-optimizer::OptimizerParamSchedulerConfig scheduler_config(const Arguments& a, int64_t train_iters) {
-  optimizer::OptimizerParamSchedulerConfig c;
-  const int64_t gbs = *a.global_batch_size;
-  if (a.train_iters) {
-    c.lr_decay_steps = a.lr_decay_iters.value_or(train_iters) * gbs;
-    c.wd_incr_steps = train_iters * gbs;
-    if (a.lr_wsd_decay_iters) c.wsd_decay_steps = *a.lr_wsd_decay_iters * gbs;
-    c.lr_warmup_steps = a.lr_warmup_fraction
-                            ? static_cast<int64_t>(*a.lr_warmup_fraction * c.lr_decay_steps)
-                            : a.lr_warmup_iters * gbs;
-  } else {
-    c.lr_decay_steps = a.lr_decay_samples.value_or(*a.train_samples);
-    c.wd_incr_steps = *a.train_samples;
-    if (a.lr_wsd_decay_samples) c.wsd_decay_steps = *a.lr_wsd_decay_samples;
-    c.lr_warmup_steps = a.lr_warmup_fraction
-                            ? static_cast<int64_t>(*a.lr_warmup_fraction * c.lr_decay_steps)
-                            : a.lr_warmup_samples;
-  }
-  c.init_lr = a.lr_warmup_init;
-  c.max_lr = *a.lr;
-  c.min_lr = a.min_lr;
-  c.lr_decay_style = optimizer::parse_lr_decay_style(a.lr_decay_style);
-  c.lr_wsd_decay_style = optimizer::parse_wsd_decay_style(a.lr_wsd_decay_style);
-  c.start_wd = a.start_weight_decay.value_or(a.weight_decay);
-  c.end_wd = a.end_weight_decay.value_or(a.weight_decay);
-  c.wd_incr_style = optimizer::parse_wd_incr_style(a.weight_decay_incr_style);
-  c.use_checkpoint_opt_param_scheduler = a.use_checkpoint_opt_param_scheduler;
-  c.override_opt_param_scheduler = a.override_opt_param_scheduler;
-  // Megatron: neither flag means "must match", which a resumed run with the same flags does.
-  return c;
-}
-
-optimizer::OptimizerConfig optimizer_config(const Arguments& a) {
-  optimizer::OptimizerConfig c;
-  c.optimizer = a.optimizer;
-  c.lr = *a.lr;
-  c.min_lr = a.min_lr;
-  c.weight_decay = a.weight_decay;
-  c.fp16 = a.fp16;
-  c.bf16 = a.bf16;
-  c.loss_scale = a.loss_scale.value_or(0.0);
-  c.initial_loss_scale = a.initial_loss_scale;
-  c.min_loss_scale = a.min_loss_scale;
-  c.loss_scale_window = static_cast<int64_t>(a.loss_scale_window);
-  c.hysteresis = a.hysteresis;
-  c.adam_beta1 = a.adam_beta1;
-  c.adam_beta2 = a.adam_beta2;
-  c.adam_eps = a.adam_eps;
-  c.sgd_momentum = a.sgd_momentum;
-  c.clip_grad = a.clip_grad;
-  c.check_for_nan_in_grad = a.check_for_nan_in_loss_and_grad;
-  return c;
-}
-
-// One micro-batch's forward: the masked mean loss (differentiable) and its mask total.
-struct MicroLoss {
-  Tensor loss;  // 0-d, sum(per-token loss * mask) / sum(mask)
-  double value = 0;
+// One step's microbatches through this rank's model chunks with the pipeline schedule (or
+// without one): the loss (mean over microbatches of the masked mean token loss) on every rank,
+// taken from the last pipeline stage. Dropout masks are keyed by the RNG step, set from the
+// microbatch index so that every schedule (and recompute) draws the same masks.
+struct StepLoss {
+  double loss = 0;
+  pipeline_parallel::ScheduleStats stats;
 };
 
-MicroLoss forward_step(const models::GPTModel& model, const datasets::GPTBatch& b,
-                       const Arguments& a) {
-  Tensor per_token = model.forward(b.tokens, b.position_ids,
-                                   a.reset_attention_mask ? b.attention_mask : Tensor(), b.labels);
-  double mask_sum = 0;
-  const float* m = b.loss_mask.data<float>();
-  for (int64_t i = 0; i < b.loss_mask.numel(); ++i) mask_sum += m[i];
-  Tensor s = F::sum(F::mul(per_token, b.loss_mask));
-  MicroLoss r;
-  r.loss = F::scale(s, 1.0 / std::max(mask_sum, 1.0));
-  r.value = r.loss.item();
-  return r;
+StepLoss run_microbatches(GPTModelChunks& model, const std::vector<datasets::GPTBatch>& batches,
+                          const Arguments& a, optimizer::MegatronOptimizer* opt, bool forward_only,
+                          int64_t iteration) {
+  const uint64_t base_step = get_rng_state().step;
+  const int64_t num_mb = static_cast<int64_t>(batches.size());
+  auto forward_step = [&](int64_t mb, int chunk, const Tensor& input,
+                          bool last) -> pipeline_parallel::ForwardStepOutput {
+    RngState r = get_rng_state();
+    r.step = base_step + static_cast<uint64_t>(mb) + 1;
+    set_rng_state(r);
+    models::GPTModel& m = *model.chunks[static_cast<size_t>(chunk)];
+    if (input.defined()) m.set_input_tensor(input);
+    const datasets::GPTBatch& b = batches[static_cast<size_t>(mb)];
+    Tensor out =
+        m.forward(b.tokens, b.position_ids, a.reset_attention_mask ? b.attention_mask : Tensor(),
+                  last ? b.labels : Tensor());
+    if (!last) return {out, {}, 0.0};
+    double mask_sum = 0;
+    const float* mk = b.loss_mask.data<float>();
+    for (int64_t i = 0; i < b.loss_mask.numel(); ++i) mask_sum += mk[i];
+    Tensor loss = F::scale(F::sum(F::mul(out, b.loss_mask)), 1.0 / std::max(mask_sum, 1.0));
+    const double value = loss.item();
+    if (!forward_only && a.check_for_nan_in_loss_and_grad && !a.fp16 && !std::isfinite(value)) {
+      MCORE_CHECK(false) << "Rank " << comm::get_rank() << ": found "
+                         << (std::isnan(value) ? "NaN" : "Inf")
+                         << " in local forward loss calculation at iteration " << iteration + 1;
+    }
+    return {loss, {{"lm loss", value}}, mask_sum};
+  };
+  pipeline_parallel::ScheduleConfig sc;
+  sc.num_microbatches = num_mb;
+  sc.num_model_chunks = static_cast<int>(model.chunks.size());
+  sc.forward_only = forward_only;
+  const transformer::TransformerConfig& cfg = model.chunks[0]->config();
+  int64_t seq = *a.seq_length;
+  if (cfg.sequence_parallel) seq /= cfg.tensor_model_parallel_size;
+  sc.p2p.tensor_shape = {seq, *a.micro_batch_size, cfg.hidden_size};
+  sc.p2p.pipeline_dtype = cfg.params_dtype;
+  sc.p2p.variable_seq_lengths = a.variable_seq_lengths;
+  sc.microbatch_group_size_per_vp_stage =
+      static_cast<int>(a.microbatch_group_size_per_vp_stage.value_or(0));
+  if (!forward_only) {
+    sc.ddp = model.ddp_ptrs();
+    sc.grad_scale_func = [opt](const Tensor& loss) { return opt->scale_loss(loss); };
+  }
+  auto fb = pipeline_parallel::get_forward_backward_func(sc.num_model_chunks);
+  pipeline_parallel::ForwardBackwardResult res = fb(forward_step, sc);
+  RngState r = get_rng_state();
+  r.step = base_step + static_cast<uint64_t>(num_mb);
+  set_rng_state(r);
+
+  double sum = 0;
+  for (const auto& reported : res.losses_reduced)
+    for (const auto& [name, v] : reported)
+      if (name == "lm loss") sum += v;
+  // Only the last pipeline stage computed the loss: share it along the pipeline.
+  if (parallel_state::get_pipeline_model_parallel_world_size() > 1) {
+    sum = all_reduce_scalar(parallel_state::get_pipeline_model_parallel_group(),
+                            parallel_state::is_pipeline_last_stage() ? sum : 0.0,
+                            comm::ReduceOp::kSum);
+  }
+  return {sum / static_cast<double>(num_mb), res.stats};
 }
 
-void advance_rng_step() {
-  RngState r = get_rng_state();
-  r.step += 1;
-  set_rng_state(r);
+// The next `n` microbatches of `loader`, or an error naming the split and iteration.
+std::vector<datasets::GPTBatch> next_batches(datasets::DataLoader& loader, int64_t n,
+                                             const std::string& split, int64_t iteration,
+                                             int64_t consumed) {
+  std::vector<datasets::GPTBatch> v;
+  for (int64_t m = 0; m < n; ++m) {
+    auto batch = loader.next();
+    MCORE_CHECK(batch) << split << " data ran out at iteration " << iteration + 1
+                       << " (consumed samples " << consumed << ")";
+    v.push_back(std::move(*batch));
+  }
+  return v;
 }
 
 std::string format_eta(double seconds) {
@@ -226,9 +179,6 @@ std::string format_eta(double seconds) {
 int pretrain_gpt(Arguments& args) {
   using Clock = std::chrono::steady_clock;
   const auto start_time = Clock::now();
-  MCORE_CHECK(args.pipeline_model_parallel_size == 1)
-      << "--pipeline-model-parallel-size " << args.pipeline_model_parallel_size
-      << " is not supported by pretrain_gpt yet (pipeline parallelism is a later issue); use 1";
   MCORE_CHECK(!args.use_distributed_optimizer)
       << "--use-distributed-optimizer is not implemented yet; drop the flag";
   MCORE_CHECK(args.context_parallel_size == 1 && args.expert_model_parallel_size == 1)
@@ -237,7 +187,12 @@ int pretrain_gpt(Arguments& args) {
   install_exit_signal_handlers();
   comm::set_timeout(std::chrono::seconds(args.distributed_timeout_minutes * 60));
 
-  parallel_state::initialize_model_parallel(static_cast<int>(args.tensor_model_parallel_size), 1);
+  parallel_state::initialize_model_parallel(
+      static_cast<int>(args.tensor_model_parallel_size),
+      static_cast<int>(args.pipeline_model_parallel_size),
+      args.virtual_pipeline_model_parallel_size
+          ? std::optional<int>(static_cast<int>(*args.virtual_pipeline_model_parallel_size))
+          : std::nullopt);
   const int rank = comm::get_rank();
   const int dp_rank = parallel_state::get_data_parallel_rank();
   const int dp_size = parallel_state::get_data_parallel_world_size();
@@ -249,21 +204,6 @@ int pretrain_gpt(Arguments& args) {
   print_args(args);
   set_rng_state(RngState{static_cast<uint64_t>(args.seed), 0});
   transformer::TransformerConfig config = transformer_config_from_args(args);
-  models::GPTModelOptions mopts;
-  mopts.share_embeddings_and_output_weights = !args.untie_embeddings_and_output_weights;
-  auto model = std::make_shared<models::GPTModel>(
-      config, transformer::get_gpt_layer_local_spec(args.qk_layernorm), *args.padded_vocab_size,
-      *args.max_position_embeddings, mopts);
-  {
-    int64_t n = 0;
-    for (auto& [name, p] : model->named_parameters()) n += p->numel();
-    if (parallel_state::get_data_parallel_rank() == 0) {
-      std::printf(
-          " > number of parameters on (tensor, pipeline) model parallel rank (%d, 0): %lld\n",
-          parallel_state::get_tensor_model_parallel_rank(), static_cast<long long>(n));
-      std::fflush(stdout);
-    }
-  }
   distributed::DistributedDataParallelConfig ddp_config;
   ddp_config.grad_reduce_in_fp32 = args.accumulate_allreduce_grads_in_fp32 || args.bf16;
   ddp_config.overlap_grad_reduce = args.overlap_grad_reduce;
@@ -272,11 +212,18 @@ int pretrain_gpt(Arguments& args) {
   // Under fp16 an inf gradient is the loss scaler's business (the step is skipped), not an
   // error.
   ddp_config.check_for_nan_in_grad = args.check_for_nan_in_loss_and_grad && !args.fp16;
-  distributed::DistributedDataParallel ddp(model, ddp_config);
-  ddp.broadcast_params();
+  GPTModelChunks model = build_gpt_model_chunks(args, config, ddp_config);
+  if (parallel_state::get_data_parallel_rank() == 0) {
+    std::printf(
+        " > number of parameters on (tensor, pipeline) model parallel rank (%d, %d): %lld\n",
+        parallel_state::get_tensor_model_parallel_rank(),
+        parallel_state::get_pipeline_model_parallel_rank(),
+        static_cast<long long>(model.num_parameters()));
+    std::fflush(stdout);
+  }
 
   // ---- optimizer, schedule, batch sizes ----
-  auto opt = optimizer::get_megatron_optimizer(optimizer_config(args), model->named_parameters());
+  auto opt = optimizer::get_megatron_optimizer(optimizer_config(args), model.named_parameters());
   MicrobatchCalculator mb(*args.global_batch_size, *args.micro_batch_size, dp_size,
                           args.rampup_batch_size.value_or(std::vector<int64_t>{}));
   const int64_t train_iters =
@@ -285,7 +232,8 @@ int pretrain_gpt(Arguments& args) {
 
   // ---- checkpoint ----
   TrainerState state;
-  if (auto loaded = load_trainer_checkpoint(args, *model, opt.get(), &scheduler)) {
+  if (auto loaded =
+          load_trainer_checkpoint(args, model.named_parameters(), opt.get(), &scheduler)) {
     state = *loaded;
   }
   opt->set_iteration(state.iteration);
@@ -324,7 +272,8 @@ int pretrain_gpt(Arguments& args) {
 
   auto save = [&]() {
     if (!args.save) return;
-    const std::string dir = save_trainer_checkpoint(args, *model, opt.get(), &scheduler, state);
+    const std::string dir =
+        save_trainer_checkpoint(args, model.named_parameters(), opt.get(), &scheduler, state);
     print_rank0(strf("  successfully saved checkpoint at iteration %7lld to %s\n",
                      static_cast<long long>(state.iteration), dir.c_str()));
   };
@@ -333,22 +282,20 @@ int pretrain_gpt(Arguments& args) {
   // loss over data-parallel ranks, printed between dashed lines.
   auto evaluate = [&](datasets::DataLoader& loader, const std::string& split,
                       const std::string& prefix, int64_t* consumed) {
-    model->eval();
+    model.train(false);
     double total = 0;
     int64_t count = 0;
     {
       NoGradGuard no_grad;
       for (int64_t it = 0; it < eval_iters; ++it) {
-        for (int64_t m = 0; m < mb.num_microbatches(); ++m) {
-          auto batch = loader.next();
-          MCORE_CHECK(batch) << split << " data ran out at iteration " << state.iteration;
-          total += forward_step(*model, *batch, args).value;
-          ++count;
-        }
+        auto batches = next_batches(loader, mb.num_microbatches(), split, state.iteration,
+                                    consumed ? *consumed : 0);
+        total += run_microbatches(model, batches, args, opt.get(), true, state.iteration).loss;
+        ++count;
         if (consumed) *consumed += mb.current_global_batch_size();
       }
     }
-    model->train();
+    model.train(true);
     const double loss =
         all_reduce_scalar(dp_group, total / std::max<int64_t>(count, 1), comm::ReduceOp::kSum) /
         dp_size;
@@ -373,7 +320,7 @@ int pretrain_gpt(Arguments& args) {
   };
 
   // ---- train loop ----
-  model->train();
+  model.train(true);
   double interval_time = 0;
   int64_t interval_iters = 0;
   double loss_sum_interval = 0;
@@ -385,33 +332,12 @@ int pretrain_gpt(Arguments& args) {
     const auto t0 = Clock::now();
     mb.update(state.consumed_train_samples);
     const int64_t num_mb = mb.num_microbatches();
-    ddp.zero_grad_buffer();
+    for (auto* d : model.ddp_ptrs()) d->zero_grad_buffer();
     opt->zero_grad();
-    double loss_sum = 0;
-    for (int64_t m = 0; m < num_mb; ++m) {
-      auto batch = train_loader.next();
-      MCORE_CHECK(batch) << "training data ran out at iteration " << state.iteration + 1
-                         << " (consumed samples " << state.consumed_train_samples << ")";
-      advance_rng_step();
-      auto step = [&] {
-        MicroLoss l = forward_step(*model, *batch, args);
-        if (args.check_for_nan_in_loss_and_grad && !args.fp16 && !std::isfinite(l.value)) {
-          MCORE_CHECK(false) << "Rank " << rank << ": found "
-                             << (std::isnan(l.value) ? "NaN" : "Inf")
-                             << " in local forward loss calculation at iteration "
-                             << state.iteration + 1;
-        }
-        loss_sum += l.value;
-        opt->scale_loss(F::scale(l.loss, 1.0 / static_cast<double>(num_mb))).backward();
-      };
-      if (m + 1 < num_mb) {
-        auto guard = ddp.no_sync();
-        step();
-      } else {
-        step();
-      }
-    }
-    distributed::finalize_model_grads({&ddp});
+    auto batches = next_batches(train_loader, num_mb, "training", state.iteration,
+                                state.consumed_train_samples);
+    const StepLoss step = run_microbatches(model, batches, args, opt.get(), false, state.iteration);
+    distributed::finalize_model_grads(model.ddp_ptrs());
     optimizer::StepResult sr = opt->step();
     const int64_t batch_size = mb.current_global_batch_size();
     if (sr.success) {
@@ -425,9 +351,7 @@ int pretrain_gpt(Arguments& args) {
     args.consumed_train_samples = state.consumed_train_samples;
     saved_at_current = false;
 
-    const double loss =
-        all_reduce_scalar(dp_group, loss_sum / static_cast<double>(num_mb), comm::ReduceOp::kSum) /
-        dp_size;
+    const double loss = all_reduce_scalar(dp_group, step.loss, comm::ReduceOp::kSum) / dp_size;
     if (!std::isfinite(loss)) {
       ++state.num_nan_iterations;
       ++nan_interval;

@@ -219,6 +219,18 @@ void validate_args(Arguments& a, int64_t world_size, int64_t rank) {
                                 << "); or set --decoder-first/last-pipeline-num-layers";
   }
   a.virtual_pipeline_model_parallel_size.reset();
+  ARG_CHECK(!(a.num_layers_per_virtual_pipeline_stage && a.num_virtual_stages_per_pipeline_rank))
+      << "--num-layers-per-virtual-pipeline-stage and --num-virtual-stages-per-pipeline-rank "
+         "are exclusive: pass one";
+  if (a.num_virtual_stages_per_pipeline_rank) {
+    const int64_t vpp = *a.num_virtual_stages_per_pipeline_rank;
+    ARG_CHECK(vpp >= 1) << "--num-virtual-stages-per-pipeline-rank must be at least 1";
+    if (vpp > 1) {
+      ARG_CHECK(pp > 1) << "the interleaved schedule (virtual pipeline stages) needs "
+                           "--pipeline-model-parallel-size > 1";
+      a.virtual_pipeline_model_parallel_size = vpp;
+    }
+  }
   if (a.num_layers_per_virtual_pipeline_stage) {
     ARG_CHECK(layers_per_stage % *a.num_layers_per_virtual_pipeline_stage == 0)
         << "number of layers per pipeline stage (" << layers_per_stage
@@ -232,6 +244,19 @@ void validate_args(Arguments& a, int64_t world_size, int64_t rank) {
     }
   }
 
+  if (a.virtual_pipeline_model_parallel_size && !a.rampup_batch_size) {
+    const int64_t num_mb = *a.global_batch_size / (*a.micro_batch_size * a.data_parallel_size);
+    const int64_t group = a.microbatch_group_size_per_vp_stage.value_or(pp);
+    ARG_CHECK(group >= pp && group <= num_mb)
+        << "the interleaved schedule runs groups of " << group
+        << " microbatches per virtual stage, which must lie in [pipeline size " << pp
+        << ", microbatches per step " << num_mb
+        << "]: raise --global-batch-size or set --microbatch-group-size-per-virtual-stage";
+    ARG_CHECK(num_mb % group == 0 || num_mb % group >= pp)
+        << num_mb << " microbatches per step leave a last group of " << num_mb % group
+        << " (group size " << group << "), fewer than the " << pp
+        << " pipeline stages: make the microbatches per step a multiple of the group size";
+  }
   const int64_t h = *a.hidden_size, heads = *a.num_attention_heads,
                 tp = a.tensor_model_parallel_size;
   if (!a.ffn_hidden_size) {
