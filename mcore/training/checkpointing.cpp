@@ -99,6 +99,26 @@ std::vector<dcp::ShardedTensor> optimizer_shards(const NamedParameters& model,
   return shards;
 }
 
+std::string step_key(const std::string& name, const nn::Parameter& param) {
+  return "optimizer.param_step." + checkpoint_name(name, param);
+}
+
+// Each parameter's optimizer step count as a one-element tensor, written once per replica set.
+std::vector<dcp::ShardedTensor> step_shards(const NamedParameters& model,
+                                            const optimizer::OptimizerStateDict& sd,
+                                            const Layout& l) {
+  std::vector<dcp::ShardedTensor> shards;
+  if (!sd.meta.contains("step")) return shards;
+  for (const auto& [name, p] : model) {
+    if (!sd.meta.at("step").contains(name)) continue;
+    const bool copy = p->shared && p->shared_embedding;
+    Tensor t = from_vector<int64_t>({sd.meta.at("step").at(name).get<int64_t>()});
+    shards.push_back(dcp::ShardedTensor::whole(
+        step_key(name, *p), t, (l.tp_rank == 0 && l.dp_rank == 0 && !copy) ? 0 : 1));
+  }
+  return shards;
+}
+
 // Which checkpoint directory to load from, or nullopt.
 std::optional<std::string> checkpoint_to_load(const std::string& load_dir) {
   if (!std::filesystem::exists(load_dir)) return std::nullopt;
@@ -150,6 +170,8 @@ std::string save_trainer_checkpoint(const Arguments& args, const NamedParameters
     s["optimizer"] = osd.meta;
     auto os = optimizer_shards(model, osd, l);
     shards.insert(shards.end(), os.begin(), os.end());
+    auto ss = step_shards(model, osd, l);
+    shards.insert(shards.end(), ss.begin(), ss.end());
   }
   comm::ProcessGroupPtr group = comm::is_initialized() ? comm::world() : nullptr;
   return dcp::save_checkpoint(*args.save, state.iteration, shards, common, group);
@@ -173,6 +195,8 @@ std::optional<TrainerState> load_trainer_checkpoint(const Arguments& args,
   const bool load_rng = !args.no_load_rng && !args.finetune;
 
   std::vector<dcp::ShardedTensor> requests = model_shards(model, l);
+  std::vector<dcp::ShardedTensor> step_requests;
+  std::vector<std::string> step_names;
   optimizer::OptimizerStateDict osd;
   if (load_optim) {
     MCORE_CHECK(s.contains("optimizer"))
@@ -199,14 +223,26 @@ std::optional<TrainerState> load_trainer_checkpoint(const Arguments& args,
     osd.meta = s.at("optimizer");
     auto os = optimizer_shards(model, osd, l);
     requests.insert(requests.end(), os.begin(), os.end());
+    // Per-parameter step counts: saved by whichever rank holds the parameter (the metadata's
+    // copy comes from rank 0 alone, which under pipeline parallelism lacks other stages').
+    for (const auto& [name, p] : model) {
+      const std::string key = step_key(name, *p);
+      if (!meta.tensors.count(key)) continue;
+      step_requests.push_back(dcp::ShardedTensor::whole(key, zeros({1}, DType::I64)));
+      step_names.push_back(name);
+    }
   }
+  const size_t num_optimizer_requests = osd.tensors.size();
+  requests.insert(requests.end(), step_requests.begin(), step_requests.end());
   {
     NoGradGuard no_grad;
     dcp::load_checkpoint(*dir, requests);
   }
   if (load_optim) {
-    size_t i = requests.size() - osd.tensors.size();
+    size_t i = requests.size() - step_requests.size() - num_optimizer_requests;
     for (auto& [key, t] : osd.tensors) t = requests[i++].data;
+    for (const std::string& name : step_names)
+      osd.meta["step"][name] = requests[i++].data.data<int64_t>()[0];
     optimizer->load_state_dict(osd);
   } else if (optimizer) {
     optimizer->reload_model_params();  // fp32 main params from the loaded model weights

@@ -1,5 +1,7 @@
 #include "mcore/training/validate_args.h"
 
+#include "mcore/pipeline_parallel/stage_layers.h"
+
 #include <algorithm>
 #include <cstdlib>
 #include <iostream>
@@ -244,6 +246,17 @@ void validate_args(Arguments& a, int64_t world_size, int64_t rank) {
     }
   }
 
+  {
+    // Every stage and virtual stage must get a whole number of layers.
+    pipeline_parallel::PipelineLayout layout;
+    layout.num_layers = layers;
+    layout.pipeline_model_parallel_size = static_cast<int>(pp);
+    layout.virtual_pipeline_model_parallel_size =
+        static_cast<int>(a.virtual_pipeline_model_parallel_size.value_or(1));
+    layout.decoder_first_pipeline_num_layers = a.decoder_first_pipeline_num_layers;
+    layout.decoder_last_pipeline_num_layers = a.decoder_last_pipeline_num_layers;
+    pipeline_parallel::validate_pipeline_layout(layout);
+  }
   if (a.virtual_pipeline_model_parallel_size && !a.rampup_batch_size) {
     const int64_t num_mb = *a.global_batch_size / (*a.micro_batch_size * a.data_parallel_size);
     const int64_t group = a.microbatch_group_size_per_vp_stage.value_or(pp);
