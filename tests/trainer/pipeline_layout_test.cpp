@@ -39,8 +39,8 @@ struct Layout {
 
 TEST(PipelineLayouts, SameLossesAndWeightsAsOneProcess) {
   const std::vector<Layout> layouts = {{1, 1, 1, 1}, {1, 2, 1, 1}, {1, 4, 1, 1}, {1, 2, 2, 1},
-                                       {1, 4, 2, 1}, {2, 2, 1, 1}, {2, 2, 2, 1}, {1, 2, 1, 2},
-                                       {1, 2, 2, 2}, {2, 2, 2, 2}};
+                                       {1, 4, 2, 1}, {2, 2, 1, 1}, {2, 2, 2, 1}, {2, 4, 1, 1},
+                                       {2, 4, 2, 1}, {1, 2, 1, 2}, {1, 2, 2, 2}, {2, 2, 2, 2}};
   std::map<std::string, std::map<int64_t, std::pair<double, double>>> losses;
   std::map<std::string, fs::path> ckpts;
   for (const Layout& l : layouts) {
