@@ -4,8 +4,20 @@
 
 #include "mcore/ops/cpu/acc_type.h"
 #include "mcore/ops/cpu/vec_math.h"
-#include "mcore/ops/device_check.h"
+#include "mcore/ops/device_route.h"
 #include "mcore/tensor/factory.h"
+
+#ifdef MCORE_WITH_CUDA
+#include "mcore/ops/cuda/activation_cuda.h"
+#endif
+
+// Routes to the CUDA kernel when the checked arguments live on a GPU.
+#ifdef MCORE_WITH_CUDA
+#define MCORE_ACT_CUDA(cond, call) \
+  if (cond) return call
+#else
+#define MCORE_ACT_CUDA(cond, call) (void)(cond)
+#endif
 
 namespace mcore::ops {
 
@@ -100,12 +112,14 @@ void swiglu_backward_kernel(const T* dy, const T* x, T* dx, int64_t rows, int64_
   }
 }
 
-void check_grad_pair(const Tensor& dy, const Tensor& x, const char* op) {
-  check_cpu({dy, x}, op);
+// Returns whether the pair lives on a GPU.
+bool check_grad_pair(const Tensor& dy, const Tensor& x, const char* op) {
+  const bool on_gpu = on_cuda({dy, x}, op);
   MCORE_CHECK(dy.shape() == x.shape() && dy.dtype() == x.dtype())
       << op << ": gradient " << shape_str(dy.shape()) << " " << dy.dtype()
       << " does not match input " << shape_str(x.shape()) << " " << x.dtype()
       << " (pass the output gradient of the forward call on this input)";
+  return on_gpu;
 }
 
 template <class MakeFn>
@@ -142,6 +156,7 @@ void check_swiglu_input(const Tensor& x, const char* op) {
 }  // namespace
 
 Tensor gelu_forward(const Tensor& x, GeluApproximate approx) {
+  MCORE_ACT_CUDA(on_cuda({x}, "gelu"), cuda::gelu_forward(x, approx));
   if (approx == GeluApproximate::kTanh) {
     return unary_forward(x, "gelu", [](auto a) {
       return [](decltype(a) v) { return Gelu<decltype(a), true>::forward(v); };
@@ -153,6 +168,7 @@ Tensor gelu_forward(const Tensor& x, GeluApproximate approx) {
 }
 
 Tensor gelu_backward(const Tensor& dy, const Tensor& x, GeluApproximate approx) {
+  MCORE_ACT_CUDA(check_grad_pair(dy, x, "gelu_backward"), cuda::gelu_backward(dy, x, approx));
   if (approx == GeluApproximate::kTanh) {
     return unary_backward(dy, x, "gelu_backward", [](auto a) {
       return [](decltype(a) v) { return Gelu<decltype(a), true>::derivative(v); };
@@ -164,6 +180,7 @@ Tensor gelu_backward(const Tensor& dy, const Tensor& x, GeluApproximate approx) 
 }
 
 Tensor silu_forward(const Tensor& x) {
+  MCORE_ACT_CUDA(on_cuda({x}, "silu"), cuda::silu_forward(x));
   return unary_forward(x, "silu", [](auto a) {
     using A = decltype(a);
     return [](A v) { return v * sigmoid(v); };
@@ -171,6 +188,7 @@ Tensor silu_forward(const Tensor& x) {
 }
 
 Tensor silu_backward(const Tensor& dy, const Tensor& x) {
+  MCORE_ACT_CUDA(check_grad_pair(dy, x, "silu_backward"), cuda::silu_backward(dy, x));
   return unary_backward(dy, x, "silu_backward", [](auto a) {
     using A = decltype(a);
     return [](A v) {
@@ -181,8 +199,9 @@ Tensor silu_backward(const Tensor& dy, const Tensor& x) {
 }
 
 Tensor swiglu_forward(const Tensor& x_in) {
-  check_cpu({x_in}, "swiglu");
+  const bool on_gpu = on_cuda({x_in}, "swiglu");
   check_swiglu_input(x_in, "swiglu");
+  MCORE_ACT_CUDA(on_gpu, cuda::swiglu_forward(x_in));
   Tensor x = x_in.contiguous();
   const int64_t f = x.size(-1) / 2, rows = f == 0 ? 0 : x.numel() / (2 * f);
   Shape out_shape = x.shape();
@@ -196,7 +215,7 @@ Tensor swiglu_forward(const Tensor& x_in) {
 }
 
 Tensor swiglu_backward(const Tensor& dy_in, const Tensor& x_in) {
-  check_cpu({dy_in, x_in}, "swiglu_backward");
+  const bool on_gpu = on_cuda({dy_in, x_in}, "swiglu_backward");
   check_swiglu_input(x_in, "swiglu_backward");
   Shape expect = x_in.shape();
   expect.back() /= 2;
@@ -204,6 +223,7 @@ Tensor swiglu_backward(const Tensor& dy_in, const Tensor& x_in) {
       << "swiglu_backward: gradient " << shape_str(dy_in.shape()) << " " << dy_in.dtype()
       << " does not match the output " << shape_str(expect) << " " << x_in.dtype() << " of input "
       << shape_str(x_in.shape());
+  MCORE_ACT_CUDA(on_gpu, cuda::swiglu_backward(dy_in, x_in));
   Tensor dy = dy_in.contiguous(), x = x_in.contiguous();
   const int64_t f = expect.back(), rows = f == 0 ? 0 : x.numel() / (2 * f);
   Tensor dx = empty(x.shape(), {x.dtype(), x.device()});

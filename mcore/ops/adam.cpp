@@ -5,6 +5,10 @@
 #include "mcore/ops/cpu/acc_type.h"
 #include "mcore/ops/device_check.h"
 
+#ifdef MCORE_WITH_CUDA
+#include "mcore/ops/cuda/adam_cuda.h"
+#endif
+
 namespace mcore::ops {
 
 namespace {
@@ -52,9 +56,21 @@ __attribute__((optimize("fp-contract=off"))) void adam_kernel(P* p, const G* g, 
   }
 }
 
+// CPU tensors, or all on the parameter's CUDA device.
+void check_devices(std::initializer_list<Tensor> ts, const char* op) {
+  const Tensor& first = *ts.begin();
+  if (!first.defined() || first.device().is_cpu()) return check_cpu(ts, op);
+  for (const Tensor& t : ts) {
+    MCORE_CHECK(t.defined() && t.device() == first.device())
+        << op << ": all tensors must be on " << first.device() << " (the parameter's device); got "
+        << (t.defined() ? t.device().str() : std::string("an undefined tensor")) << " for shape "
+        << (t.defined() ? shape_str(t.shape()) : std::string("?"));
+  }
+}
+
 void check_inputs(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
                   const Tensor& exp_avg_sq, int64_t step, const char* op) {
-  check_cpu({param, grad, exp_avg, exp_avg_sq}, op);
+  check_devices({param, grad, exp_avg, exp_avg_sq}, op);
   MCORE_CHECK(param.dtype() == DType::F32 || param.dtype() == DType::F64)
       << op << ": parameter of dtype " << param.dtype() << " (shape " << shape_str(param.shape())
       << "); the optimizer updates float32 (or float64) parameters: keep an fp32 main copy and "
@@ -105,6 +121,10 @@ void run(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq,
 void adam_step_(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq,
                 int64_t step, const AdamConfig& config) {
   check_inputs(param, grad, exp_avg, exp_avg_sq, step, "adam_step_");
+#ifdef MCORE_WITH_CUDA
+  if (param.device().is_cuda())
+    return cuda::adam_step_(param, grad, exp_avg, exp_avg_sq, step, config);
+#endif
   if (param.dtype() == DType::F64) {
     run<double, void>(param, grad, exp_avg, exp_avg_sq, nullptr, step, config);
   } else {
@@ -116,13 +136,19 @@ void adam_step_with_main_(Tensor& model_param, Tensor& main_param, const Tensor&
                           Tensor& exp_avg, Tensor& exp_avg_sq, int64_t step,
                           const AdamConfig& config) {
   check_inputs(main_param, grad, exp_avg, exp_avg_sq, step, "adam_step_with_main_");
-  check_cpu({model_param}, "adam_step_with_main_");
+  check_devices({main_param, model_param}, "adam_step_with_main_");
   MCORE_CHECK(main_param.dtype() == DType::F32)
       << "adam_step_with_main_: main parameter must be float32, got " << main_param.dtype();
   MCORE_CHECK(model_param.numel() == main_param.numel() && model_param.is_contiguous())
       << "adam_step_with_main_: model parameter " << shape_str(model_param.shape())
       << " must be contiguous with the numel of the main parameter "
       << shape_str(main_param.shape());
+#ifdef MCORE_WITH_CUDA
+  if (main_param.device().is_cuda() &&
+      (model_param.dtype() == DType::BF16 || model_param.dtype() == DType::F16))
+    return cuda::adam_step_with_main_(model_param, main_param, grad, exp_avg, exp_avg_sq, step,
+                                      config);
+#endif
   switch (model_param.dtype()) {
     case DType::BF16:
       run<float, BFloat16>(main_param, grad, exp_avg, exp_avg_sq, model_param.data<BFloat16>(),

@@ -12,6 +12,10 @@
 #include "mcore/ops/device_check.h"
 #include "mcore/tensor/factory.h"
 
+#ifdef MCORE_WITH_CUDA
+#include "mcore/ops/cuda/attention_cuda.h"
+#endif
+
 namespace mcore::ops {
 
 namespace {
@@ -349,9 +353,11 @@ Tensor rows_compatible(const Tensor& t) {
   return ok ? t : t.contiguous();
 }
 
+// Shape and dtype checks shared by both devices; `on_cpu` also requires CPU tensors.
 Problem make_problem(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& o,
-                     const char* op) {
-  check_cpu({q, k, v}, op);
+                     const char* op, bool on_cpu = true) {
+  if (on_cpu) check_cpu({q, k, v}, op);
+  MCORE_CHECK(q.defined() && k.defined() && v.defined()) << op << ": undefined q, k or v";
   MCORE_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4)
       << op << ": expected sbhd tensors q [Sq, B, Hq, D], k [Sk, B, Hkv, D], v [Sk, B, Hkv, Dv]; "
       << "got q " << shape_str(q.shape()) << ", k " << shape_str(k.shape()) << ", v "
@@ -421,6 +427,12 @@ DType acc_dtype(DType d) {
 
 AttentionForwardResult attention_forward(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
                                          const AttentionOptions& options) {
+#ifdef MCORE_WITH_CUDA
+  if (q_in.defined() && q_in.device().is_cuda()) {
+    (void)make_problem(q_in, k_in, v_in, options, "attention_forward", /*on_cpu=*/false);
+    return cuda::attention_forward(q_in, k_in, v_in, options);
+  }
+#endif
   Problem p = make_problem(q_in, k_in, v_in, options, "attention_forward");
   Tensor mask_holder;
   bind_mask(p, options, mask_holder, "attention_forward");
@@ -438,10 +450,10 @@ AttentionForwardResult attention_forward(const Tensor& q_in, const Tensor& k_in,
 AttentionGrads attention_backward(const Tensor& grad_out, const Tensor& q_in, const Tensor& k_in,
                                   const Tensor& v_in, const Tensor& out_in,
                                   const Tensor& softmax_lse, const AttentionOptions& options) {
-  Problem p = make_problem(q_in, k_in, v_in, options, "attention_backward");
-  Tensor mask_holder;
-  bind_mask(p, options, mask_holder, "attention_backward");
-  check_cpu({grad_out, out_in, softmax_lse}, "attention_backward");
+  const bool on_cpu = !(q_in.defined() && q_in.device().is_cuda());
+  Problem p = make_problem(q_in, k_in, v_in, options, "attention_backward", on_cpu);
+  MCORE_CHECK(grad_out.defined() && out_in.defined() && softmax_lse.defined())
+      << "attention_backward: undefined grad_out, out or softmax_lse";
   const Shape out_shape = {p.sq, p.batch, p.hq, p.dv};
   MCORE_CHECK(grad_out.shape() == out_shape && out_in.shape() == out_shape)
       << "attention_backward: grad_out " << shape_str(grad_out.shape()) << " and out "
@@ -453,6 +465,13 @@ AttentionGrads attention_backward(const Tensor& grad_out, const Tensor& q_in, co
   MCORE_CHECK(softmax_lse.shape() == lse_shape)
       << "attention_backward: softmax_lse " << shape_str(softmax_lse.shape())
       << " must be [B, Hq, Sq] = " << shape_str(lse_shape);
+#ifdef MCORE_WITH_CUDA
+  if (!on_cpu)
+    return cuda::attention_backward(grad_out, q_in, k_in, v_in, out_in, softmax_lse, options);
+#endif
+  check_cpu({grad_out, out_in, softmax_lse}, "attention_backward");
+  Tensor mask_holder;
+  bind_mask(p, options, mask_holder, "attention_backward");
   const Tensor q = rows_compatible(q_in), k = rows_compatible(k_in), v = rows_compatible(v_in);
   const Tensor dout = rows_compatible(grad_out), out = rows_compatible(out_in);
   const DType adt = acc_dtype(q.dtype());

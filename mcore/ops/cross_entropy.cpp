@@ -7,8 +7,12 @@
 
 #include "mcore/ops/cpu/acc_type.h"
 #include "mcore/ops/cpu/vec_math.h"
-#include "mcore/ops/device_check.h"
+#include "mcore/ops/device_route.h"
 #include "mcore/tensor/factory.h"
+
+#ifdef MCORE_WITH_CUDA
+#include "mcore/ops/cuda/cross_entropy_cuda.h"
+#endif
 
 namespace mcore::ops {
 
@@ -19,10 +23,11 @@ DType loss_dtype(DType logits) {
 }
 
 // Checks shapes and dtypes and returns the targets as int64 (validated against V here, serially,
-// so the parallel kernels cannot throw).
+// so the parallel kernels cannot throw). For arguments on a GPU it returns an undefined tensor:
+// the CUDA kernels check the target range on the device, without a host sync.
 Tensor checked_targets(const Tensor& logits, const Tensor& target, const Tensor& loss_mask,
                        int64_t ignore_index, const char* op) {
-  check_cpu({logits, target}, op);
+  const bool on_gpu = on_cuda({logits, target}, op, {loss_mask});
   MCORE_CHECK(logits.dim() >= 1 && is_floating(logits.dtype()))
       << op << ": logits must be a float tensor [..., V], got " << logits.dtype() << " "
       << shape_str(logits.shape());
@@ -35,11 +40,11 @@ Tensor checked_targets(const Tensor& logits, const Tensor& target, const Tensor&
       << op << ": target must be int64 or int32, got " << target.dtype() << " "
       << shape_str(target.shape());
   if (loss_mask.defined()) {
-    check_cpu({loss_mask}, op);
     MCORE_CHECK(loss_mask.shape() == rows && is_floating(loss_mask.dtype()))
         << op << ": loss_mask " << loss_mask.dtype() << " " << shape_str(loss_mask.shape())
         << " must be a float tensor shaped like target " << shape_str(target.shape());
   }
+  if (on_gpu) return Tensor();
   Tensor t = target.to(DType::I64).contiguous();
   const int64_t V = logits.size(-1);
   const int64_t* tp = t.data<int64_t>();
@@ -110,6 +115,9 @@ void backward_kernel(const Tensor& grad, const Tensor& logits, const int64_t* tp
 CrossEntropyForwardResult cross_entropy_forward(const Tensor& logits_in, const Tensor& target,
                                                 const Tensor& loss_mask, int64_t ignore_index) {
   Tensor t = checked_targets(logits_in, target, loss_mask, ignore_index, "cross_entropy_forward");
+#ifdef MCORE_WITH_CUDA
+  if (!t.defined()) return cuda::cross_entropy_forward(logits_in, target, loss_mask, ignore_index);
+#endif
   const Tensor logits = logits_in.contiguous();
   const DType ldt = loss_dtype(logits.dtype());
   const Tensor mask = loss_mask.defined() ? loss_mask.to(ldt).contiguous() : Tensor();
@@ -129,11 +137,17 @@ Tensor cross_entropy_backward(const Tensor& grad_loss, const Tensor& logits_in,
                               const Tensor& loss_mask, int64_t ignore_index) {
   const char* op = "cross_entropy_backward";
   Tensor t = checked_targets(logits_in, target, loss_mask, ignore_index, op);
-  check_cpu({grad_loss, logsumexp}, op);
+  on_cuda({logits_in, grad_loss, logsumexp}, op);
   MCORE_CHECK(grad_loss.shape() == target.shape() && logsumexp.shape() == target.shape())
       << op << ": grad_loss " << shape_str(grad_loss.shape()) << " and logsumexp "
       << shape_str(logsumexp.shape()) << " must be shaped like target "
       << shape_str(target.shape());
+#ifdef MCORE_WITH_CUDA
+  if (!t.defined()) {
+    return cuda::cross_entropy_backward(grad_loss, logits_in, target, logsumexp, loss_mask,
+                                        ignore_index);
+  }
+#endif
   const Tensor logits = logits_in.contiguous();
   const DType ldt = loss_dtype(logits.dtype());
   const Tensor grad = grad_loss.to(ldt).contiguous();

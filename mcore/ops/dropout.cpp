@@ -2,8 +2,12 @@
 
 #include "mcore/base/philox.h"
 #include "mcore/ops/cpu/acc_type.h"
-#include "mcore/ops/device_check.h"
+#include "mcore/ops/device_route.h"
 #include "mcore/tensor/factory.h"
+
+#ifdef MCORE_WITH_CUDA
+#include "mcore/ops/cuda/dropout_cuda.h"
+#endif
 
 namespace mcore::ops {
 
@@ -50,8 +54,11 @@ void check_p(double p, const char* op) {
 
 Tensor apply_dropout(const Tensor& x_in, double p, uint64_t seed, uint64_t stream, uint64_t first,
                      const char* op) {
-  check_cpu({x_in}, op);
+  [[maybe_unused]] const bool on_gpu = on_cuda({x_in}, op);
   check_p(p, op);
+#ifdef MCORE_WITH_CUDA
+  if (on_gpu) return cuda::dropout_forward(x_in, p, seed, stream, first);
+#endif
   Tensor x = x_in.contiguous();
   Tensor y = empty(x.shape(), {x.dtype(), x.device()});
   MCORE_DISPATCH_FLOAT_TYPES(x.dtype(), op, [&] {

@@ -4,6 +4,11 @@
 
 #include "mcore/ops/cpu/acc_type.h"
 #include "mcore/ops/device_check.h"
+#include "mcore/ops/device_route.h"
+#ifdef MCORE_WITH_CUDA
+#include "mcore/ops/cuda/elementwise_cuda.h"
+#include "mcore/ops/reduction.h"
+#endif
 #include "mcore/tensor/factory.h"
 #include "mcore/tensor/strided.h"
 
@@ -68,17 +73,29 @@ void binary_kernel(Tensor& out, const Tensor& a, const Tensor& b, F f) {
       });
 }
 
+// The kernel each op runs on a GPU (its CPU form is the lambda).
+struct GpuOp {
+  int kind;  // cuda::BinaryOp or cuda::UnaryOp
+  double alpha = 1.0;
+};
+
 template <class F>
-void binary_into(Tensor& out, const Tensor& a, const Tensor& b, const char* op, F f) {
-  check_cpu({out, a, b}, op);
+void binary_into(Tensor& out, const Tensor& a, const Tensor& b, const char* op, F f,
+                 [[maybe_unused]] GpuOp g) {
+  if (on_cuda({out, a, b}, op)) {
+#ifdef MCORE_WITH_CUDA
+    cuda::binary(out, a, b, static_cast<cuda::BinaryOp>(g.kind), g.alpha);
+#endif
+    return;
+  }
   MCORE_DISPATCH_FLOAT_TYPES(out.dtype(), op, [&] { binary_kernel<scalar_t>(out, a, b, f); });
 }
 
 template <class F>
-Tensor binary(const Tensor& a, const Tensor& b, const char* op, F f) {
+Tensor binary(const Tensor& a, const Tensor& b, const char* op, F f, GpuOp g) {
   check_same_dtype(a, b, op);
   Tensor out = empty(broadcast_shapes(a.shape(), b.shape()), {a.dtype(), a.device()});
-  binary_into(out, a, b, op, f);
+  binary_into(out, a, b, op, f, g);
   return out;
 }
 
@@ -103,44 +120,56 @@ void unary_kernel(Tensor& out, const Tensor& x, F f) {
 }
 
 template <class F>
-void unary_into(Tensor& out, const Tensor& x, const char* op, F f) {
-  check_cpu({out, x}, op);
+void unary_into(Tensor& out, const Tensor& x, const char* op, F f, [[maybe_unused]] GpuOp g) {
+  if (on_cuda({out, x}, op)) {
+#ifdef MCORE_WITH_CUDA
+    cuda::unary(out, x, static_cast<cuda::UnaryOp>(g.kind), g.alpha);
+#endif
+    return;
+  }
   MCORE_DISPATCH_FLOAT_TYPES(x.dtype(), op, [&] { unary_kernel<scalar_t>(out, x, f); });
 }
 
 template <class F>
-Tensor unary(const Tensor& x, const char* op, F f) {
+Tensor unary(const Tensor& x, const char* op, F f, GpuOp g) {
   Tensor out = empty(x.shape(), {x.dtype(), x.device()});
-  unary_into(out, x, op, f);
+  unary_into(out, x, op, f, g);
   return out;
 }
+
+constexpr int kAdd = 0, kSub = 1, kMul = 2, kDiv = 3;  // cuda::BinaryOp
+constexpr int kScale = 0, kAddScalar = 1;              // cuda::UnaryOp
 
 }  // namespace
 
 Tensor add(const Tensor& a, const Tensor& b, double alpha) {
-  if (alpha == 1.0) return binary(a, b, "add", [](auto x, auto y) { return x + y; });
-  return binary(a, b, "add", [alpha](auto x, auto y) {
-    using A = decltype(x);
-    return x + static_cast<A>(alpha) * y;
-  });
+  if (alpha == 1.0) return binary(a, b, "add", [](auto x, auto y) { return x + y; }, {kAdd});
+  return binary(a, b, "add",
+                [alpha](auto x, auto y) {
+                  using A = decltype(x);
+                  return x + static_cast<A>(alpha) * y;
+                },
+                {kAdd, alpha});
 }
 Tensor sub(const Tensor& a, const Tensor& b) {
-  return binary(a, b, "sub", [](auto x, auto y) { return x - y; });
+  return binary(a, b, "sub", [](auto x, auto y) { return x - y; }, {kSub});
 }
 Tensor mul(const Tensor& a, const Tensor& b) {
-  return binary(a, b, "mul", [](auto x, auto y) { return x * y; });
+  return binary(a, b, "mul", [](auto x, auto y) { return x * y; }, {kMul});
 }
 Tensor div(const Tensor& a, const Tensor& b) {
-  return binary(a, b, "div", [](auto x, auto y) { return x / y; });
+  return binary(a, b, "div", [](auto x, auto y) { return x / y; }, {kDiv});
 }
 Tensor scale(const Tensor& x, double alpha) {
-  return unary(x, "scale", [alpha](auto v) { return static_cast<decltype(v)>(alpha) * v; });
+  return unary(x, "scale", [alpha](auto v) { return static_cast<decltype(v)>(alpha) * v; },
+               {kScale, alpha});
 }
 Tensor add_scalar(const Tensor& x, double value) {
-  return unary(x, "add_scalar", [value](auto v) { return v + static_cast<decltype(v)>(value); });
+  return unary(x, "add_scalar", [value](auto v) { return v + static_cast<decltype(v)>(value); },
+               {kAddScalar, value});
 }
 Tensor neg(const Tensor& x) {
-  return unary(x, "neg", [](auto v) { return -v; });
+  return unary(x, "neg", [](auto v) { return -v; }, {kScale, -1.0});
 }
 
 Tensor& add_(Tensor& a, const Tensor& b, double alpha) {
@@ -149,7 +178,8 @@ Tensor& add_(Tensor& a, const Tensor& b, double alpha) {
       << "add_: cannot add " << shape_str(b.shape()) << " into " << shape_str(a.shape())
       << " in place";
   binary_into(a, a, b, "add_",
-              [alpha](auto x, auto y) { return x + static_cast<decltype(x)>(alpha) * y; });
+              [alpha](auto x, auto y) { return x + static_cast<decltype(x)>(alpha) * y; },
+              {kAdd, alpha});
   return a;
 }
 Tensor& mul_(Tensor& a, const Tensor& b) {
@@ -157,11 +187,12 @@ Tensor& mul_(Tensor& a, const Tensor& b) {
   MCORE_CHECK(broadcast_shapes(a.shape(), b.shape()) == a.shape())
       << "mul_: cannot multiply " << shape_str(a.shape()) << " by " << shape_str(b.shape())
       << " in place";
-  binary_into(a, a, b, "mul_", [](auto x, auto y) { return x * y; });
+  binary_into(a, a, b, "mul_", [](auto x, auto y) { return x * y; }, {kMul});
   return a;
 }
 Tensor& scale_(Tensor& a, double alpha) {
-  unary_into(a, a, "scale_", [alpha](auto v) { return static_cast<decltype(v)>(alpha) * v; });
+  unary_into(a, a, "scale_", [alpha](auto v) { return static_cast<decltype(v)>(alpha) * v; },
+             {kScale, alpha});
   return a;
 }
 Tensor& axpy_(Tensor& y, double alpha, const Tensor& x) {
@@ -174,6 +205,18 @@ Tensor sum_to(const Tensor& t, const Shape& shape) {
   if (t.shape() == shape) return t;
   MCORE_CHECK(broadcast_shapes(shape, t.shape()) == t.shape())
       << "sum_to: shape " << shape_str(shape) << " does not broadcast to " << shape_str(t.shape());
+#ifdef MCORE_WITH_CUDA
+  if (t.device().is_cuda()) {
+    // Sum over the leading dims broadcasting added and the dims it expanded from 1.
+    const size_t lead = t.shape().size() - shape.size();
+    std::vector<int64_t> dims;
+    for (size_t d = 0; d < t.shape().size(); ++d)
+      if (d < lead || (shape[d - lead] == 1 && t.shape()[d] != 1))
+        dims.push_back(static_cast<int64_t>(d));
+    NoGradGuard no_grad;
+    return sum(t, dims, /*keepdim=*/true).reshape(shape);
+  }
+#endif
   check_cpu({t}, "sum_to");
   Tensor out = zeros(shape, {t.dtype(), t.device()});
   // Accumulate in the accumulator type, then store once.

@@ -5,17 +5,25 @@
 #include <vector>
 
 #include "mcore/ops/cpu/acc_type.h"
-#include "mcore/ops/device_check.h"
+#include "mcore/ops/device_route.h"
 #include "mcore/tensor/factory.h"
+
+#ifdef MCORE_WITH_CUDA
+#include "mcore/ops/cuda/embedding_cuda.h"
+#endif
 
 namespace mcore::ops {
 
 namespace {
 
-// The ids as int64, each checked against V (serially, before any parallel region).
-Tensor checked_ids(const Tensor& ids, int64_t V, const char* op, const Shape& weight_shape) {
+void check_ids_dtype(const Tensor& ids, const char* op) {
   MCORE_CHECK(ids.dtype() == DType::I64 || ids.dtype() == DType::I32)
       << op << ": ids must be int64 or int32, got " << ids.dtype() << " " << shape_str(ids.shape());
+}
+
+// The ids as int64, each checked against V (serially, before any parallel region).
+Tensor checked_ids(const Tensor& ids, int64_t V, const char* op, const Shape& weight_shape) {
+  check_ids_dtype(ids, op);
   Tensor t = ids.to(DType::I64).contiguous();
   const int64_t* p = t.data<int64_t>();
   for (int64_t n = 0; n < t.numel(); ++n) {
@@ -65,11 +73,17 @@ void scatter_add_kernel(const T* g, const int64_t* start, const int64_t* tokens,
 }  // namespace
 
 Tensor embedding_forward(const Tensor& weight_in, const Tensor& ids) {
-  check_cpu({weight_in, ids}, "embedding_forward");
+  [[maybe_unused]] const bool on_gpu = on_cuda({weight_in, ids}, "embedding_forward");
   MCORE_CHECK(weight_in.dim() == 2)
       << "embedding_forward: weight must be [V, H], got " << shape_str(weight_in.shape())
       << " (ids " << shape_str(ids.shape()) << ")";
   const int64_t V = weight_in.size(0), H = weight_in.size(1);
+#ifdef MCORE_WITH_CUDA
+  if (on_gpu) {
+    check_ids_dtype(ids, "embedding_forward");  // the range is checked on the device
+    return cuda::embedding_forward(weight_in, ids);
+  }
+#endif
   Tensor t = checked_ids(ids, V, "embedding_forward", weight_in.shape());
   const Tensor weight = weight_in.contiguous();
   Shape shape = ids.shape();
@@ -100,7 +114,7 @@ Tensor embedding_forward(const Tensor& weight_in, const Tensor& ids) {
 }
 
 Tensor embedding_backward(const Tensor& grad_in, const Tensor& ids, int64_t num_embeddings) {
-  check_cpu({grad_in, ids}, "embedding_backward");
+  [[maybe_unused]] const bool on_gpu = on_cuda({grad_in, ids}, "embedding_backward");
   Shape want = ids.shape();
   MCORE_CHECK(grad_in.dim() == ids.dim() + 1 &&
               Shape(grad_in.shape().begin(), grad_in.shape().end() - 1) == want)
@@ -109,6 +123,12 @@ Tensor embedding_backward(const Tensor& grad_in, const Tensor& ids, int64_t num_
   MCORE_CHECK(num_embeddings >= 0)
       << "embedding_backward: num_embeddings " << num_embeddings << " must be non-negative";
   const int64_t V = num_embeddings, H = grad_in.size(-1);
+#ifdef MCORE_WITH_CUDA
+  if (on_gpu) {
+    check_ids_dtype(ids, "embedding_backward");  // the range is checked on the device
+    return cuda::embedding_backward(grad_in, ids, num_embeddings);
+  }
+#endif
   Tensor t = checked_ids(ids, V, "embedding_backward", {V, H});
   const Tensor grad = grad_in.contiguous();
   const int64_t n = t.numel();

@@ -7,6 +7,10 @@
 #include "mcore/ops/device_check.h"
 #include "mcore/tensor/factory.h"
 
+#ifdef MCORE_WITH_CUDA
+#include "mcore/ops/cuda/fp8_cuda.h"
+#endif
+
 namespace mcore::ops {
 
 namespace {
@@ -55,6 +59,9 @@ void dequantize_kernel(const uint8_t* q, T* out, int64_t n, float scale_inv, Fp8
 }  // namespace
 
 Fp8Quantized fp8_quantize(const Tensor& x, float scale, Fp8Format format) {
+#ifdef MCORE_WITH_CUDA
+  if (x.defined() && x.device().is_cuda()) return cuda::fp8_quantize(x, scale, format);
+#endif
   check_cpu({x}, "fp8_quantize");
   MCORE_CHECK(x.dtype() == DType::F32 || x.dtype() == DType::BF16 || x.dtype() == DType::F16)
       << "fp8_quantize: input of dtype " << x.dtype() << " (shape " << shape_str(x.shape())
@@ -80,10 +87,17 @@ Fp8Quantized fp8_quantize(const Tensor& x, float scale, Fp8Format format) {
 }
 
 Fp8Quantized fp8_quantize(const Tensor& x, const Tensor& scale, Fp8Format format) {
+#ifdef MCORE_WITH_CUDA
+  if (x.defined() && x.device().is_cuda()) return cuda::fp8_quantize(x, scale, format);
+#endif
   return fp8_quantize(x, scalar_of(scale, "fp8_quantize", "scale"), format);
 }
 
 Tensor fp8_dequantize(const Tensor& data, float scale_inv, DType out_dtype) {
+#ifdef MCORE_WITH_CUDA
+  if (data.defined() && data.device().is_cuda())
+    return cuda::fp8_dequantize(data, scale_inv, out_dtype);
+#endif
   check_cpu({data}, "fp8_dequantize");
   MCORE_CHECK(data.dtype() == DType::F8E4M3 || data.dtype() == DType::F8E5M2)
       << "fp8_dequantize: data of dtype " << data.dtype() << " (shape " << shape_str(data.shape())
@@ -110,6 +124,10 @@ Tensor fp8_dequantize(const Tensor& data, float scale_inv, DType out_dtype) {
 }
 
 Tensor fp8_dequantize(const Tensor& data, const Tensor& scale_inv, DType out_dtype) {
+#ifdef MCORE_WITH_CUDA
+  if (data.defined() && data.device().is_cuda())
+    return cuda::fp8_dequantize(data, scale_inv, out_dtype);
+#endif
   return fp8_dequantize(data, scalar_of(scale_inv, "fp8_dequantize", "scale_inv"), out_dtype);
 }
 

@@ -1,9 +1,16 @@
 #include "mcore/ops/matmul.h"
 
+#include <atomic>
+
+#include "mcore/ops/activation.h"
 #include "mcore/ops/cpu/blas.h"
 #include "mcore/ops/device_check.h"
+#include "mcore/ops/device_route.h"
 #include "mcore/ops/elementwise.h"
 #include "mcore/tensor/factory.h"
+#ifdef MCORE_WITH_CUDA
+#include "mcore/ops/cuda/matmul_cuda.h"
+#endif
 
 namespace mcore::ops {
 
@@ -98,7 +105,7 @@ Shape output_shape(const Tensor& a, const Tensor& b, bool ta, bool tb) {
 
 void matmul_out(Tensor& c, const Tensor& a, const Tensor& b, bool ta, bool tb, double alpha,
                 double beta) {
-  check_cpu({c, a, b}, "matmul");
+  const bool gpu = on_cuda({c, a, b}, "matmul_out");
   MCORE_CHECK(a.dtype() == b.dtype() && a.dtype() == c.dtype())
       << "matmul_out: dtypes differ: " << a.dtype() << " " << shape_str(a.shape()) << ", "
       << b.dtype() << " " << shape_str(b.shape()) << ", out " << c.dtype();
@@ -106,6 +113,10 @@ void matmul_out(Tensor& c, const Tensor& a, const Tensor& b, bool ta, bool tb, d
   MCORE_CHECK(c.shape() == expect && c.is_contiguous())
       << "matmul_out: output must be contiguous with shape " << shape_str(expect) << ", got "
       << shape_str(c.shape());
+#ifdef MCORE_WITH_CUDA
+  if (gpu) return cuda::matmul_out(c, a, b, ta, tb, alpha, beta);
+#endif
+  (void)gpu;
   Tensor ac = blas_compatible(a), bc = blas_compatible(b);
   if (c.dtype() == DType::F32) {
     run_gemm<float>(c, ac, bc, ta, tb, alpha, beta);
@@ -118,12 +129,20 @@ void matmul_out(Tensor& c, const Tensor& a, const Tensor& b, bool ta, bool tb, d
 }
 
 Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
-  check_cpu({a, b}, "matmul");
+  const bool gpu = on_cuda({a, b}, "matmul");
   MCORE_CHECK(a.dtype() == b.dtype())
       << "matmul: dtype mismatch, " << a.dtype() << " " << shape_str(a.shape()) << " vs "
       << b.dtype() << " " << shape_str(b.shape());
   Shape shape = output_shape(a, b, ta, tb);
   DType dt = a.dtype();
+#ifdef MCORE_WITH_CUDA
+  if (gpu) {
+    MCORE_CHECK(dt == DType::F32 || dt == DType::F64 || dt == DType::BF16 || dt == DType::F16)
+        << "matmul: unsupported dtype " << dt << " (fp8 inputs go through matmul_fp8)";
+    return cuda::matmul(a, b, ta, tb);
+  }
+#endif
+  (void)gpu;
   if (dt == DType::F32 || dt == DType::F64) {
     Tensor c = empty(shape, dt);
     matmul_out(c, a, b, ta, tb);
@@ -147,9 +166,49 @@ Tensor matmul_fp8(const Tensor& a, double a_scale_inv, const Tensor& b, double b
       << "matmul_fp8: e5m2 x e5m2 is not a valid FP8 GEMM (one operand must be e4m3, as on "
          "Hopper)";
   Shape shape = output_shape(a, b, ta, tb);
+  if (on_cuda({a, b}, "matmul_fp8")) {
+#ifdef MCORE_WITH_CUDA
+    return cuda::matmul_fp8(a, a_scale_inv, b, b_scale_inv, ta, tb, out_dtype);
+#endif
+  }
   Tensor c = empty(shape, DType::F32);
   matmul_out(c, a.to(DType::F32), b.to(DType::F32), ta, tb, a_scale_inv * b_scale_inv, 0.0);
   return c.to(out_dtype);
 }
 
+Tensor matmul_bias_act(const Tensor& a, const Tensor& b, const Tensor& bias, MatmulActivation act,
+                       bool ta, bool tb) {
+  const bool gpu = on_cuda({a, b}, "matmul_bias_act", {bias});
+  Shape shape = output_shape(a, b, ta, tb);
+  if (bias.defined()) {
+    MCORE_CHECK(bias.dim() == 1 && bias.size(0) == shape.back() && bias.dtype() == a.dtype())
+        << "matmul_bias_act: bias must be [" << shape.back() << "] of dtype " << a.dtype()
+        << " for output " << shape_str(shape) << ", got " << bias.dtype() << " "
+        << shape_str(bias.shape());
+  }
+#ifdef MCORE_WITH_CUDA
+  if (gpu) return cuda::matmul_bias_act(a, b, bias, act, ta, tb);
+#endif
+  (void)gpu;
+  Tensor c = matmul(a, b, ta, tb);
+  if (bias.defined()) add_(c, bias);
+  if (act == MatmulActivation::kGeluTanh) c = gelu_forward(c, GeluApproximate::kTanh);
+  return c;
+}
+
 }  // namespace mcore::ops
+
+namespace mcore::cuda {
+
+namespace {
+std::atomic<bool> g_allow_tf32{false};
+}  // namespace
+
+void set_allow_tf32(bool allow) {
+  g_allow_tf32.store(allow, std::memory_order_relaxed);
+}
+bool allow_tf32() {
+  return g_allow_tf32.load(std::memory_order_relaxed);
+}
+
+}  // namespace mcore::cuda

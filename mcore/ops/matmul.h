@@ -22,4 +22,23 @@ void matmul_out(Tensor& c, const Tensor& a, const Tensor& b, bool trans_a = fals
 Tensor matmul_fp8(const Tensor& a, double a_scale_inv, const Tensor& b, double b_scale_inv,
                   bool trans_a = false, bool trans_b = false, DType out_dtype = DType::F32);
 
+// act(op(a) @ op(b) + bias): the Linear layer's GEMM with its epilogue. On GPUs cuBLASLt fuses
+// bias and GELU into the GEMM (one rounding of the result); on the CPU (and where cuBLASLt has
+// no fused kernel) it is a matmul, a broadcast add and a GELU. bias: [N] of the operands'
+// dtype, or undefined for none. float32/float64/bf16/fp16.
+enum class MatmulActivation { kNone, kGeluTanh };  // kGeluTanh: gelu(approximate='tanh')
+Tensor matmul_bias_act(const Tensor& a, const Tensor& b, const Tensor& bias,
+                       MatmulActivation act = MatmulActivation::kNone, bool trans_a = false,
+                       bool trans_b = false);
+
 }  // namespace mcore::ops
+
+namespace mcore::cuda {
+
+// Lets float32 GEMMs on GPUs run on TF32 tensor cores (inputs rounded to a 10-bit mantissa,
+// fp32 accumulation), as torch.backends.cuda.matmul.allow_tf32. Off by default; no effect on
+// the CPU or in builds without CUDA.
+void set_allow_tf32(bool allow);
+bool allow_tf32();
+
+}  // namespace mcore::cuda

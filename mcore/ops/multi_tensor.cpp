@@ -5,12 +5,21 @@
 
 #include "mcore/ops/device_check.h"
 
+#ifdef MCORE_WITH_CUDA
+#include "mcore/ops/cuda/multi_tensor_cuda.h"
+#endif
+
 namespace mcore::ops {
 
 namespace {
 
 // Small tensors (biases, norms) run serially: forking threads costs more than the pass.
 constexpr int64_t kParallelMin = 32768;
+
+// A list on a CUDA device goes to the CUDA kernels, which check that all of it is there.
+[[maybe_unused]] bool on_cuda(const std::vector<Tensor>& ts) {
+  return !ts.empty() && ts.front().defined() && ts.front().device().is_cuda();
+}
 
 void check_list(const std::vector<Tensor>& ts, const char* op) {
   for (size_t i = 0; i < ts.size(); ++i) {
@@ -74,6 +83,9 @@ int64_t count_zeros_kernel(const T* g, int64_t n) {
 }  // namespace
 
 bool non_finite_check_and_unscale_(std::vector<Tensor>& grads, float inv_scale) {
+#ifdef MCORE_WITH_CUDA
+  if (on_cuda(grads)) return cuda::non_finite_check_and_unscale_(grads, inv_scale);
+#endif
   check_list(grads, "non_finite_check_and_unscale_");
   bool found = false;
   for (Tensor& g : grads) {
@@ -85,6 +97,9 @@ bool non_finite_check_and_unscale_(std::vector<Tensor>& grads, float inv_scale) 
 }
 
 void multi_tensor_scale_(std::vector<Tensor>& tensors, double scale) {
+#ifdef MCORE_WITH_CUDA
+  if (on_cuda(tensors)) return cuda::multi_tensor_scale_(tensors, scale);
+#endif
   check_list(tensors, "multi_tensor_scale_");
   const float s = static_cast<float>(scale);
   for (Tensor& t : tensors) {
@@ -97,6 +112,9 @@ void multi_tensor_scale_(std::vector<Tensor>& tensors, double scale) {
 }
 
 double multi_tensor_max_abs(const std::vector<Tensor>& tensors) {
+#ifdef MCORE_WITH_CUDA
+  if (on_cuda(tensors)) return cuda::multi_tensor_max_abs(tensors);
+#endif
   check_list(tensors, "multi_tensor_max_abs");
   double m = 0.0;
   bool nan = false;
@@ -109,6 +127,9 @@ double multi_tensor_max_abs(const std::vector<Tensor>& tensors) {
 }
 
 int64_t multi_tensor_count_zeros(const std::vector<Tensor>& tensors) {
+#ifdef MCORE_WITH_CUDA
+  if (on_cuda(tensors)) return cuda::multi_tensor_count_zeros(tensors);
+#endif
   check_list(tensors, "multi_tensor_count_zeros");
   int64_t zeros = 0;
   for (const Tensor& t : tensors) {

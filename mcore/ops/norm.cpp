@@ -7,8 +7,12 @@
 #include <vector>
 
 #include "mcore/ops/cpu/acc_type.h"
-#include "mcore/ops/device_check.h"
+#include "mcore/ops/device_route.h"
 #include "mcore/tensor/factory.h"
+
+#ifdef MCORE_WITH_CUDA
+#include "mcore/ops/cuda/norm_cuda.h"
+#endif
 
 namespace mcore::ops {
 
@@ -174,17 +178,22 @@ template <bool kLayerNorm>
 NormGrads norm_backward(const Tensor& dy_in, const Tensor& x_in, const Tensor& mean_in,
                         const Tensor& rstd_in, const Tensor& w_in, bool has_bias, bool need_dx,
                         bool need_dweight, const char* op) {
-  if (kLayerNorm) {
-    check_cpu({dy_in, x_in, mean_in, rstd_in, w_in}, op);
-  } else {
-    check_cpu({dy_in, x_in, rstd_in, w_in}, op);
-  }
+  [[maybe_unused]] const bool on_gpu = kLayerNorm
+                                           ? on_cuda({dy_in, x_in, mean_in, rstd_in, w_in}, op)
+                                           : on_cuda({dy_in, x_in, rstd_in, w_in}, op);
   MCORE_CHECK(dy_in.shape() == x_in.shape() && dy_in.dtype() == x_in.dtype())
       << op << ": gradient " << shape_str(dy_in.shape()) << " " << dy_in.dtype()
       << " does not match input " << shape_str(x_in.shape()) << " " << x_in.dtype();
   check_param(x_in, w_in, op, "weight");
   if (kLayerNorm) check_stats(x_in, mean_in, op, "mean");
   check_stats(x_in, rstd_in, op, "rstd");
+  if (on_gpu) {
+#ifdef MCORE_WITH_CUDA
+    return kLayerNorm ? cuda::layer_norm_backward(dy_in, x_in, mean_in, rstd_in, w_in, has_bias,
+                                                  need_dx, need_dweight)
+                      : cuda::rms_norm_backward(dy_in, x_in, rstd_in, w_in, need_dx, need_dweight);
+#endif
+  }
   Tensor dy = dy_in.contiguous(), x = x_in.contiguous(), w = w_in.contiguous();
   Tensor rstd = rstd_in.contiguous(), mean = kLayerNorm ? mean_in.contiguous() : Tensor();
   NormGrads out;
@@ -214,14 +223,13 @@ NormGrads norm_backward(const Tensor& dy_in, const Tensor& x_in, const Tensor& m
 
 LayerNormOutput layer_norm_forward(const Tensor& x_in, const Tensor& weight, const Tensor& bias,
                                    double eps) {
-  if (bias.defined()) {
-    check_cpu({x_in, weight, bias}, "layer_norm");
-  } else {
-    check_cpu({x_in, weight}, "layer_norm");
-  }
+  [[maybe_unused]] const bool on_gpu = on_cuda({x_in, weight}, "layer_norm", {bias});
   check_param(x_in, weight, "layer_norm", "weight");
   if (bias.defined()) check_param(x_in, bias, "layer_norm", "bias");
   MCORE_CHECK(eps >= 0) << "layer_norm: eps must be >= 0, got " << eps;
+#ifdef MCORE_WITH_CUDA
+  if (on_gpu) return cuda::layer_norm_forward(x_in, weight, bias, eps);
+#endif
   Tensor x = x_in.contiguous();
   Shape rows_shape(x.shape().begin(), x.shape().end() - 1);
   LayerNormOutput out;
@@ -241,9 +249,12 @@ NormGrads layer_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& m
 }
 
 RMSNormOutput rms_norm_forward(const Tensor& x_in, const Tensor& weight, double eps) {
-  check_cpu({x_in, weight}, "rms_norm");
+  [[maybe_unused]] const bool on_gpu = on_cuda({x_in, weight}, "rms_norm");
   check_param(x_in, weight, "rms_norm", "weight");
   MCORE_CHECK(eps >= 0) << "rms_norm: eps must be >= 0, got " << eps;
+#ifdef MCORE_WITH_CUDA
+  if (on_gpu) return cuda::rms_norm_forward(x_in, weight, eps);
+#endif
   Tensor x = x_in.contiguous();
   Shape rows_shape(x.shape().begin(), x.shape().end() - 1);
   RMSNormOutput out;

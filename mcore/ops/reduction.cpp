@@ -7,6 +7,10 @@
 
 #include "mcore/ops/cpu/acc_type.h"
 #include "mcore/ops/device_check.h"
+#include "mcore/ops/device_route.h"
+#ifdef MCORE_WITH_CUDA
+#include "mcore/ops/cuda/reduction_cuda.h"
+#endif
 #include "mcore/ops/elementwise.h"
 #include "mcore/tensor/factory.h"
 
@@ -164,12 +168,18 @@ void sum_dims_kernel(const T* x, T* out, int64_t outer, int64_t reduce, int64_t 
 
 Tensor reduce_sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim, bool mean,
                   const char* op) {
-  check_cpu({x}, op);
+  const bool gpu = on_cuda({x}, op);
   std::vector<bool> red = reduced_mask(x.shape(), dims, op);
   Tensor out = empty(reduced_shape(x.shape(), red, keepdim), {x.dtype(), x.device()});
   Plan p = plan_reduction(x, red);
   const double scale = mean ? 1.0 / static_cast<double>(p.reduce) : 1.0;
   if (out.numel() == 0) return out;
+  if (gpu) {
+#ifdef MCORE_WITH_CUDA
+    cuda::sum_dims(p.src, out, p.outer, p.reduce, p.inner, scale);
+#endif
+    return out;
+  }
   MCORE_DISPATCH_FLOAT_TYPES(x.dtype(), op, [&] {
     sum_dims_kernel<scalar_t>(static_cast<const scalar_t*>(p.src.data_ptr()),
                               static_cast<scalar_t*>(out.data_ptr()), p.outer, p.reduce, p.inner,
@@ -258,9 +268,15 @@ double sum_squares<double>(const double* p, int64_t n) {
 }  // namespace
 
 Tensor sum_all(const Tensor& x) {
-  check_cpu({x}, "sum");
+  const bool gpu = on_cuda({x}, "sum");
   Tensor c = x.contiguous();
   Tensor out = empty({}, {x.dtype(), x.device()});
+  if (gpu) {
+#ifdef MCORE_WITH_CUDA
+    cuda::sum_dims(c, out, 1, c.numel(), 1, 1.0);
+#endif
+    return out;
+  }
   MCORE_DISPATCH_FLOAT_TYPES(x.dtype(), "sum", [&] {
     sum_all_kernel<scalar_t>(static_cast<const scalar_t*>(c.data_ptr()), c.numel(),
                              static_cast<scalar_t*>(out.data_ptr()));
@@ -301,7 +317,7 @@ Tensor mean_backward(const Tensor& grad, const Shape& input_shape, const std::ve
 }
 
 MaxResult max(const Tensor& x, int64_t dim, bool keepdim) {
-  check_cpu({x}, "max");
+  const bool gpu = on_cuda({x}, "max");
   const int64_t nd = x.dim();
   MCORE_CHECK(nd > 0) << "max: a 0-d tensor has no dimension " << dim << " to reduce";
   std::vector<bool> red = reduced_mask(x.shape(), {dim}, "max");
@@ -313,6 +329,12 @@ MaxResult max(const Tensor& x, int64_t dim, bool keepdim) {
               empty(out_shape, {DType::I64, x.device()})};
   if (r.values.numel() == 0) return r;
   Plan p = plan_reduction(x, red);
+  if (gpu) {
+#ifdef MCORE_WITH_CUDA
+    cuda::max_dims(p.src, r.values, r.indices, p.outer, p.reduce, p.inner);
+#endif
+    return r;
+  }
   MCORE_DISPATCH_FLOAT_TYPES(x.dtype(), "max", [&] {
     max_kernel<scalar_t>(static_cast<const scalar_t*>(p.src.data_ptr()),
                          static_cast<scalar_t*>(r.values.data_ptr()), r.indices.data<int64_t>(),
@@ -323,7 +345,7 @@ MaxResult max(const Tensor& x, int64_t dim, bool keepdim) {
 
 Tensor max_backward(const Tensor& grad, const Tensor& indices, const Shape& input_shape,
                     int64_t dim, bool keepdim) {
-  check_cpu({grad, indices}, "max_backward");
+  const bool gpu = on_cuda({grad, indices}, "max_backward");
   std::vector<bool> red = reduced_mask(input_shape, {dim}, "max_backward");
   Shape expected = reduced_shape(input_shape, red, keepdim);
   MCORE_CHECK(grad.shape() == expected && indices.shape() == expected)
@@ -336,6 +358,12 @@ Tensor max_backward(const Tensor& grad, const Tensor& indices, const Shape& inpu
   if (grad.numel() == 0) return gx;
   Plan p = plan_reduction(gx, red);  // gx is contiguous and one dim is reduced: a pure view
   Tensor g = grad.contiguous(), idx = indices.contiguous();
+  if (gpu) {
+#ifdef MCORE_WITH_CUDA
+    cuda::max_backward_scatter(g, idx, gx, p.outer, p.reduce, p.inner);
+#endif
+    return gx;
+  }
   MCORE_DISPATCH_FLOAT_TYPES(grad.dtype(), "max_backward", [&] {
     max_backward_kernel<scalar_t>(static_cast<const scalar_t*>(g.data_ptr()), idx.data<int64_t>(),
                                   static_cast<scalar_t*>(gx.data_ptr()), p.outer, p.reduce,
@@ -345,6 +373,21 @@ Tensor max_backward(const Tensor& grad, const Tensor& indices, const Shape& inpu
 }
 
 double multi_tensor_l2norm_squared(const std::vector<Tensor>& tensors) {
+#ifdef MCORE_WITH_CUDA
+  if (!tensors.empty() && tensors[0].defined() && tensors[0].device().is_cuda()) {
+    for (size_t k = 0; k < tensors.size(); ++k) {
+      MCORE_CHECK(tensors[k].defined() && tensors[k].device() == tensors[0].device())
+          << "multi_tensor_l2norm_squared: tensor " << k << " is not on " << tensors[0].device()
+          << " like tensor 0 (all tensors must share one device)";
+      const DType d = tensors[k].dtype();
+      MCORE_CHECK(d == DType::F32 || d == DType::F64 || d == DType::BF16 || d == DType::F16)
+          << "multi_tensor_l2norm_squared: tensor " << k << " of shape "
+          << shape_str(tensors[k].shape()) << " has dtype " << d
+          << "; expected float32, float64, bfloat16 or float16";
+    }
+    return cuda::sum_squares(tensors);
+  }
+#endif
   // Contiguous copies only where needed; chunks of a fixed size over all tensors form one
   // parallel loop, and the per-chunk partials are added in order.
   constexpr int64_t kChunk = 1 << 15;

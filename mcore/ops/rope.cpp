@@ -4,8 +4,12 @@
 #include <vector>
 
 #include "mcore/ops/cpu/acc_type.h"
-#include "mcore/ops/device_check.h"
+#include "mcore/ops/device_route.h"
 #include "mcore/tensor/factory.h"
+
+#ifdef MCORE_WITH_CUDA
+#include "mcore/ops/cuda/rope_cuda.h"
+#endif
 
 namespace mcore::ops {
 
@@ -97,7 +101,7 @@ void rope_kernel(const Tensor& x, Tensor& out, const Tensor& freqs, bool interle
 template <bool Inverse>
 Tensor rope(const Tensor& t_in, const Tensor& freqs, bool interleaved, double mscale,
             const char* op) {
-  check_cpu({t_in, freqs}, op);
+  [[maybe_unused]] const bool on_gpu = on_cuda({t_in, freqs}, op);
   MCORE_CHECK(t_in.dim() == 4) << op << ": expected t [S, B, H, D], got "
                                << shape_str(t_in.shape());
   MCORE_CHECK(is_floating(freqs.dtype())) << op << ": freqs must be a float tensor of angles, got "
@@ -111,6 +115,12 @@ Tensor rope(const Tensor& t_in, const Tensor& freqs, bool interleaved, double ms
   MCORE_CHECK(rot % 2 == 0 && rot <= D)
       << op << ": rot_dim " << rot << " of freqs " << shape_str(freqs.shape())
       << " must be even and at most the head dim of t " << shape_str(t_in.shape());
+#ifdef MCORE_WITH_CUDA
+  if (on_gpu) {
+    return Inverse ? cuda::apply_rotary_pos_emb_backward(t_in, freqs, interleaved, mscale)
+                   : cuda::apply_rotary_pos_emb(t_in, freqs, interleaved, mscale);
+  }
+#endif
   const Tensor t = t_in.stride(3) == 1 || D <= 1 ? t_in : t_in.contiguous();
   Tensor out = empty(t.shape(), {t.dtype(), t.device()});
   if (out.numel() == 0) return out;

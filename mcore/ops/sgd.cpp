@@ -5,6 +5,10 @@
 
 #include "mcore/ops/device_check.h"
 
+#ifdef MCORE_WITH_CUDA
+#include "mcore/ops/cuda/sgd_cuda.h"
+#endif
+
 namespace mcore::ops {
 
 namespace {
@@ -36,9 +40,21 @@ __attribute__((optimize("fp-contract=off"))) void sgd_kernel(P* p, const G* g, P
   }
 }
 
+// CPU tensors, or all on the parameter's CUDA device.
+void check_devices(std::initializer_list<Tensor> ts, const char* op) {
+  const Tensor& first = *ts.begin();
+  if (!first.defined() || first.device().is_cpu()) return check_cpu(ts, op);
+  for (const Tensor& t : ts) {
+    MCORE_CHECK(t.defined() && t.device() == first.device())
+        << op << ": all tensors must be on " << first.device() << " (the parameter's device); got "
+        << (t.defined() ? t.device().str() : std::string("an undefined tensor")) << " for shape "
+        << (t.defined() ? shape_str(t.shape()) : std::string("?"));
+  }
+}
+
 void check_inputs(const Tensor& param, const Tensor& grad, const Tensor& buf, const SgdConfig& c,
                   const char* op) {
-  check_cpu({param, grad}, op);
+  check_devices({param, grad}, op);
   MCORE_CHECK(param.dtype() == DType::F32 || param.dtype() == DType::F64)
       << op << ": parameter of dtype " << param.dtype() << " (shape " << shape_str(param.shape())
       << "); the optimizer updates float32 (or float64) parameters: keep an fp32 main copy and "
@@ -55,7 +71,7 @@ void check_inputs(const Tensor& param, const Tensor& grad, const Tensor& buf, co
       << shape_str(param.strides()) << ", grad " << shape_str(grad.shape()) << " strides "
       << shape_str(grad.strides());
   if (c.momentum != 0.0) {
-    check_cpu({buf}, op);
+    check_devices({param, buf}, op);
     MCORE_CHECK(buf.dtype() == param.dtype() && buf.numel() == param.numel() && buf.is_contiguous())
         << op << ": momentum buffer " << shape_str(buf.shape()) << " " << buf.dtype()
         << " must be contiguous with the parameter's numel and dtype (" << shape_str(param.shape())
@@ -96,6 +112,10 @@ void run(Tensor& param, const Tensor& grad, Tensor& buf, M* model, bool first, c
 void sgd_step_(Tensor& param, const Tensor& grad, Tensor& momentum_buffer, bool first_step,
                const SgdConfig& config) {
   check_inputs(param, grad, momentum_buffer, config, "sgd_step_");
+#ifdef MCORE_WITH_CUDA
+  if (param.device().is_cuda())
+    return cuda::sgd_step_(param, grad, momentum_buffer, first_step, config);
+#endif
   if (param.dtype() == DType::F64) {
     run<double, void>(param, grad, momentum_buffer, nullptr, first_step, config);
   } else {
@@ -106,13 +126,19 @@ void sgd_step_(Tensor& param, const Tensor& grad, Tensor& momentum_buffer, bool 
 void sgd_step_with_main_(Tensor& model_param, Tensor& main_param, const Tensor& grad,
                          Tensor& momentum_buffer, bool first_step, const SgdConfig& config) {
   check_inputs(main_param, grad, momentum_buffer, config, "sgd_step_with_main_");
-  check_cpu({model_param}, "sgd_step_with_main_");
+  check_devices({main_param, model_param}, "sgd_step_with_main_");
   MCORE_CHECK(main_param.dtype() == DType::F32)
       << "sgd_step_with_main_: main parameter must be float32, got " << main_param.dtype();
   MCORE_CHECK(model_param.numel() == main_param.numel() && model_param.is_contiguous())
       << "sgd_step_with_main_: model parameter " << shape_str(model_param.shape())
       << " must be contiguous with the numel of the main parameter "
       << shape_str(main_param.shape());
+#ifdef MCORE_WITH_CUDA
+  if (main_param.device().is_cuda() &&
+      (model_param.dtype() == DType::BF16 || model_param.dtype() == DType::F16))
+    return cuda::sgd_step_with_main_(model_param, main_param, grad, momentum_buffer, first_step,
+                                     config);
+#endif
   switch (model_param.dtype()) {
     case DType::BF16:
       run<float, BFloat16>(main_param, grad, momentum_buffer, model_param.data<BFloat16>(),

@@ -7,8 +7,12 @@
 
 #include "mcore/ops/cpu/acc_type.h"
 #include "mcore/ops/cpu/vec_math.h"
-#include "mcore/ops/device_check.h"
+#include "mcore/ops/device_route.h"
 #include "mcore/tensor/factory.h"
+
+#ifdef MCORE_WITH_CUDA
+#include "mcore/ops/cuda/softmax_cuda.h"
+#endif
 
 namespace mcore::ops {
 
@@ -75,11 +79,14 @@ void softmax_backward_kernel(const T* dy, const T* y, T* dx, int64_t rows, int64
 }  // namespace
 
 Tensor softmax_forward(const Tensor& x_in, double scale, bool causal) {
-  check_cpu({x_in}, "softmax");
+  [[maybe_unused]] const bool on_gpu = on_cuda({x_in}, "softmax");
   MCORE_CHECK(x_in.dim() >= 1) << "softmax: input must have at least one dimension, got "
                                << shape_str(x_in.shape());
   MCORE_CHECK(!causal || x_in.dim() >= 2)
       << "softmax: a causal mask needs scores [..., sq, sk], got " << shape_str(x_in.shape());
+#ifdef MCORE_WITH_CUDA
+  if (on_gpu) return cuda::softmax_forward(x_in, scale, causal);
+#endif
   Tensor x = x_in.contiguous();
   Tensor y = empty(x.shape(), {x.dtype(), x.device()});
   const int64_t sk = x.size(-1);
@@ -94,11 +101,14 @@ Tensor softmax_forward(const Tensor& x_in, double scale, bool causal) {
 }
 
 Tensor softmax_backward(const Tensor& dy_in, const Tensor& y_in, double scale) {
-  check_cpu({dy_in, y_in}, "softmax_backward");
+  [[maybe_unused]] const bool on_gpu = on_cuda({dy_in, y_in}, "softmax_backward");
   MCORE_CHECK(dy_in.shape() == y_in.shape() && dy_in.dtype() == y_in.dtype())
       << "softmax_backward: gradient " << shape_str(dy_in.shape()) << " " << dy_in.dtype()
       << " does not match the softmax output " << shape_str(y_in.shape()) << " " << y_in.dtype();
   MCORE_CHECK(y_in.dim() >= 1) << "softmax_backward: 0-d input";
+#ifdef MCORE_WITH_CUDA
+  if (on_gpu) return cuda::softmax_backward(dy_in, y_in, scale);
+#endif
   Tensor dy = dy_in.contiguous(), y = y_in.contiguous();
   Tensor dx = empty(y.shape(), {y.dtype(), y.device()});
   const int64_t sk = y.size(-1);

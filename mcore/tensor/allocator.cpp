@@ -8,6 +8,9 @@
 #include <vector>
 
 #include "mcore/base/error.h"
+#ifdef MCORE_WITH_CUDA
+#include "mcore/tensor/cuda/tensor_cuda.h"
+#endif
 
 namespace mcore {
 
@@ -90,6 +93,13 @@ Allocator*& slot(DeviceType type) {
 
 Allocator* get_allocator(DeviceType type) {
   Allocator* a = slot(type);
+#ifdef MCORE_WITH_CUDA
+  // A static libmcore may have dropped the object whose initializer registers the backend.
+  if (!a && type == DeviceType::CUDA) {
+    cuda::register_backend();
+    a = slot(type);
+  }
+#endif
   MCORE_CHECK(a) << "no allocator for device type " << static_cast<int>(type)
                  << ": this build of mcore has no CUDA backend or no GPU was initialized "
                     "(rebuild with the CUDA toolkit present, or use Device::cpu())";

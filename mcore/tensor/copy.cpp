@@ -6,6 +6,9 @@
 #include <type_traits>
 
 #include "mcore/tensor/strided.h"
+#ifdef MCORE_WITH_CUDA
+#include "mcore/tensor/cuda/tensor_cuda.h"
+#endif
 
 namespace mcore {
 
@@ -103,6 +106,13 @@ void copy_tensor(Tensor& dst, const Tensor& src, bool saturate) {
       << shape_str(src.shape());
   if (dst.numel() == 0) return;
   if (!dst.device().is_cpu() || !src.device().is_cpu()) {
+#ifdef MCORE_WITH_CUDA
+    // Any dtypes and layouts, converted on the GPU.
+    if (dst.device().is_cuda() || src.device().is_cuda()) {
+      cuda::copy_tensor(dst, src, saturate);
+      return;
+    }
+#endif
     MCORE_CHECK(dst.dtype() == src.dtype() && dst.is_contiguous() && src.is_contiguous())
         << "copy between devices needs contiguous tensors of one dtype (got " << src.dtype()
         << " -> " << dst.dtype() << "); convert on the device first";
@@ -116,6 +126,12 @@ void copy_tensor(Tensor& dst, const Tensor& src, bool saturate) {
 }
 
 void fill_tensor(Tensor& dst, double value) {
+#ifdef MCORE_WITH_CUDA
+  if (dst.device().is_cuda()) {
+    cuda::fill_tensor(dst, value);
+    return;
+  }
+#endif
   MCORE_CHECK(dst.device().is_cpu()) << "fill_ on " << dst.device() << " is not supported yet";
   MCORE_DISPATCH_ALL(dst.dtype(), "fill_", [&] { fill_typed<scalar_t>(dst, value); });
 }

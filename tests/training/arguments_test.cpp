@@ -453,9 +453,26 @@ TEST(Arguments, DerivedValuesFollowValidateArgs) {
                          4),
                "the remaining 3 layers must split evenly over 2 middle stages");
   Arguments v = validated(with(base_argv(), {"--pipeline-model-parallel-size", "2",
-                                             "--num-layers-per-virtual-pipeline-stage", "1"}),
+                                             "--num-layers-per-virtual-pipeline-stage", "1",
+                                             "--global-batch-size", "4"}),
                           2);
   EXPECT_EQ(*v.virtual_pipeline_model_parallel_size, 2);
+  Arguments w = validated(with(base_argv(), {"--pipeline-model-parallel-size", "2",
+                                             "--num-virtual-stages-per-pipeline-rank", "2",
+                                             "--global-batch-size", "4"}),
+                          2);
+  EXPECT_EQ(*w.virtual_pipeline_model_parallel_size, 2);
+  // The interleaved schedule needs at least as many microbatches per step as stages, and
+  // every virtual stage a whole number of layers.
+  EXPECT_ERROR(validated(with(base_argv(), {"--pipeline-model-parallel-size", "2",
+                                            "--num-virtual-stages-per-pipeline-rank", "2"}),
+                         2),
+               "microbatches per step 1");
+  EXPECT_ERROR(validated(with(base_argv(), {"--pipeline-model-parallel-size", "2",
+                                            "--num-virtual-stages-per-pipeline-rank", "4",
+                                            "--global-batch-size", "4"}),
+                         2),
+               "do not split evenly into 4 virtual pipeline stages");
 }
 
 TEST(Arguments, ModelPresetFillsShapesNotGiven) {

@@ -18,6 +18,7 @@
 
 #include "mcore/comm/checks.h"
 #include "mcore/comm/distributed.h"
+#include "mcore/tensor/cuda/cuda_runtime.h"
 #include "mcore/tensor/factory.h"
 
 namespace mcore::comm {
@@ -26,9 +27,11 @@ namespace {
 
 std::atomic<void*> g_caller_stream{nullptr};
 
+// Unset: the stream mcore's kernels run on (mcore::cuda::current_stream of the current device,
+// a non-blocking stream that the legacy default stream would not order with).
 cudaStream_t caller_stream() {
   void* s = g_caller_stream.load();
-  return s ? static_cast<cudaStream_t>(s) : cudaStreamLegacy;
+  return s ? static_cast<cudaStream_t>(s) : mcore::cuda::current_stream();
 }
 
 void check_cuda(cudaError_t e, const char* what) {

@@ -5,9 +5,9 @@
 //   on GPU (local rank mod visible devices).
 // - Subgroups: ProcessGroup::split is ncclCommSplit of the parent communicator.
 // - Streams: each group runs its NCCL kernels on its own non-blocking stream. Before an op, that
-//   stream waits (cudaEvent) for the caller's stream (set_nccl_caller_stream, default: the legacy
-//   default stream), so inputs the caller just wrote are ready; after it an event marks
-//   completion.
+//   stream waits (cudaEvent) for the caller's stream (set_nccl_caller_stream, default: mcore's
+//   current stream, mcore::cuda::current_stream()), so inputs the caller just wrote are ready;
+//   after it an event marks completion.
 // - Work::wait() polls that event on the host until done. Every poll also checks
 //   ncclCommGetAsyncError; past the distributed timeout the communicator is aborted
 //   (ncclCommAbort, so no kernel keeps spinning) and the job ends naming the op, the group and
@@ -33,7 +33,7 @@ void register_nccl_backend();
 ProcessGroupPtr make_nccl_world_group(const ProcessGroupPtr& bootstrap, int device = -1);
 
 // The stream (a cudaStream_t) whose work NCCL ops must follow: the stream the caller's kernels
-// run on. nullptr means the legacy default stream.
+// run on. nullptr (the default) means mcore::cuda::current_stream() of the group's device.
 void set_nccl_caller_stream(void* cuda_stream);
 
 }  // namespace mcore::comm
