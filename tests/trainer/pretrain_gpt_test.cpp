@@ -9,8 +9,6 @@
 //   - bad flags and corrupt checkpoints end the job non-zero with the reason.
 // The binaries must be built (cmake --build build --target pretrain_gpt preprocess_data).
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
@@ -25,61 +23,10 @@
 #include "mcore/training/jsonl_logger.h"
 #include "mcore/training/tensorboard_writer.h"
 #include "tests/common/test_util.h"
+#include "tests/trainer/trainer_test_util.h"
 
-namespace mcore::training {
+namespace mcore::training::trainer_test {
 namespace {
-
-namespace fs = std::filesystem;
-
-std::string tool(const std::string& name) {
-  fs::path exe = fs::read_symlink("/proc/self/exe");
-  return (exe.parent_path().parent_path() / "tools" / name).string();
-}
-
-struct RunResult {
-  int rc = -1;
-  std::string output;
-};
-
-RunResult run(const std::string& cmd) {
-  RunResult r;
-  std::FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) r.output.append(buf, n);
-  const int status = ::pclose(p);
-  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
-}
-
-// mpirun as root on a small machine, one OpenMP thread per rank.
-std::string mpirun(int np) {
-  return "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
-         "OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl_vader_single_copy_mechanism=none "
-         "OMP_NUM_THREADS=1 MCORE_DISTRIBUTED_TIMEOUT_SECONDS=60 mpirun --oversubscribe "
-         "--bind-to none -np " +
-         std::to_string(np) + " ";
-}
-
-fs::path fresh_dir(const std::string& name) {
-  fs::path d =
-      fs::temp_directory_path() / ("mcore_trainer_" + std::to_string(::getpid()) + "_" + name);
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
-
-// iteration -> {"lm loss", "grad norm"} from the JSONL metrics file.
-std::map<int64_t, std::pair<double, double>> read_losses(const fs::path& tb_dir) {
-  std::map<int64_t, std::pair<double, double>> m;
-  for (const auto& r : read_jsonl((tb_dir / "metrics.jsonl").string())) {
-    if (r.contains("lm loss"))
-      m[r.at("iteration").get<int64_t>()] = {r.at("lm loss").get<double>(),
-                                             r.at("grad norm").get<double>()};
-  }
-  return m;
-}
 
 const char* kTinyModel =
     " --model gpt2-tiny --seq-length 32 --max-position-embeddings 64 --log-interval 5";
@@ -318,4 +265,4 @@ TEST(PretrainGPT, SigtermSavesACheckpointAndExitsCleanly) {
 }
 
 }  // namespace
-}  // namespace mcore::training
+}  // namespace mcore::training::trainer_test

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <array>
 
+#include "mcore/ops/cuda/acc_type.cuh"
 #include "mcore/ops/cuda/elementwise_cuda.h"
 #include "mcore/tensor/cuda/convert.cuh"
 #include "mcore/tensor/cuda/cuda_runtime.h"
@@ -14,32 +15,6 @@ namespace dev = mcore::cuda::dev;
 
 constexpr int kThreads = 256;
 constexpr int kMaxDims = 10;
-
-template <class T>
-struct Acc {
-  using type = float;
-};
-template <>
-struct Acc<double> {
-  using type = double;
-};
-template <class T>
-using acc_t = typename Acc<T>::type;
-
-template <class T>
-__device__ __forceinline__ acc_t<T> load(T v) {
-  if constexpr (dev::is_narrow_v<T>)
-    return dev::narrow_to_float(v);
-  else
-    return v;
-}
-template <class T>
-__device__ __forceinline__ T store(acc_t<T> v) {
-  if constexpr (dev::is_narrow_v<T>)
-    return dev::float_to_narrow<T>(v, false);
-  else
-    return v;
-}
 
 template <int Op, class A>
 __device__ __forceinline__ A apply_binary(A x, A y, A alpha) {

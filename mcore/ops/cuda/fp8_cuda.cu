@@ -11,6 +11,7 @@
 #include "mcore/ops/cuda/launch_util.cuh"
 #include "mcore/ops/cuda/optim_pack.cuh"
 #include "mcore/ops/cuda/scalar_cast.cuh"
+#include "mcore/tensor/cuda/convert.cuh"
 #include "mcore/tensor/factory.h"
 
 namespace mcore::ops::cuda {
@@ -19,96 +20,14 @@ namespace {
 
 constexpr int kThreads = 256;
 
-// Round |a| (finite, >= 0) to a minifloat with IEEE-style subnormals; sets *overflow when the
-// result exceeds max_code. Same steps as round_to_minifloat in float_types.cpp.
-__device__ __forceinline__ uint32_t round_to_minifloat(float a, int exp_bits, int man_bits,
-                                                       uint32_t max_code, bool* overflow) {
-  *overflow = false;
-  const int bias = (1 << (exp_bits - 1)) - 1;
-  const int min_normal_exp = 1 - bias;
-  const uint32_t u = __float_as_uint(a);
-  if (u == 0) return 0;
-  const int e = static_cast<int>((u >> 23) & 0xff);
-  const uint32_t m = u & 0x7fffff;
-  const int exp = (e == 0) ? -126 : e - 127;
-  const uint32_t sig = (e == 0) ? m : (m | 0x800000u);
-  const int target_exp = exp < min_normal_exp ? min_normal_exp : exp;
-  const int shift = (target_exp - man_bits) - (exp - 23);
-  uint64_t q;
-  if (shift <= 0) {
-    q = static_cast<uint64_t>(sig) << (-shift);
-  } else if (shift >= 40) {
-    q = 0;
-  } else {
-    const uint64_t s = sig;
-    uint64_t keep = s >> shift;
-    const uint64_t rem = s & ((uint64_t{1} << shift) - 1);
-    const uint64_t half = uint64_t{1} << (shift - 1);
-    if (rem > half || (rem == half && (keep & 1))) keep++;
-    q = keep;
-  }
-  int biased;
-  uint32_t mant;
-  if (q < (uint64_t{1} << man_bits)) {
-    if (target_exp == min_normal_exp) {
-      biased = 0;
-      mant = static_cast<uint32_t>(q);
-    } else {
-      biased = target_exp + bias;
-      mant = static_cast<uint32_t>(q) & ((1u << man_bits) - 1);
-    }
-  } else {
-    int extra = 0;
-    while (q >= (uint64_t{2} << man_bits)) {
-      q >>= 1;
-      extra++;
-    }
-    biased = target_exp + extra + bias;
-    mant = static_cast<uint32_t>(q) & ((1u << man_bits) - 1);
-  }
-  const uint64_t code = (static_cast<uint64_t>(biased) << man_bits) | mant;
-  if (biased >= (1 << exp_bits) || code > max_code) {
-    *overflow = true;
-    return max_code;
-  }
-  return static_cast<uint32_t>(code);
-}
-
-// float_to_fp8_bits(f, format, saturate = true).
+// The conversions are the copy kernels' (bit-identical to float_types.cpp).
 template <bool kE4M3>
 __device__ __forceinline__ uint8_t to_fp8_sat(float f) {
-  const uint8_t sign = static_cast<uint8_t>((__float_as_uint(f) >> 24) & 0x80u);
-  const uint8_t nan = kE4M3 ? 0x7f : 0x7e;
-  const uint8_t max_code = kE4M3 ? 0x7e : 0x7b;
-  if (isnan(f)) return static_cast<uint8_t>(sign | nan);
-  if (isinf(f)) return static_cast<uint8_t>(sign | max_code);
-  bool overflow;
-  const uint32_t code = kE4M3 ? round_to_minifloat(fabsf(f), 4, 3, max_code, &overflow)
-                              : round_to_minifloat(fabsf(f), 5, 2, max_code, &overflow);
-  return static_cast<uint8_t>(sign | (overflow ? max_code : code));
+  return mcore::cuda::dev::float_to_fp8<kE4M3>(f, /*saturate=*/true);
 }
-
-// fp8_bits_to_float (exact: small integer times a power of two).
 template <bool kE4M3>
 __device__ __forceinline__ float from_fp8(uint8_t b) {
-  const bool neg = b & 0x80;
-  const uint32_t mag = b & 0x7f;
-  float v;
-  if (kE4M3) {
-    if (mag == 0x7f) return __uint_as_float(0x7fc00000u);
-    const uint32_t e = mag >> 3, m = mag & 7;
-    v = e == 0 ? ldexpf(static_cast<float>(m), -9)
-               : ldexpf(static_cast<float>(8 + m), static_cast<int>(e) - 10);
-  } else {
-    const uint32_t e = mag >> 2, m = mag & 3;
-    if (e == 31) {
-      if (m) return __uint_as_float(0x7fc00000u);
-      return neg ? -CUDART_INF_F : CUDART_INF_F;
-    }
-    v = e == 0 ? ldexpf(static_cast<float>(m), -16)
-               : ldexpf(static_cast<float>(4 + m), static_cast<int>(e) - 17);
-  }
-  return neg ? -v : v;
+  return mcore::cuda::dev::fp8_to_float<kE4M3>(b);
 }
 
 // x * scale with x86's NaN propagation (the first NaN operand, sign kept), so that the NaN code's

@@ -5,6 +5,7 @@
 // every sum is fixed, so results are deterministic.
 #include <algorithm>
 
+#include "mcore/ops/cuda/acc_type.cuh"
 #include "mcore/ops/cuda/reduction_cuda.h"
 #include "mcore/tensor/cuda/convert.cuh"
 #include "mcore/tensor/cuda/cuda_runtime.h"
@@ -15,32 +16,6 @@ namespace mcore::ops::cuda {
 namespace {
 
 namespace dev = mcore::cuda::dev;
-
-template <class T>
-struct Acc {
-  using type = float;
-};
-template <>
-struct Acc<double> {
-  using type = double;
-};
-template <class T>
-using acc_t = typename Acc<T>::type;
-
-template <class T>
-__device__ __forceinline__ acc_t<T> load(T v) {
-  if constexpr (dev::is_narrow_v<T>)
-    return dev::narrow_to_float(v);
-  else
-    return v;
-}
-template <class T, class A>
-__device__ __forceinline__ T store(A v) {
-  if constexpr (dev::is_narrow_v<T>)
-    return dev::float_to_narrow<T>(static_cast<float>(v), false);
-  else
-    return static_cast<T>(v);
-}
 
 template <class A>
 __device__ __forceinline__ A warp_sum(A v) {
