@@ -83,7 +83,9 @@ std::pair<double, double> memory_gib() {
 // One step's microbatches through this rank's model chunks with the pipeline schedule (or
 // without one): the loss (mean over microbatches of the masked mean token loss) on every rank,
 // taken from the last pipeline stage. Dropout masks are keyed by the RNG step, set from the
-// microbatch index so that every schedule (and recompute) draws the same masks.
+// microbatch's place in the global batch (microbatch m of data-parallel rank r holds the
+// global batch's micro-slot m * dp + r), so that every schedule, recompute, and data-parallel
+// size with the same micro batch size draws the same masks for the same samples.
 struct StepLoss {
   double loss = 0;
   pipeline_parallel::ScheduleStats stats;
@@ -94,10 +96,12 @@ StepLoss run_microbatches(GPTModelChunks& model, const std::vector<datasets::GPT
                           int64_t iteration) {
   const uint64_t base_step = get_rng_state().step;
   const int64_t num_mb = static_cast<int64_t>(batches.size());
+  const int64_t dp_size = parallel_state::get_data_parallel_world_size();
+  const int64_t dp_rank = parallel_state::get_data_parallel_rank();
   auto forward_step = [&](int64_t mb, int chunk, const Tensor& input,
                           bool last) -> pipeline_parallel::ForwardStepOutput {
     RngState r = get_rng_state();
-    r.step = base_step + static_cast<uint64_t>(mb) + 1;
+    r.step = base_step + static_cast<uint64_t>(mb * dp_size + dp_rank) + 1;
     set_rng_state(r);
     models::GPTModel& m = *model.chunks[static_cast<size_t>(chunk)];
     if (input.defined()) m.set_input_tensor(input);
@@ -137,7 +141,7 @@ StepLoss run_microbatches(GPTModelChunks& model, const std::vector<datasets::GPT
   auto fb = pipeline_parallel::get_forward_backward_func(sc.num_model_chunks);
   pipeline_parallel::ForwardBackwardResult res = fb(forward_step, sc);
   RngState r = get_rng_state();
-  r.step = base_step + static_cast<uint64_t>(num_mb);
+  r.step = base_step + static_cast<uint64_t>(num_mb * dp_size);
   set_rng_state(r);
 
   double sum = 0;
