@@ -4,6 +4,7 @@
 
 #include "mcore/base/error.h"
 #include "mcore/comm/checks.h"
+#include "mcore/tensor/cuda_device.h"
 #include "mcore/tensor/factory.h"
 
 namespace mcore::comm {
@@ -20,6 +21,10 @@ const char* reduce_op_name(ReduceOp op) {
       return "min";
   }
   return "?";
+}
+
+Device group_device(const ProcessGroup& group) {
+  return group.backend_name() == "nccl" ? current_cuda_device() : Device::cpu();
 }
 
 void ProcessGroup::all_gather(std::vector<Tensor>& outputs, const Tensor& input) {

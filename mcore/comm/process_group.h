@@ -99,4 +99,9 @@ class ProcessGroup {
 };
 using ProcessGroupPtr = std::shared_ptr<ProcessGroup>;
 
+// The device a group's tensors must live on: the calling thread's current GPU for the nccl
+// backend, the CPU for the others. Code that communicates small host values (loss sums,
+// grad-norm scalars, flags, metadata) allocates them here and reads them back with item().
+Device group_device(const ProcessGroup& group);
+
 }  // namespace mcore::comm

@@ -95,19 +95,23 @@ void publish_directory(const std::string& from, const std::string& to) {
 }
 
 // Every rank's string, on every rank (lengths first, then the padded bytes).
+// Built on the host and moved to the group's device (a GPU under nccl), read back on the host.
 std::vector<std::string> all_gather_strings(comm::ProcessGroup& group, const std::string& s) {
-  Tensor len = from_vector<int64_t>({static_cast<int64_t>(s.size())});
+  const Device dev = comm::group_device(group);
+  Tensor len = from_vector<int64_t>({static_cast<int64_t>(s.size())}).to(dev);
   std::vector<Tensor> lens;
   group.all_gather(lens, len);
   int64_t max_len = 1;
   for (const Tensor& l : lens) max_len = std::max(max_len, l.item<int64_t>());
   Tensor buf = zeros({max_len}, DType::U8);
   std::memcpy(buf.data_ptr(), s.data(), s.size());
+  buf = buf.to(dev);
   std::vector<Tensor> bufs;
   group.all_gather(bufs, buf);
   std::vector<std::string> out;
   for (size_t r = 0; r < bufs.size(); ++r) {
-    out.emplace_back(static_cast<const char*>(bufs[r].data_ptr()),
+    const Tensor host = bufs[r].to(Device::cpu());
+    out.emplace_back(static_cast<const char*>(host.data_ptr()),
                      static_cast<size_t>(lens[r].item<int64_t>()));
   }
   return out;

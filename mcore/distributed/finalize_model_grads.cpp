@@ -29,7 +29,7 @@ void all_reduce_coalesced(std::vector<Tensor>& grads, const comm::ProcessGroupPt
         rest.push_back(g);
       }
     }
-    Tensor flat = empty({total}, dtype);
+    Tensor flat = empty({total}, {dtype, same.front().device()});
     int64_t off = 0;
     for (auto& g : same) {
       flat.narrow(0, off, g.numel()).view(g.shape()).copy_(g);
@@ -91,7 +91,9 @@ void finalize_model_grads(const std::vector<DistributedDataParallel*>& model,
   }
   if (num_tokens) {
     // The count is known on the last pipeline stage; share it, then sum over DP ranks.
-    Tensor n = scalar_tensor(*num_tokens, DType::F64).reshape({1});
+    Tensor n = scalar_tensor(*num_tokens, DType::F64)
+                   .reshape({1})
+                   .to(comm::group_device(*model.front()->data_parallel_group()));
     if (ps_ready) {
       auto pp = ps::get_pipeline_model_parallel_group();
       if (pp->size() > 1) pp->broadcast(n, pp->size() - 1);

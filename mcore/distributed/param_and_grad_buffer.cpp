@@ -101,7 +101,14 @@ ParamAndGradBuffer::ParamAndGradBuffer(const DistributedDataParallelConfig& conf
         << "grad buffer of " << layout_.numel() << " elements does not divide over "
         << data_parallel_group_->size() << " data-parallel ranks";
   }
-  grad_data_ = zeros({layout_.numel()}, grad_dtype_);
+  // On the parameters' device (DDP wraps a model already moved there with Module::to).
+  const Device device = params_.empty() ? Device::cpu() : params_.front()->device();
+  for (const auto& p : params_) {
+    MCORE_CHECK(p->device() == device)
+        << "ParamAndGradBuffer: parameters on " << device << " and " << p->device() << " (shape "
+        << shape_str(p->shape()) << "); move the whole model to one device";
+  }
+  grad_data_ = zeros({layout_.numel()}, {grad_dtype_, device});
 
   buckets_.resize(layout_.bucket_indices.size());
   for (size_t b = 0; b < buckets_.size(); ++b) {

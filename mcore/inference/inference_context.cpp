@@ -6,12 +6,12 @@
 namespace mcore::inference {
 
 KVCache::KVCache(int64_t max_sequence_length, int64_t batch_size, int64_t num_groups,
-                 int64_t head_dim, DType dtype) {
+                 int64_t head_dim, DType dtype, Device device) {
   MCORE_CHECK(max_sequence_length > 0 && batch_size > 0 && num_groups > 0 && head_dim > 0)
       << "KVCache: sizes must be positive, got max_sequence_length=" << max_sequence_length
       << " batch=" << batch_size << " groups=" << num_groups << " head_dim=" << head_dim;
-  key_ = zeros({max_sequence_length, batch_size, num_groups, head_dim}, dtype);
-  value_ = zeros({max_sequence_length, batch_size, num_groups, head_dim}, dtype);
+  key_ = zeros({max_sequence_length, batch_size, num_groups, head_dim}, {dtype, device});
+  value_ = zeros({max_sequence_length, batch_size, num_groups, head_dim}, {dtype, device});
 }
 
 std::pair<Tensor, Tensor> KVCache::update(const Tensor& key, const Tensor& value, int64_t offset) {
@@ -55,7 +55,7 @@ KVCache& InferenceContext::cache_for_layer(int64_t layer_number, const Tensor& k
         << max_batch_size_ << "), got " << shape_str(key.shape());
     it = caches_
              .emplace(layer_number, KVCache(max_sequence_length_, key.size(1), key.size(2),
-                                            key.size(3), key.dtype()))
+                                            key.size(3), key.dtype(), key.device()))
              .first;
   }
   return it->second;

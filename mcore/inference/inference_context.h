@@ -26,7 +26,7 @@ namespace mcore::inference {
 class KVCache {
  public:
   KVCache(int64_t max_sequence_length, int64_t batch_size, int64_t num_groups, int64_t head_dim,
-          DType dtype);
+          DType dtype, Device device = Device::cpu());
 
   // Writes key/value [s, b, ng, hn] at rows [offset, offset + s) and returns the views of rows
   // [0, offset + s) - the keys/values attention needs. Errors past max_sequence_length or on a

@@ -7,15 +7,17 @@ namespace mcore::inference {
 
 namespace {
 
-Tensor ids_tensor(const int64_t* ids, int64_t n) {
+// Token ids [1, n] on `device` (the model's).
+Tensor ids_tensor(const int64_t* ids, int64_t n, Device device) {
   Tensor t = empty({1, n}, DType::I64);
   std::copy(ids, ids + n, t.data<int64_t>());
-  return t;
+  return t.to(device);
 }
 
-// The logits of the last position of a [1, s, V] forward, as float32.
+// The logits of the last position of a [1, s, V] forward, as float32 on the host (sampling
+// runs there).
 Tensor last_logits(const Tensor& logits) {
-  return logits.narrow(1, logits.size(1) - 1, 1).to(DType::F32).contiguous();
+  return logits.narrow(1, logits.size(1) - 1, 1).to(DType::F32).contiguous().to(Device::cpu());
 }
 
 }  // namespace
@@ -40,6 +42,8 @@ GenerationResult generate(models::GPTModel& model, const std::vector<int64_t>& p
   r.prompt_length = static_cast<int64_t>(prompt.size());
   std::vector<int64_t> seq = prompt;
   InferenceContext ctx(std::max<int64_t>(total, 1), 1);
+  const auto params = model.parameters();
+  const Device device = params.empty() ? Device::cpu() : params.front()->device();
 
   for (int64_t step = 0; step < o.max_new_tokens; ++step) {
     Tensor logits;
@@ -47,10 +51,11 @@ GenerationResult generate(models::GPTModel& model, const std::vector<int64_t>& p
       // Prefill feeds the whole prompt; afterwards only the newest token.
       const int64_t start = ctx.sequence_len_offset();
       const int64_t n = static_cast<int64_t>(seq.size()) - start;
-      logits = model.forward(ids_tensor(seq.data() + start, n), Tensor(), Tensor(), Tensor(), &ctx);
+      logits = model.forward(ids_tensor(seq.data() + start, n, device), Tensor(), Tensor(),
+                             Tensor(), &ctx);
       ctx.increment_sequence_len_offset(n);
     } else {
-      logits = model.forward(ids_tensor(seq.data(), static_cast<int64_t>(seq.size())));
+      logits = model.forward(ids_tensor(seq.data(), static_cast<int64_t>(seq.size()), device));
     }
     Tensor last = last_logits(logits);
     const int64_t model_vocab = last.size(2);

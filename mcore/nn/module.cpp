@@ -118,6 +118,40 @@ void Module::load_state_dict(const StateDict& state, bool strict) {
   }
 }
 
+namespace {
+
+// Points t's TensorImpl at a contiguous copy on `device` (no-op when already there).
+void move_impl(Tensor& t, Device device) {
+  if (!t.defined() || t.device() == device) return;
+  Tensor moved = t.detach().to(device);  // to() makes a contiguous copy
+  TensorImpl* impl = t.impl();
+  impl->storage_ = moved.storage();
+  impl->strides_ = moved.strides();
+  impl->offset_ = 0;
+}
+
+}  // namespace
+
+void Module::to(Device device) {
+  NoGradGuard no_grad;
+  std::set<const TensorImpl*> done;  // tied parameters are listed once per holder
+  for (auto& p : parameters()) {
+    if (!done.insert(p->impl()).second) continue;
+    MCORE_CHECK(p->is_leaf()) << "Module::to: parameter " << p->str() << " is not a leaf";
+    move_impl(*p, device);
+    if (p->grad().defined()) {
+      Tensor g = p->grad();
+      if (done.insert(g.impl()).second) move_impl(g, device);
+    }
+    if (p->main_grad.defined() && done.insert(p->main_grad.impl()).second)
+      move_impl(p->main_grad, device);
+  }
+  for (auto& [n, b] : named_buffers()) {
+    if (!done.insert(b.impl()).second) continue;
+    move_impl(b, device);
+  }
+}
+
 void Module::zero_grad() {
   for (auto& p : parameters()) {
     p->set_grad(Tensor());

@@ -38,6 +38,11 @@ class Module {
   // converted. Errors list what is missing or unexpected.
   void load_state_dict(const StateDict& state, bool strict = true);
   void zero_grad();
+  // Moves every parameter and buffer (recursively) to `device` in place: the Parameter objects,
+  // their requires_grad, hooks and attributes stay; only the storage they point at changes, so
+  // every holder of a handle sees the moved tensor. Grads (and main_grad) move along. Call it
+  // before DistributedDataParallel or an optimizer takes views of the parameters.
+  void to(Device device);
 
  protected:
   ParameterPtr register_parameter(const std::string& name, const Tensor& data);

@@ -18,7 +18,7 @@ namespace {
 double sum_abs_pow(const std::vector<Tensor>& grads, double p) {
   double total = 0.0;
   for (const Tensor& g : grads) {
-    const Tensor g64 = g.dtype() == DType::F64 ? g : g.to(DType::F64);
+    const Tensor g64 = g.to(Device::cpu()).to(DType::F64).contiguous();
     const double* x = g64.data<double>();
     for (int64_t i = 0; i < g64.numel(); ++i) total += std::pow(std::fabs(x[i]), p);
   }
@@ -27,9 +27,9 @@ double sum_abs_pow(const std::vector<Tensor>& grads, double p) {
 
 double all_reduce_scalar(double value, comm::ReduceOp op, const comm::ProcessGroupPtr& group) {
   if (!group || group->size() == 1) return value;
-  Tensor t = from_vector<double>({value});
+  Tensor t = from_vector<double>({value}).to(comm::group_device(*group));
   group->all_reduce(t, op);
-  return t.data<double>()[0];
+  return t.item();
 }
 
 }  // namespace

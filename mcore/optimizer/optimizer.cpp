@@ -49,6 +49,8 @@ MegatronOptimizer::MegatronOptimizer(std::vector<ParamGroup> param_groups,
       tp_rank_(tp_rank) {
   std::set<std::string> names;
   std::set<const nn::Parameter*> params;
+  std::string first_name;
+  Device first_device;
   for (ParamGroup& group : groups_) {
     group.lr = config_.lr;
     group.weight_decay = config_.weight_decay * group.wd_mult;
@@ -61,9 +63,17 @@ MegatronOptimizer::MegatronOptimizer(std::vector<ParamGroup> param_groups,
           << "'; names key the saved state and must be unique";
       MCORE_CHECK(params.insert(p.get()).second)
           << "MegatronOptimizer: parameter '" << np.name << "' appears twice in the groups";
-      MCORE_CHECK(p->device().is_cpu() && p->is_contiguous())
-          << "MegatronOptimizer: parameter '" << np.name << "' " << shape_str(p->shape())
-          << " must be a contiguous CPU tensor";
+      MCORE_CHECK(p->is_contiguous()) << "MegatronOptimizer: parameter '" << np.name << "' "
+                                      << shape_str(p->shape()) << " must be contiguous";
+      // State and fp32 main params are made on the parameter's device (move the model with
+      // Module::to before building the optimizer).
+      if (first_name.empty()) {
+        first_name = np.name;
+        first_device = p->device();
+      }
+      MCORE_CHECK(p->device() == first_device)
+          << "MegatronOptimizer: parameter '" << np.name << "' is on " << p->device() << " but '"
+          << first_name << "' on " << first_device << "; move the whole model to one device";
       const DType d = p->dtype();
       MCORE_CHECK(d == DType::F32 || is_bf16_or_fp16(d))
           << "MegatronOptimizer: parameter '" << np.name << "' has dtype " << d
@@ -132,7 +142,8 @@ bool MegatronOptimizer::prepare_grads() {
       if (src.dtype() == DType::F32 && src.is_contiguous()) {
         s.grad = src;  // in place, as Megatron: unscaling and clipping act on it
       } else {
-        if (!s.grad_buffer.defined()) s.grad_buffer = empty(s.main_param.shape(), DType::F32);
+        if (!s.grad_buffer.defined())
+          s.grad_buffer = empty(s.main_param.shape(), {DType::F32, s.main_param.device()});
         Tensor src_view =
             src.shape() == s.grad_buffer.shape() ? src : src.reshape(s.grad_buffer.shape());
         s.grad_buffer.copy_(src_view);
@@ -144,9 +155,10 @@ bool MegatronOptimizer::prepare_grads() {
   if (!grad_scaler_) return false;
   bool found_inf = ops::non_finite_check_and_unscale_(grads, grad_scaler_->inv_scale());
   if (grad_stats_group_ && grad_stats_group_->size() > 1) {
-    Tensor flag = from_vector<float>({found_inf ? 1.0f : 0.0f});
+    Tensor flag =
+        from_vector<float>({found_inf ? 1.0f : 0.0f}).to(comm::group_device(*grad_stats_group_));
     grad_stats_group_->all_reduce(flag, comm::ReduceOp::kMax);
-    found_inf = flag.data<float>()[0] > 0.0f;
+    found_inf = flag.item() > 0.0;
   }
   grad_scaler_->update(found_inf);
   return found_inf;
@@ -319,7 +331,7 @@ void Adam::update(Slot& s, const ParamGroup& group) {
   } else if (group.weight_decay != 0.0) {
     // torch.optim.Adam: grad + wd * param, then the plain Adam update.
     if (!l2_grad_.defined() || l2_grad_.numel() < s.main_param.numel()) {
-      l2_grad_ = empty({s.main_param.numel()}, DType::F32);
+      l2_grad_ = empty({s.main_param.numel()}, {DType::F32, s.main_param.device()});
     }
     grad = l2_grad_.narrow(0, 0, s.main_param.numel()).view(s.main_param.shape());
     grad.copy_(s.grad);

@@ -21,14 +21,16 @@ Tensor sendable(const Tensor& t) {
   return t.detach().contiguous();
 }
 
-Tensor shape_tensor(const Tensor& t) {
+// Shape headers travel on the pipeline's device (NCCL moves only GPU memory).
+Tensor shape_tensor(const Tensor& t, Device device) {
   std::vector<int64_t> dims(t.shape().begin(), t.shape().end());
   dims.insert(dims.begin(), static_cast<int64_t>(dims.size()));
   dims.resize(8, 0);
-  return from_vector<int64_t>(dims);
+  return from_vector<int64_t>(dims).to(device);
 }
 
-Shape shape_from(const Tensor& t) {
+Shape shape_from(const Tensor& t_in) {
+  const Tensor t = t_in.to(Device::cpu());
   const int64_t* p = t.data<int64_t>();
   MCORE_CHECK(p[0] >= 0 && p[0] <= 7) << "pipeline p2p: received a malformed shape header";
   return Shape(p + 1, p + 1 + p[0]);
@@ -70,10 +72,10 @@ std::pair<Shape, Shape> P2PCommunicator::communicate_shapes(const Tensor& send_n
   comm::P2POp o_sp{comm::P2POp::kSend, {}, prev_, kBackwardShapeTag};
   comm::P2POp o_rp{comm::P2POp::kRecv, {}, prev_, kForwardShapeTag};
   comm::P2POp o_rn{comm::P2POp::kRecv, {}, next_, kBackwardShapeTag};
-  if (send_next.defined()) o_sn.tensor = shape_tensor(send_next);
-  if (send_prev.defined()) o_sp.tensor = shape_tensor(send_prev);
-  if (recv_prev) o_rp.tensor = zeros({8}, DType::I64);
-  if (recv_next) o_rn.tensor = zeros({8}, DType::I64);
+  if (send_next.defined()) o_sn.tensor = shape_tensor(send_next, config_.device);
+  if (send_prev.defined()) o_sp.tensor = shape_tensor(send_prev, config_.device);
+  if (recv_prev) o_rp.tensor = zeros({8}, {DType::I64, config_.device});
+  if (recv_next) o_rn.tensor = zeros({8}, {DType::I64, config_.device});
   auto ops = ordered(rank_, send_next.defined() ? &o_sn : nullptr, recv_prev ? &o_rp : nullptr,
                      send_prev.defined() ? &o_sp : nullptr, recv_next ? &o_rn : nullptr);
   if (!ops.empty())

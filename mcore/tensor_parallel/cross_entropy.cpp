@@ -3,13 +3,18 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <tuple>
 
 #include "mcore/autograd/function.h"
 #include "mcore/ops/cpu/acc_type.h"
 #include "mcore/ops/cpu/vec_math.h"
-#include "mcore/ops/device_check.h"
+#include "mcore/ops/device_route.h"
 #include "mcore/tensor/factory.h"
 #include "mcore/tensor_parallel/utils.h"
+
+#ifdef MCORE_WITH_CUDA
+#include "mcore/ops/cuda/cross_entropy_cuda.h"
+#endif
 
 namespace mcore::tensor_parallel {
 
@@ -147,6 +152,32 @@ void backward_kernel(const T* x, const int64_t* tgt, const acc_t<T>* lse, const 
   }
 }
 
+#ifdef MCORE_WITH_CUDA
+// The same passes with the CUDA kernels (float32 statistics; the kernels check the targets on the
+// device, without a host sync). Saves what the CPU path saves.
+Tensor forward_cuda(AutogradContext* ctx, const Tensor& logits, const Tensor& target,
+                    const Tensor& loss_mask, const Shard& s, const ProcessGroupPtr& group) {
+  const Tensor tgt = target.contiguous();
+  const bool with_sum = s.smoothing > 0;
+  Tensor mx, stats;
+  if (group->size() == 1) {
+    std::tie(mx, stats) =
+        ops::cuda::vocab_parallel_fused_row_stats(logits, tgt, s.start, s.vocab, with_sum);
+  } else {
+    mx = ops::cuda::vocab_parallel_row_max(logits);
+    group->all_reduce(mx, comm::ReduceOp::kMax);
+    stats = ops::cuda::vocab_parallel_row_stats(logits, tgt, mx, s.start, s.vocab, with_sum);
+    group->all_reduce(stats);
+  }
+  const Tensor mask = loss_mask.defined() ? loss_mask.to(DType::F32).contiguous() : Tensor();
+  ops::CrossEntropyForwardResult r =
+      ops::cuda::vocab_parallel_finish(mx, stats, mask, s.vocab, s.smoothing);
+  ctx->save_for_backward({logits, tgt, r.logsumexp, mask});
+  ctx->save("shard", s);
+  return r.loss.view(target.shape());
+}
+#endif
+
 struct VocabParallelCrossEntropyFn : Function<VocabParallelCrossEntropyFn> {
   static Tensor forward(AutogradContext* ctx, const Tensor& logits_in, const Tensor& target,
                         const Tensor& loss_mask, double label_smoothing,
@@ -160,6 +191,9 @@ struct VocabParallelCrossEntropyFn : Function<VocabParallelCrossEntropyFn> {
     s.vocab = s.vl * tp;
     s.start = s.vl * group->rank();
     if (label_smoothing > 0) s.smoothing = label_smoothing * s.vocab / (s.vocab - 1);
+#ifdef MCORE_WITH_CUDA
+    if (logits.device().is_cuda()) return forward_cuda(ctx, logits, target, loss_mask, s, group);
+#endif
     // Targets as int64, checked against the global vocabulary (serially: kernels cannot throw).
     Tensor tgt = target.to(DType::I64).contiguous();
     const int64_t* tp64 = tgt.data<int64_t>();
@@ -230,6 +264,13 @@ struct VocabParallelCrossEntropyFn : Function<VocabParallelCrossEntropyFn> {
     const auto& sv = ctx->saved_tensors();
     const Tensor &logits = sv[0], &tgt = sv[1], &lse = sv[2], &mask = sv[3];
     const Shard s = ctx->get<Shard>("shard");
+#ifdef MCORE_WITH_CUDA
+    if (logits.device().is_cuda()) {
+      return {ops::cuda::vocab_parallel_backward(g[0], logits, tgt, lse, mask, s.start, s.vocab,
+                                                 s.smoothing),
+              Tensor(), Tensor()};
+    }
+#endif
     const DType ldt = loss_dtype(logits.dtype());
     const Tensor grad = g[0].to(ldt).contiguous();
     Tensor dx = empty(logits.shape(), {logits.dtype(), logits.device()});
@@ -250,7 +291,7 @@ Tensor vocab_parallel_cross_entropy(const Tensor& vocab_parallel_logits, const T
                                     ProcessGroupPtr group) {
   const Tensor& logits = vocab_parallel_logits;
   MCORE_CHECK(logits.defined() && target.defined()) << kOp << ": undefined logits or target";
-  ops::check_cpu({logits, target}, kOp);
+  ops::on_cuda({logits, target}, kOp, {loss_mask});  // one device for all (CPU or a GPU)
   MCORE_CHECK(logits.dim() >= 1 && is_floating(logits.dtype()) && logits.size(-1) > 0)
       << kOp << ": logits must be a float tensor [..., V/tp], got " << logits.dtype() << " "
       << shape_str(logits.shape());

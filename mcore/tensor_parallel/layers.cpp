@@ -5,6 +5,7 @@
 
 #include "mcore/autograd/function.h"
 #include "mcore/nn/functional/basic.h"
+#include "mcore/nn/functional/embedding.h"
 #include "mcore/nn/functional/linear.h"
 #include "mcore/ops/device_check.h"
 #include "mcore/ops/embedding.h"
@@ -225,6 +226,31 @@ struct ShardLookupFn : Function<ShardLookupFn> {
   }
 };
 
+// The lookup for a weight on a GPU. One shard: the ids are the rows (the CUDA kernel traps on an
+// id outside [0, V); no host sync). Several shards: the ids are read on the host (one small copy)
+// to be checked and split, then rows of other shards are zeroed by a 0/1 multiplier, whose
+// gradient zeroes their rows in the backward as the CPU path does.
+Tensor device_shard_lookup(const Tensor& ids, const Tensor& weight, int64_t start, int64_t end,
+                           int64_t vocab) {
+  MCORE_CHECK(ids.dtype() == DType::I64 || ids.dtype() == DType::I32)
+      << "VocabParallelEmbedding: ids must be int64 or int32, got " << ids.dtype() << " "
+      << shape_str(ids.shape());
+  const Device dev = weight.device();
+  if (start == 0 && end == vocab) return F::embedding(ids.to(dev), weight);
+  Tensor lids = local_ids(ids.to(Device::cpu()), start, end, vocab);
+  Shape keep_shape = lids.shape();
+  keep_shape.push_back(1);
+  Tensor keep = empty(keep_shape, DType::F32);
+  int64_t* ip = lids.data<int64_t>();
+  float* kp = keep.data<float>();
+  for (int64_t n = 0; n < lids.numel(); ++n) {
+    kp[n] = ip[n] >= 0 ? 1.0f : 0.0f;
+    if (ip[n] < 0) ip[n] = 0;
+  }
+  Tensor rows = F::embedding(lids.to(dev), weight);
+  return F::mul(rows, keep.to(weight.dtype()).to(dev));
+}
+
 }  // namespace
 
 VocabParallelEmbedding::VocabParallelEmbedding(int64_t num_embeddings, int64_t embedding_dim,
@@ -250,9 +276,15 @@ VocabParallelEmbedding::VocabParallelEmbedding(int64_t num_embeddings, int64_t e
 
 Tensor VocabParallelEmbedding::forward(const Tensor& ids) const {
   MCORE_CHECK(ids.defined()) << "VocabParallelEmbedding: undefined ids";
-  ops::check_cpu({ids, *weight_}, "VocabParallelEmbedding");
-  Tensor lids = local_ids(ids, vocab_start_index_, vocab_end_index_, num_embeddings_);
-  Tensor output_parallel = ShardLookupFn::apply(Tensor(*weight_), lids);
+  Tensor output_parallel;
+  if (weight_->device().is_cuda()) {
+    output_parallel = device_shard_lookup(ids, Tensor(*weight_), vocab_start_index_,
+                                          vocab_end_index_, num_embeddings_);
+  } else {
+    ops::check_cpu({ids, *weight_}, "VocabParallelEmbedding");
+    Tensor lids = local_ids(ids, vocab_start_index_, vocab_end_index_, num_embeddings_);
+    output_parallel = ShardLookupFn::apply(Tensor(*weight_), lids);
+  }
   if (options_.reduce_scatter_embeddings) {
     MCORE_CHECK(ids.dim() == 2) << "VocabParallelEmbedding: reduce_scatter_embeddings needs ids "
                                    "[b, s], got "

@@ -43,7 +43,7 @@ pipeline_parallel::PipelineLayout pipeline_layout_from_args(const Arguments& a) 
 
 GPTModelChunks build_gpt_model_chunks(
     const Arguments& args, const transformer::TransformerConfig& config,
-    const distributed::DistributedDataParallelConfig& ddp_config) {
+    const distributed::DistributedDataParallelConfig& ddp_config, Device device) {
   const auto layout = pipeline_layout_from_args(args);
   pipeline_parallel::validate_pipeline_layout(layout);
   const int pp_rank = parallel_state::get_pipeline_model_parallel_rank();
@@ -62,6 +62,10 @@ GPTModelChunks build_gpt_model_chunks(
         config, transformer::get_gpt_layer_local_spec(args.qk_layernorm), *args.padded_vocab_size,
         *args.max_position_embeddings, o));
   }
+  // Initialized on the CPU (the same Philox values on every device and layout), then moved in
+  // place before DDP builds its grad buffers and the optimizer its state on that device.
+  m.device = device;
+  for (auto& chunk : m.chunks) chunk->to(device);
   for (int c = 0; c < vp; ++c) {
     distributed::DistributedDataParallelOptions opts;
     // Megatron: chunks after the first reduce in one bucket (their reduction overlaps the

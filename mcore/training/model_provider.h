@@ -20,6 +20,7 @@ namespace mcore::training {
 struct GPTModelChunks {
   std::vector<std::shared_ptr<models::GPTModel>> chunks;
   std::vector<std::unique_ptr<distributed::DistributedDataParallel>> ddp;  // one per chunk
+  Device device = Device::cpu();  // where the parameters live (--device)
 
   // All chunks' parameters by their global names (unique across chunks).
   std::vector<std::pair<std::string, nn::ParameterPtr>> named_parameters() const;
@@ -31,10 +32,11 @@ struct GPTModelChunks {
 // The layout of layers over pipeline ranks and virtual stages from the arguments.
 pipeline_parallel::PipelineLayout pipeline_layout_from_args(const Arguments& args);
 
-// Builds this rank's chunks (parallel_state initialized) and their DDP wrappers; parameters are
-// broadcast from data-parallel rank 0.
+// Builds this rank's chunks (parallel_state initialized) on the CPU, moves them to `device`, and
+// wraps them in DDP; parameters are broadcast from data-parallel rank 0.
 GPTModelChunks build_gpt_model_chunks(const Arguments& args,
                                       const transformer::TransformerConfig& config,
-                                      const distributed::DistributedDataParallelConfig& ddp_config);
+                                      const distributed::DistributedDataParallelConfig& ddp_config,
+                                      Device device = Device::cpu());
 
 }  // namespace mcore::training

@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
-#include <fstream>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -35,6 +34,7 @@
 #include "mcore/training/setup.h"
 #include "mcore/training/signal_handler.h"
 #include "mcore/training/tensorboard_writer.h"
+#include "mcore/training/training_device.h"
 #include "mcore/transformer/spec.h"
 
 namespace mcore::training {
@@ -63,21 +63,9 @@ std::string strf(const char* fmt, ...) {
 
 double all_reduce_scalar(const comm::ProcessGroupPtr& group, double v, comm::ReduceOp op) {
   if (!group || group->size() == 1) return v;
-  Tensor t = from_vector<double>({v});
+  Tensor t = from_vector<double>({v}).to(comm::group_device(*group));
   group->all_reduce(t, op);
-  return t.data<double>()[0];
-}
-
-// Resident and peak resident memory of this process in GiB (/proc/self/status).
-std::pair<double, double> memory_gib() {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  double rss = 0, hwm = 0;
-  while (std::getline(f, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) rss = std::atof(line.c_str() + 6) / (1024.0 * 1024.0);
-    if (line.rfind("VmHWM:", 0) == 0) hwm = std::atof(line.c_str() + 6) / (1024.0 * 1024.0);
-  }
-  return {rss, hwm};
+  return t.item();
 }
 
 // One step's microbatches through this rank's model chunks with the pipeline schedule (or
@@ -105,14 +93,19 @@ StepLoss run_microbatches(GPTModelChunks& model, const std::vector<datasets::GPT
     set_rng_state(r);
     models::GPTModel& m = *model.chunks[static_cast<size_t>(chunk)];
     if (input.defined()) m.set_input_tensor(input);
-    const datasets::GPTBatch& b = batches[static_cast<size_t>(mb)];
+    // The loss-mask sum is taken on the host before the batch moves to the model's device.
+    const datasets::GPTBatch& host = batches[static_cast<size_t>(mb)];
+    double mask_sum = 0;
+    if (last) {
+      const Tensor mask = host.loss_mask.contiguous();
+      const float* mk = mask.data<float>();
+      for (int64_t i = 0; i < mask.numel(); ++i) mask_sum += mk[i];
+    }
+    const datasets::GPTBatch b = batch_to_device(host, model.device);
     Tensor out =
         m.forward(b.tokens, b.position_ids, a.reset_attention_mask ? b.attention_mask : Tensor(),
                   last ? b.labels : Tensor());
     if (!last) return {out, {}, 0.0};
-    double mask_sum = 0;
-    const float* mk = b.loss_mask.data<float>();
-    for (int64_t i = 0; i < b.loss_mask.numel(); ++i) mask_sum += mk[i];
     Tensor loss = F::scale(F::sum(F::mul(out, b.loss_mask)), 1.0 / std::max(mask_sum, 1.0));
     const double value = loss.item();
     if (!forward_only && a.check_for_nan_in_loss_and_grad && !a.fp16 && !std::isfinite(value)) {
@@ -132,6 +125,7 @@ StepLoss run_microbatches(GPTModelChunks& model, const std::vector<datasets::GPT
   sc.p2p.tensor_shape = {seq, *a.micro_batch_size, cfg.hidden_size};
   sc.p2p.pipeline_dtype = cfg.params_dtype;
   sc.p2p.variable_seq_lengths = a.variable_seq_lengths;
+  sc.p2p.device = model.device;
   sc.microbatch_group_size_per_vp_stage =
       static_cast<int>(a.microbatch_group_size_per_vp_stage.value_or(0));
   if (!forward_only) {
@@ -201,6 +195,7 @@ int pretrain_gpt(Arguments& args) {
   const int dp_rank = parallel_state::get_data_parallel_rank();
   const int dp_size = parallel_state::get_data_parallel_world_size();
   comm::ProcessGroupPtr dp_group = parallel_state::get_data_parallel_group();
+  const Device device = select_training_device(args);
 
   // ---- tokenizer, vocabulary, model ----
   auto tokenizer = build_tokenizer_from_args(args);
@@ -216,7 +211,7 @@ int pretrain_gpt(Arguments& args) {
   // Under fp16 an inf gradient is the loss scaler's business (the step is skipped), not an
   // error.
   ddp_config.check_for_nan_in_grad = args.check_for_nan_in_loss_and_grad && !args.fp16;
-  GPTModelChunks model = build_gpt_model_chunks(args, config, ddp_config);
+  GPTModelChunks model = build_gpt_model_chunks(args, config, ddp_config, device);
   if (parallel_state::get_data_parallel_rank() == 0) {
     std::printf(
         " > number of parameters on (tensor, pipeline) model parallel rank (%d, %d): %lld\n",
@@ -388,20 +383,20 @@ int pretrain_gpt(Arguments& args) {
       jsonl->log_iteration(state.iteration, metrics);
     }
     if (tb && state.iteration % args.tensorboard_log_interval == 0) {
-      auto [rss, peak] = memory_gib();
+      const MemoryGib mem = memory_gib(device);
       std::vector<std::pair<std::string, double>> v = {
           {"lm loss", loss},        {"learning-rate", lr},  {"batch-size", double(batch_size)},
           {"grad-norm", grad_norm}, {"throughput", tflops}, {"tokens-per-second", tokens_per_s}};
       if (args.log_loss_scale_to_tensorboard) v.push_back({"loss-scale", loss_scale});
-      v.push_back({"mem-rss-gib", rss});
-      v.push_back({"mem-peak-gib", peak});
+      v.push_back({device.is_cuda() ? "mem-allocated-gib" : "mem-rss-gib", mem.current});
+      v.push_back({"mem-peak-gib", mem.peak});
       tb->add_scalars(v, state.iteration);
     }
     if (state.iteration % args.log_interval == 0) {
       const double ms = interval_time * 1e3 / static_cast<double>(interval_iters);
       const double avg_loss =
           loss_count_interval ? loss_sum_interval / static_cast<double>(loss_count_interval) : 0;
-      auto [rss, peak] = memory_gib();
+      const MemoryGib mem = memory_gib(device);
       char ts[32];
       std::time_t now = std::time(nullptr);
       std::strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S", std::localtime(&now));
@@ -424,7 +419,9 @@ int pretrain_gpt(Arguments& args) {
       line +=
           strf(" number of skipped iterations: %3lld |", static_cast<long long>(skipped_interval));
       line += strf(" number of nan iterations: %3lld |", static_cast<long long>(nan_interval));
-      line += strf(" mem (GiB): %.2f, peak %.2f |", rss, peak);
+      // CPU: resident set; GPU: the caching allocator's allocated bytes (and reserved).
+      line += strf(" mem (GiB): %.2f, peak %.2f |", mem.current, mem.peak);
+      if (device.is_cuda()) line += strf(" mem reserved (GiB): %.2f |", mem.reserved);
       line += " ETA: " + format_eta(ms * 1e-3 * static_cast<double>(train_iters - state.iteration));
       print_rank0(line + "\n");
       interval_time = 0;
@@ -497,6 +494,7 @@ int pretrain_gpt_main(int argc, char** argv) {
     }
     comm::InitOptions init;
     init.timeout = std::chrono::seconds(args.distributed_timeout_minutes * 60);
+    init.device = init_device(args);  // cuda: the nccl backend
     comm::init_distributed(init);
     validate_args(args, comm::get_world_size(), comm::get_rank());
     const int rc = pretrain_gpt(args);

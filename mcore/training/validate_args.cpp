@@ -8,6 +8,7 @@
 
 #include "mcore/base/error.h"
 #include "mcore/models/presets.h"
+#include "mcore/training/training_device.h"
 
 namespace mcore::training {
 
@@ -126,6 +127,7 @@ void validate_args(Arguments& a, int64_t world_size, int64_t rank) {
   a.rank = rank;
 
   ARG_CHECK(!(a.fp16 && a.bf16)) << "--fp16 and --bf16 are both set; choose one";
+  check_device_flag(a.device);
   for (auto [v, flag] : {std::pair{a.tensor_model_parallel_size, "--tensor-model-parallel-size"},
                          {a.pipeline_model_parallel_size, "--pipeline-model-parallel-size"},
                          {a.context_parallel_size, "--context-parallel-size"},

@@ -89,13 +89,13 @@ Tensor DotProductAttention::unfused(const Tensor& q, const Tensor& k, const Tens
           << shape_str(mask.shape());
       bias_shape = {1, b, mask.size(2), sk};
     }
-    Tensor mc = m.contiguous();
+    Tensor mc = m.to(Device::cpu()).contiguous();  // built on the host, then moved
     const float* src = mc.data<float>();
     const double neg_inf = -std::numeric_limits<double>::infinity();
     Tensor bias64 = empty(bias_shape, DType::F64);
     double* dst = bias64.data<double>();
     for (int64_t i = 0; i < bias64.numel(); ++i) dst[i] = src[i] != 0.0f ? neg_inf : 0.0;
-    scores = F::add(scores, bias64.to(scores.dtype()));
+    scores = F::add(scores, bias64.to(scores.dtype()).to(scores.device()));
   }
   Tensor probs = F::softmax(scores, softmax_scale_, causal_);
   // This rank's heads are the contiguous slice [rank * np, (rank + 1) * np) of the global

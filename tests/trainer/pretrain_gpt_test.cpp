@@ -206,9 +206,10 @@ TEST(PretrainGPT, BadFlagsExitNonZeroWithTheReason) {
   EXPECT_NE(nan.output.find("in local forward loss calculation at iteration"), std::string::npos)
       << nan.output;
   // Interleaving needs at least as many microbatches per step as pipeline stages.
-  RunResult pp = run(mpirun(2) + base +
-                     " --micro-batch-size 1 --global-batch-size 1 --pipeline-model-parallel-size 2"
-                     " --num-virtual-stages-per-pipeline-rank 2");
+  RunResult pp = run(
+      mpirun(2) + base +
+      " --num-layers 4 --micro-batch-size 1 --global-batch-size 1 --pipeline-model-parallel-size 2"
+      " --num-virtual-stages-per-pipeline-rank 2");
   EXPECT_NE(pp.rc, 0) << pp.output;
   EXPECT_NE(pp.output.find("microbatches per step"), std::string::npos) << pp.output;
 }

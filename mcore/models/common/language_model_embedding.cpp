@@ -44,7 +44,8 @@ Tensor LanguageModelEmbedding::forward(const Tensor& input_ids, const Tensor& po
   Tensor emb = word_embeddings_->forward(input_ids);  // [b, s, h]
   if (position_embeddings_) {
     Tensor pos = position_ids;
-    if (!pos.defined()) pos = arange(s).view({1, s});
+    const Device dev = position_embeddings_->weight()->device();
+    pos = pos.defined() ? pos.to(dev) : arange(s, {DType::I64, dev}).view({1, s});
     MCORE_CHECK(pos.dim() == 2 && pos.size(1) == s && (pos.size(0) == b || pos.size(0) == 1))
         << "LanguageModelEmbedding: position_ids must be [b, s] or [1, s] with b=" << b
         << " s=" << s << ", got " << shape_str(pos.shape());

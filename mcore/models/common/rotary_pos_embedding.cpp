@@ -80,9 +80,14 @@ RotaryEmbedding::RotaryEmbedding(const transformer::TransformerConfig& c)
   if (c.rope_scaling) apply_llama3_scaling(inv_freq_, c);
 }
 
-Tensor RotaryEmbedding::forward(int64_t max_seq_len, int64_t offset) const {
+Tensor RotaryEmbedding::forward(int64_t max_seq_len, int64_t offset, Device device) const {
   MCORE_CHECK(max_seq_len > 0) << "RotaryEmbedding: max_seq_len must be positive, got "
                                << max_seq_len;
+  const auto key = std::make_tuple(static_cast<int>(device.type), device.index, max_seq_len);
+  if (offset == 0) {
+    auto it = cache_.find(key);
+    if (it != cache_.end()) return it->second;
+  }
   const int64_t half = dim_ / 2;
   Tensor out = empty({max_seq_len, 1, 1, dim_}, DType::F32);
   float* p = out.data<float>();
@@ -101,6 +106,9 @@ Tensor RotaryEmbedding::forward(int64_t max_seq_len, int64_t offset) const {
       }
     }
   }
+  out = out.to(device);
+  // Decoding steps (offset > 0) each need another table: only offset 0 is worth keeping.
+  if (offset == 0) cache_[key] = out;
   return out;
 }
 

@@ -11,6 +11,9 @@
 // Computed in float32 as Megatron does; a constant (no parameters, no gradient).
 #pragma once
 
+#include <map>
+#include <tuple>
+
 #include "mcore/tensor/tensor.h"
 #include "mcore/transformer/transformer_config.h"
 
@@ -20,8 +23,10 @@ class RotaryEmbedding {
  public:
   explicit RotaryEmbedding(const transformer::TransformerConfig& config);
 
-  // Angles for positions offset .. offset + max_seq_len - 1: [max_seq_len, 1, 1, dim] float32.
-  Tensor forward(int64_t max_seq_len, int64_t offset = 0) const;
+  // Angles for positions offset .. offset + max_seq_len - 1: [max_seq_len, 1, 1, dim] float32,
+  // on `device`. Tables for offset 0 (every training step) are cached per (device, length), so
+  // a GPU model does not rebuild and upload them each forward.
+  Tensor forward(int64_t max_seq_len, int64_t offset = 0, Device device = Device::cpu()) const;
   // The factor multiplying cos/sin (YaRN's concentration factor; 1 otherwise).
   double mscale() const { return mscale_; }
   int64_t dim() const { return dim_; }
@@ -32,7 +37,8 @@ class RotaryEmbedding {
   bool interleaved_;
   double interpolation_factor_;
   double mscale_ = 1.0;
-  std::vector<float> inv_freq_;  // dim / 2 entries
+  std::vector<float> inv_freq_;                                    // dim / 2 entries
+  mutable std::map<std::tuple<int, int, int64_t>, Tensor> cache_;  // (device, length) -> table
 };
 
 }  // namespace mcore::models

@@ -86,7 +86,7 @@ Tensor GPTModel::forward(const Tensor& input_ids, const Tensor& position_ids,
     Tensor positions = position_ids;
     if (!positions.defined() && offset > 0) {
       const int64_t s = input_ids.size(1);
-      positions = arange(offset, offset + s).view({1, s});
+      positions = arange(offset, offset + s, 1, {DType::I64, input_ids.device()}).view({1, s});
     }
     hidden = embedding_->forward(input_ids, positions);
   } else {
@@ -100,7 +100,7 @@ Tensor GPTModel::forward(const Tensor& input_ids, const Tensor& position_ids,
   if (rotary_pos_emb_) {
     int64_t s = hidden.size(0);
     if (config_.sequence_parallel) s *= config_.tensor_model_parallel_size;
-    in.rotary_pos_emb = rotary_pos_emb_->forward(s, offset);
+    in.rotary_pos_emb = rotary_pos_emb_->forward(s, offset, hidden.device());
     in.rotary_mscale = rotary_pos_emb_->mscale();
   }
   hidden = decoder_->forward(hidden, in);
@@ -115,7 +115,7 @@ Tensor GPTModel::forward(const Tensor& input_ids, const Tensor& position_ids,
               labels.size(1) == logits.size(0))
       << "GPTModel: labels must be [b, s] = [" << logits.size(1) << ", " << logits.size(0)
       << "], got " << shape_str(labels.shape());
-  Tensor labels_sb = labels.transpose(0, 1).contiguous();  // [s, b]
+  Tensor labels_sb = labels.to(logits.device()).transpose(0, 1).contiguous();  // [s, b]
   // Gathered logits (parallel_output false) hold the whole vocabulary: a plain cross-entropy.
   Tensor loss = options_.parallel_output ? tensor_parallel::vocab_parallel_cross_entropy(
                                                logits, labels_sb, 0.0, Tensor(), options_.tp_group)

@@ -23,7 +23,7 @@ struct ViewFn : Function<ViewFn> {
     return make(x);
   }
   static std::vector<Tensor> backward(AutogradContext* ctx, std::vector<Tensor> g) {
-    Tensor gx = zeros(ctx->get<Shape>("shape"), ctx->get<DType>("dtype"));
+    Tensor gx = zeros(ctx->get<Shape>("shape"), {ctx->get<DType>("dtype"), g[0].device()});
     Tensor target = ctx->get<Maker>("make")(gx);
     target.copy_(g[0]);
     return {gx};
@@ -163,9 +163,15 @@ struct SumFn : Function<SumFn> {
     return factor == 1.0 ? s : ops::scale(s, factor);
   }
   static std::vector<Tensor> backward(AutogradContext* ctx, std::vector<Tensor> g) {
-    Tensor gx = full(ctx->get<Shape>("shape"), g[0].item() * ctx->get<double>("factor"),
-                     {g[0].dtype(), g[0].device()});
-    return {gx};
+    const Shape& shape = ctx->get<Shape>("shape");
+    const double factor = ctx->get<double>("factor");
+    if (g[0].device().is_cuda()) {
+      // Broadcast on the device: item() would stall the host until the backward so far is done.
+      Tensor gx = empty(shape, {g[0].dtype(), g[0].device()});
+      gx.copy_(factor == 1.0 ? g[0] : ops::scale(g[0], factor));  // 0-d, broadcast by copy_
+      return {gx};
+    }
+    return {full(shape, g[0].item() * factor, {g[0].dtype(), g[0].device()})};
   }
 };
 
