@@ -46,7 +46,12 @@ DistributedDataParallel::DistributedDataParallel(std::shared_ptr<nn::Module> mod
     }
     it->second.push_back(p);
   }
-  const double scaling = config_.average_in_collective ? 1.0 : 1.0 / dp_group_->size();
+  MCORE_CHECK(!(config_.average_in_collective && config_.calculate_per_token_loss))
+      << "DistributedDataParallel: average_in_collective and calculate_per_token_loss exclude "
+         "each other (per-token loss needs summed gradients)";
+  const double scaling = config_.average_in_collective || config_.calculate_per_token_loss
+                             ? 1.0
+                             : 1.0 / dp_group_->size();
   for (auto& [dtype, params] : groups) {
     const DType grad_dtype = config_.grad_reduce_in_fp32 ? DType::F32 : dtype;
     buffers_.push_back(std::make_unique<ParamAndGradBuffer>(

@@ -27,6 +27,9 @@ struct DistributedDataParallelConfig {
   // Average inside the collective (ReduceOp::kAvg) instead of Megatron's default: scale by
   // 1/dp before a sum reduction.
   bool average_in_collective = false;
+  // Per-token loss (Megatron's calculate_per_token_loss): gradients are summed over the
+  // data-parallel ranks, not averaged; finalize_model_grads divides by the global token count.
+  bool calculate_per_token_loss = false;
   // Pad buckets (distributed optimizer only) to a multiple of 2^16 elements as well.
   bool pad_buckets_for_high_nccl_busbw = false;
 };

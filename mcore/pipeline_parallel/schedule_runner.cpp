@@ -43,7 +43,7 @@ Tensor ScheduleRunner::forward_step(int64_t microbatch_id, int chunk, const Tens
         << shape_str(out.output.shape());
     result_.losses_reduced.push_back(std::move(out.reported));
     result_.num_tokens += out.num_tokens;
-    if (!config_.forward_only)
+    if (!config_.forward_only && !config_.calculate_per_token_loss)
       result = F::scale(out.output, 1.0 / static_cast<double>(config_.num_microbatches));
   }
   ++result_.stats.forward_steps;

@@ -47,6 +47,10 @@ struct ScheduleConfig {
   int64_t num_microbatches = 1;
   int num_model_chunks = 1;  // virtual pipeline stages per rank
   bool forward_only = false;
+  // The last stage's loss is a sum over tokens: backward starts from it as it is (not divided
+  // by the number of microbatches); the caller divides the gradients by the token count
+  // (finalize_model_grads with num_tokens), as Megatron's calculate_per_token_loss.
+  bool calculate_per_token_loss = false;
   P2PConfig p2p;  // activation shape and dtype
   // Interleaved schedule: consecutive microbatches per model chunk (0: the pipeline size).
   int microbatch_group_size_per_vp_stage = 0;

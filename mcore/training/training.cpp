@@ -69,13 +69,19 @@ double all_reduce_scalar(const comm::ProcessGroupPtr& group, double v, comm::Red
 }
 
 // One step's microbatches through this rank's model chunks with the pipeline schedule (or
-// without one): the loss (mean over microbatches of the masked mean token loss) on every rank,
-// taken from the last pipeline stage. Dropout masks are keyed by the RNG step, set from the
+// without one). The loss reported is a ratio sum / count, shared from the last pipeline stage
+// to every rank and summed over data-parallel ranks by the caller: by default the sum of the
+// microbatches' masked mean token losses over the number of microbatches (Megatron's mean of
+// means); with --calculate-per-token-loss the sum of all token losses over the number of loss
+// tokens, and backward starts from the unnormalized sum (finalize_model_grads divides the
+// gradients by the global token count). Dropout masks are keyed by the RNG step, set from the
 // microbatch's place in the global batch (microbatch m of data-parallel rank r holds the
 // global batch's micro-slot m * dp + r), so that every schedule, recompute, and data-parallel
 // size with the same micro batch size draws the same masks for the same samples.
 struct StepLoss {
-  double loss = 0;
+  double loss_sum = 0;
+  double count = 0;       // microbatches, or loss tokens with --calculate-per-token-loss
+  double num_tokens = 0;  // this rank's loss tokens (last pipeline stage; 0 elsewhere)
   pipeline_parallel::ScheduleStats stats;
 };
 
@@ -106,7 +112,8 @@ StepLoss run_microbatches(GPTModelChunks& model, const std::vector<datasets::GPT
         m.forward(b.tokens, b.position_ids, a.reset_attention_mask ? b.attention_mask : Tensor(),
                   last ? b.labels : Tensor());
     if (!last) return {out, {}, 0.0};
-    Tensor loss = F::scale(F::sum(F::mul(out, b.loss_mask)), 1.0 / std::max(mask_sum, 1.0));
+    Tensor loss = F::sum(F::mul(out, b.loss_mask));
+    if (!a.calculate_per_token_loss) loss = F::scale(loss, 1.0 / std::max(mask_sum, 1.0));
     const double value = loss.item();
     if (!forward_only && a.check_for_nan_in_loss_and_grad && !a.fp16 && !std::isfinite(value)) {
       MCORE_CHECK(false) << "Rank " << comm::get_rank() << ": found "
@@ -119,6 +126,7 @@ StepLoss run_microbatches(GPTModelChunks& model, const std::vector<datasets::GPT
   sc.num_microbatches = num_mb;
   sc.num_model_chunks = static_cast<int>(model.chunks.size());
   sc.forward_only = forward_only;
+  sc.calculate_per_token_loss = a.calculate_per_token_loss;
   const transformer::TransformerConfig& cfg = model.chunks[0]->config();
   int64_t seq = *a.seq_length;
   if (cfg.sequence_parallel) seq /= cfg.tensor_model_parallel_size;
@@ -142,13 +150,21 @@ StepLoss run_microbatches(GPTModelChunks& model, const std::vector<datasets::GPT
   for (const auto& reported : res.losses_reduced)
     for (const auto& [name, v] : reported)
       if (name == "lm loss") sum += v;
+  double count = a.calculate_per_token_loss ? res.num_tokens : static_cast<double>(num_mb);
   // Only the last pipeline stage computed the loss: share it along the pipeline.
   if (parallel_state::get_pipeline_model_parallel_world_size() > 1) {
-    sum = all_reduce_scalar(parallel_state::get_pipeline_model_parallel_group(),
-                            parallel_state::is_pipeline_last_stage() ? sum : 0.0,
-                            comm::ReduceOp::kSum);
+    const bool last = parallel_state::is_pipeline_last_stage();
+    const auto& pp = parallel_state::get_pipeline_model_parallel_group();
+    sum = all_reduce_scalar(pp, last ? sum : 0.0, comm::ReduceOp::kSum);
+    count = all_reduce_scalar(pp, last ? count : 0.0, comm::ReduceOp::kSum);
   }
-  return {sum / static_cast<double>(num_mb), res.stats};
+  return {sum, count, res.num_tokens, res.stats};
+}
+
+// sum / count of a step's loss over the data-parallel ranks.
+double data_parallel_loss(const comm::ProcessGroupPtr& dp_group, double sum, double count) {
+  return all_reduce_scalar(dp_group, sum, comm::ReduceOp::kSum) /
+         std::max(all_reduce_scalar(dp_group, count, comm::ReduceOp::kSum), 1.0);
 }
 
 // The next `n` microbatches of `loader`, or an error naming the split and iteration.
@@ -208,6 +224,7 @@ int pretrain_gpt(Arguments& args) {
   ddp_config.overlap_grad_reduce = args.overlap_grad_reduce;
   ddp_config.bucket_size = args.ddp_bucket_size;
   ddp_config.average_in_collective = args.ddp_average_in_collective;
+  ddp_config.calculate_per_token_loss = args.calculate_per_token_loss;
   // Under fp16 an inf gradient is the loss scaler's business (the step is skipped), not an
   // error.
   ddp_config.check_for_nan_in_grad = args.check_for_nan_in_loss_and_grad && !args.fp16;
@@ -282,22 +299,20 @@ int pretrain_gpt(Arguments& args) {
   auto evaluate = [&](datasets::DataLoader& loader, const std::string& split,
                       const std::string& prefix, int64_t* consumed) {
     model.train(false);
-    double total = 0;
-    int64_t count = 0;
+    double total = 0, count = 0;
     {
       NoGradGuard no_grad;
       for (int64_t it = 0; it < eval_iters; ++it) {
         auto batches = next_batches(loader, mb.num_microbatches(), split, state.iteration,
                                     consumed ? *consumed : 0);
-        total += run_microbatches(model, batches, args, opt.get(), true, state.iteration).loss;
-        ++count;
+        const StepLoss l = run_microbatches(model, batches, args, opt.get(), true, state.iteration);
+        total += l.loss_sum;
+        count += l.count;
         if (consumed) *consumed += mb.current_global_batch_size();
       }
     }
     model.train(true);
-    const double loss =
-        all_reduce_scalar(dp_group, total / std::max<int64_t>(count, 1), comm::ReduceOp::kSum) /
-        dp_size;
+    const double loss = data_parallel_loss(dp_group, total, count);
     const double ppl = std::exp(std::min(20.0, loss));
     std::string line = strf(" %s loss at %s | lm loss value: %.6E | lm loss PPL: %.6E | ",
                             split.c_str(), prefix.c_str(), loss, ppl);
@@ -336,7 +351,9 @@ int pretrain_gpt(Arguments& args) {
     auto batches = next_batches(train_loader, num_mb, "training", state.iteration,
                                 state.consumed_train_samples);
     const StepLoss step = run_microbatches(model, batches, args, opt.get(), false, state.iteration);
-    distributed::finalize_model_grads(model.ddp_ptrs());
+    distributed::finalize_model_grads(model.ddp_ptrs(), args.calculate_per_token_loss
+                                                            ? std::optional<double>(step.num_tokens)
+                                                            : std::nullopt);
     optimizer::StepResult sr = opt->step();
     const int64_t batch_size = mb.current_global_batch_size();
     if (sr.success) {
@@ -350,7 +367,7 @@ int pretrain_gpt(Arguments& args) {
     args.consumed_train_samples = state.consumed_train_samples;
     saved_at_current = false;
 
-    const double loss = all_reduce_scalar(dp_group, step.loss, comm::ReduceOp::kSum) / dp_size;
+    const double loss = data_parallel_loss(dp_group, step.loss_sum, step.count);
     if (!std::isfinite(loss)) {
       ++state.num_nan_iterations;
       ++nan_interval;

@@ -259,6 +259,9 @@ void validate_args(Arguments& a, int64_t world_size, int64_t rank) {
     layout.decoder_last_pipeline_num_layers = a.decoder_last_pipeline_num_layers;
     pipeline_parallel::validate_pipeline_layout(layout);
   }
+  ARG_CHECK(!(a.calculate_per_token_loss && a.ddp_average_in_collective))
+      << "--calculate-per-token-loss sums gradients over data-parallel ranks and divides by "
+         "the token count: drop --ddp-average-in-collective";
   if (a.virtual_pipeline_model_parallel_size && !a.rampup_batch_size) {
     const int64_t num_mb = *a.global_batch_size / (*a.micro_batch_size * a.data_parallel_size);
     const int64_t group = a.microbatch_group_size_per_vp_stage.value_or(pp);

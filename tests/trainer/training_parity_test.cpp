@@ -197,5 +197,45 @@ TEST(TrainingParity, OverlapGradReduceGivesTheSameLosses) {
   fs::remove_all(b);
 }
 
+TEST(TrainingParity, PerTokenLossDoesNotDependOnHowTokensAreSplit) {
+  // --eod-mask-loss leaves each microbatch a different number of loss tokens. The default loss
+  // (Megatron's mean over microbatches of each one's mean) then changes with the micro batch
+  // size; --calculate-per-token-loss (sum over all tokens / their number) does not: micro batch
+  // 1 or 2, and DP=2 x PP=2, train to the same losses. With uniform masks it equals the default.
+  const std::string base = tool("pretrain_gpt") +
+                           " --model gpt2-tiny --num-layers 4 --seq-length 32"
+                           " --max-position-embeddings 64 --log-interval 1 --mock-data"
+                           " --global-batch-size 4 --train-iters 3 --optimizer sgd --lr 0.05"
+                           " --hidden-dropout 0 --attention-dropout 0";
+  auto losses = [&](const std::string& launcher, const std::string& flags) {
+    fs::path d = fresh_dir("per_token");
+    RunResult r = run(launcher + base + flags + " --tensorboard-dir " + (d / "tb").string());
+    EXPECT_EQ(r.rc, 0) << flags << "\n" << r.output;
+    auto l = read_losses(d / "tb");
+    fs::remove_all(d);
+    return l;
+  };
+  const std::string per_token = " --calculate-per-token-loss --eod-mask-loss";
+  auto mbs1 = losses("", " --micro-batch-size 1" + per_token);
+  auto mbs2 = losses("", " --micro-batch-size 2" + per_token);
+  auto dp_pp =
+      losses(mpirun(4), " --micro-batch-size 1 --pipeline-model-parallel-size 2" + per_token);
+  auto mean_of_means1 = losses("", " --micro-batch-size 1 --eod-mask-loss");
+  auto mean_of_means2 = losses("", " --micro-batch-size 2 --eod-mask-loss");
+  auto uniform = losses("", " --micro-batch-size 1 --calculate-per-token-loss");
+  auto uniform_default = losses("", " --micro-batch-size 1");
+  ASSERT_EQ(mbs1.size(), 3u);
+  bool mean_of_means_differs = false;
+  for (const auto& [it, v] : mbs1) {
+    EXPECT_NEAR(mbs2.at(it).first, v.first, 1e-5 * v.first) << "iteration " << it;
+    EXPECT_NEAR(dp_pp.at(it).first, v.first, 1e-5 * v.first) << "iteration " << it;
+    EXPECT_NEAR(uniform.at(it).first, uniform_default.at(it).first, 1e-5 * v.first);
+    // The default does depend on the split (this is what the per-token loss fixes).
+    mean_of_means_differs |=
+        std::abs(mean_of_means1.at(it).first - mean_of_means2.at(it).first) > 1e-5 * v.first;
+  }
+  EXPECT_TRUE(mean_of_means_differs);
+}
+
 }  // namespace
 }  // namespace mcore::training
