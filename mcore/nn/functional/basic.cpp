@@ -12,8 +12,8 @@ using autograd::Function;
 
 namespace {
 
-// Views: the backward maps the output gradient into a zero tensor of the input's shape through
-// the same view (covers narrow/select/transpose/permute/expand uniformly).
+// Views: the backward maps the output gradient into a tensor of the input's shape through the
+// same view (covers narrow/select/transpose/permute/(un)squeeze uniformly).
 struct ViewFn : Function<ViewFn> {
   using Maker = std::function<Tensor(const Tensor&)>;
   static Tensor forward(AutogradContext* ctx, const Tensor& x, const Maker& make) {
@@ -23,8 +23,11 @@ struct ViewFn : Function<ViewFn> {
     return make(x);
   }
   static std::vector<Tensor> backward(AutogradContext* ctx, std::vector<Tensor> g) {
-    Tensor gx = zeros(ctx->get<Shape>("shape"), {ctx->get<DType>("dtype"), g[0].device()});
+    Tensor gx = empty(ctx->get<Shape>("shape"), {ctx->get<DType>("dtype"), g[0].device()});
     Tensor target = ctx->get<Maker>("make")(gx);
+    // A view that reaches every element (transpose, permute, (un)squeeze) is overwritten in
+    // full by the copy; only a part (narrow, select) needs the rest zeroed.
+    if (target.numel() != gx.numel()) gx.zero_();
     target.copy_(g[0]);
     return {gx};
   }
