@@ -284,6 +284,7 @@ class NcclProcessGroup final : public ProcessGroup,
       check_cuda(cudaSetDevice(comm_->device), "cudaSetDevice");
       check_cuda(cudaMalloc(&comm_->scratch, sizeof(int32_t)), "cudaMalloc");
       check_cuda(cudaMemset(comm_->scratch, 0, sizeof(int32_t)), "cudaMemset");
+      check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize");  // legacy-stream memset
     }
     return launch("barrier", {}, [this](cudaStream_t s) {
       return ncclAllReduce(comm_->scratch, comm_->scratch, 1, ncclInt32, ncclSum, comm_->comm, s);
@@ -298,9 +299,12 @@ class NcclProcessGroup final : public ProcessGroup,
     std::vector<int32_t> all(3 * size_);
     void* buf = nullptr;
     check_cuda(cudaMalloc(&buf, all.size() * sizeof(int32_t)), "cudaMalloc");
-    check_cuda(cudaMemcpy(static_cast<int32_t*>(buf) + 3 * rank_, mine.data(), 3 * sizeof(int32_t),
-                          cudaMemcpyHostToDevice),
-               "cudaMemcpy");
+    // On our stream and waited for: a pageable cudaMemcpy may return before its DMA lands, and
+    // the legacy stream it would use does not order with our non-blocking stream.
+    check_cuda(cudaMemcpyAsync(static_cast<int32_t*>(buf) + 3 * rank_, mine.data(),
+                               3 * sizeof(int32_t), cudaMemcpyHostToDevice, comm_->stream),
+               "cudaMemcpyAsync");
+    check_cuda(cudaStreamSynchronize(comm_->stream), "cudaStreamSynchronize");
     auto gather = launch("split", {}, [&](cudaStream_t s) {
       return ncclAllGather(static_cast<int32_t*>(buf) + 3 * rank_, buf, 3, ncclInt32, comm_->comm,
                            s);

@@ -150,7 +150,13 @@ Operand make_operand(const Tensor& t, bool logical_trans) {
 // layout only.
 Operand flip_layout(const Tensor& t, bool logical_trans) {
   NoGradGuard no_grad;
-  Tensor flipped = t.transpose(-1, -2).contiguous().transpose(-1, -2);
+  // A column-major view (e.g. w.t()) is already "transpose-contiguous": the transpose trick
+  // below would return it unchanged, so make it row-major instead.
+  bool cm = false;
+  int64_t ld = 0;
+  const bool in_place = matrix_layout(t, &cm, &ld);
+  Tensor flipped =
+      in_place && cm ? t.contiguous() : t.transpose(-1, -2).contiguous().transpose(-1, -2);
   return make_operand(flipped, logical_trans);
 }
 
