@@ -52,6 +52,10 @@ BENCHMARK(BM_Gemm)
     ->ArgsProduct({{4096}, {768}, {50304}, {2}, {0, 1}})
     ->ArgsProduct({{4096}, {3072}, {768}, {0}, {0, 1}})  // dgrad: dX = dY W
     ->ArgsProduct({{768}, {4096}, {3072}, {1}, {0, 1}})  // wgrad: dW = dY^T X
+    // The LLaMA-style bench step's output layer (512 tokens, hidden 512, vocab 32000).
+    ->ArgsProduct({{512}, {512}, {32000}, {2}, {1}})  // forward
+    ->ArgsProduct({{512}, {32000}, {512}, {0}, {1}})  // dgrad (split K)
+    ->ArgsProduct({{32000}, {512}, {512}, {1}, {1}})  // wgrad
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime()
     ->MinTime(1.0);

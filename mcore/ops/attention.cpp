@@ -1,7 +1,11 @@
 #include "mcore/ops/attention.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -298,6 +302,89 @@ void backward_dkdv_kernel(const Problem& p, const Tensor& dout, const Tensor& q,
   }
 }
 
+// dK, dV and dQ in one pass: one task per (batch, kv head) walks every key block and, for each,
+// every visible query tile of the group's heads, so dQ (of the group's heads, which no other
+// task touches) accumulates in the task's own buffer. Each tile's P and dS are computed once
+// (5 block GEMMs per tile, where the two passes take 7), at the price of coarser tasks: used
+// when there are enough (batch, kv head) tasks to balance the threads and dQ's buffer is small.
+// MCORE_ATTENTION_BACKWARD=fused forces the one-pass backward whenever its dQ buffer fits (tests
+// use it to cover that kernel at small shapes), =two_pass forbids it; unset, the shape decides.
+enum class BackwardMode { kAuto, kFused, kTwoPass };
+BackwardMode backward_mode() {
+  const char* env = std::getenv("MCORE_ATTENTION_BACKWARD");
+  if (!env) return BackwardMode::kAuto;
+  if (std::strcmp(env, "fused") == 0) return BackwardMode::kFused;
+  if (std::strcmp(env, "two_pass") == 0) return BackwardMode::kTwoPass;
+  return BackwardMode::kAuto;
+}
+
+template <class T>
+void backward_fused_kernel(const Problem& p, const Tensor& dout, const Tensor& q, const Tensor& k,
+                           const Tensor& v, const Tensor& lse, const Tensor& delta, Tensor& dq,
+                           Tensor& dk, Tensor& dv) {
+  using A = acc_t<T>;
+  const Rows<T> qr = rows_of<T>(q), kr = rows_of<T>(k), vr = rows_of<T>(v), dor = rows_of<T>(dout);
+  const A* lp = lse.data<A>();
+  const A* dlp = delta.data<A>();
+  T* dqp = dq.data<T>();
+  T* dkp = dk.data<T>();
+  T* dvp = dv.data<T>();
+  const int64_t tasks = p.batch * p.hkv;
+#pragma omp parallel
+  {
+    Workspace<A> ws(p);
+    std::vector<A> gq_all(static_cast<size_t>(p.group * p.sq * p.d));
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < tasks; ++t) {
+      const int64_t hk = t % p.hkv, b = t / p.hkv;
+      std::fill(gq_all.begin(), gq_all.end(), A(0));
+      for (int64_t j0 = 0; j0 < p.sk; j0 += kBlockK) {
+        const int64_t nk = std::min(kBlockK, p.sk - j0);
+        int64_t ldk, ldv, ldq, lddo;
+        const A* kp = load_rows(kr, j0, nk, b, hk, p.d, ws.k.data(), &ldk);
+        const A* vp = load_rows(vr, j0, nk, b, hk, p.dv, ws.v.data(), &ldv);
+        A* gk = ws.acc0.data();
+        A* gv = ws.acc1.data();
+        std::fill(gk, gk + nk * p.d, A(0));
+        std::fill(gv, gv + nk * p.dv, A(0));
+        const int64_t qstart = p.query_begin(j0) / kBlockQ * kBlockQ;
+        for (int64_t h = hk * p.group; h < (hk + 1) * p.group; ++h) {
+          A* gq = gq_all.data() + (h - hk * p.group) * p.sq * p.d;
+          for (int64_t i0 = qstart; i0 < p.sq; i0 += kBlockQ) {
+            const int64_t nq = std::min(kBlockQ, p.sq - i0);
+            const A* qp = load_rows(qr, i0, nq, b, h, p.d, ws.q.data(), &ldq);
+            const A* dop = load_rows(dor, i0, nq, b, h, p.dv, ws.dout.data(), &lddo);
+            const int64_t row = (b * p.hq + h) * p.sq + i0;
+            tile_grads(p, ws, qp, ldq, kp, ldk, vp, ldv, dop, lddo, lp + row, dlp + row, nq, nk, i0,
+                       j0, b, h);
+            // dV += P^T dO;  dK += scale * dS^T Q;  dQ += scale * dS K.
+            cpu::gemm(true, false, nk, p.dv, nq, A(1), ws.s.data(), kBlockK, dop, lddo, A(1), gv,
+                      p.dv);
+            cpu::gemm(true, false, nk, p.d, nq, static_cast<A>(p.scale), ws.dp.data(), kBlockK, qp,
+                      ldq, A(1), gk, p.d);
+            cpu::gemm(false, false, nq, p.d, nk, static_cast<A>(p.scale), ws.dp.data(), kBlockK, kp,
+                      ldk, A(1), gq + i0 * p.d, p.d);
+          }
+        }
+        for (int64_t c = 0; c < nk; ++c) {
+          const int64_t j = j0 + c;
+          T* dst = dkp + ((j * p.batch + b) * p.hkv + hk) * p.d;
+          for (int64_t e = 0; e < p.d; ++e) dst[e] = store<T>(gk[c * p.d + e]);
+          T* dsv = dvp + ((j * p.batch + b) * p.hkv + hk) * p.dv;
+          for (int64_t e = 0; e < p.dv; ++e) dsv[e] = store<T>(gv[c * p.dv + e]);
+        }
+      }
+      for (int64_t h = hk * p.group; h < (hk + 1) * p.group; ++h) {
+        const A* gq = gq_all.data() + (h - hk * p.group) * p.sq * p.d;
+        for (int64_t i = 0; i < p.sq; ++i) {
+          T* dst = dqp + ((i * p.batch + b) * p.hq + h) * p.d;
+          for (int64_t e = 0; e < p.d; ++e) dst[e] = store<T>(gq[i * p.d + e]);
+        }
+      }
+    }
+  }
+}
+
 // dQ: one task per (batch, query head, query block), looping over the visible key blocks. The
 // tile's P and dS are recomputed rather than shared with the dK/dV pass: that costs two extra
 // block GEMMs but keeps both passes free of write conflicts.
@@ -483,10 +570,21 @@ AttentionGrads attention_backward(const Tensor& grad_out, const Tensor& q_in, co
   if (p.batch == 0 || p.hq == 0) return g;
   Tensor delta = empty(lse_shape, {adt, q.device()});
   (void)cpu::blas_info();
+  // The one-pass kernel when every thread gets several (batch, kv head) tasks and each thread's
+  // dQ buffer (the group's heads, whole sequence) stays small; else the two finer-grained passes.
+  const int64_t dq_buffer_bytes = p.group * p.sq * p.d * static_cast<int64_t>(dtype_size(adt));
+  const BackwardMode mode = backward_mode();
+  const bool fused = mode != BackwardMode::kTwoPass && dq_buffer_bytes <= (int64_t(4) << 20) &&
+                     (mode == BackwardMode::kFused ||
+                      p.batch * p.hkv >= 4 * static_cast<int64_t>(omp_get_max_threads()));
   MCORE_DISPATCH_FLOAT_TYPES(q.dtype(), "attention_backward", [&] {
     delta_kernel<scalar_t>(p, dout, out, delta);
-    backward_dkdv_kernel<scalar_t>(p, dout, q, k, v, lse, delta, g.dk, g.dv);
-    backward_dq_kernel<scalar_t>(p, dout, q, k, v, lse, delta, g.dq);
+    if (fused) {
+      backward_fused_kernel<scalar_t>(p, dout, q, k, v, lse, delta, g.dq, g.dk, g.dv);
+    } else {
+      backward_dkdv_kernel<scalar_t>(p, dout, q, k, v, lse, delta, g.dk, g.dv);
+      backward_dq_kernel<scalar_t>(p, dout, q, k, v, lse, delta, g.dq);
+    }
   });
   return g;
 }

@@ -76,6 +76,14 @@ void copy_typed(Tensor& dst, const Tensor& src, bool saturate) {
       [&](const std::array<int64_t, 2>& off, int64_t len, const std::array<int64_t, 2>& inner) {
         D* dp = d + off[0];
         const S* sp = s + off[1];
+        if constexpr (std::is_same_v<D, S>) {
+          // Unit-stride rows (slices of a fused tensor, the split backward): one memmove per row
+          // instead of an element loop the compiler cannot vectorize for runtime strides.
+          if (inner[0] == 1 && inner[1] == 1) {
+            std::memmove(dp, sp, static_cast<size_t>(len) * sizeof(D));
+            return;
+          }
+        }
         for (int64_t i = 0; i < len; ++i)
           dp[i * inner[0]] = convert<D, S>(sp[i * inner[1]], saturate);
       });

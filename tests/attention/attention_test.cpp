@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <vector>
 
@@ -243,6 +244,45 @@ TEST(Attention, BackwardIsDeterministic) {
   auto g2 = ops::attention_backward(dout, q, k, v, f.out, f.softmax_lse);
   EXPECT_TENSOR_CLOSE(g1.dk, g2.dk, 0, 0);
   EXPECT_TENSOR_CLOSE(g1.dq, g2.dq, 0, 0);
+}
+
+// The one-pass backward (dQ accumulated per (batch, kv head) task) against the two-pass one,
+// forced both ways with MCORE_ATTENTION_BACKWARD: GQA, several key and query blocks, causal with
+// more keys than queries, a padding mask, float32 and bf16. Same tile products summed in the
+// same order for dK/dV (bitwise equal); dQ sums its key blocks in the same order too, so all
+// three are expected equal up to float32 rounding of identical operations (rtol 1e-6).
+TEST(Attention, FusedBackwardMatchesTwoPass) {
+  struct Case {
+    int64_t sq, sk, b, hq, hkv, d;
+    bool causal, pad;
+    DType dtype;
+  };
+  const Case cases[] = {{200, 300, 2, 6, 2, 16, true, false, DType::F32},
+                        {130, 130, 3, 4, 4, 8, false, true, DType::F32},
+                        {70, 150, 1, 4, 1, 8, true, true, DType::BF16}};
+  uint64_t seed = 60;
+  for (const Case& c : cases) {
+    Tensor q = random_tensor({c.sq, c.b, c.hq, c.d}, seed++, DType::F32).to(c.dtype);
+    Tensor k = random_tensor({c.sk, c.b, c.hkv, c.d}, seed++, DType::F32).to(c.dtype);
+    Tensor v = random_tensor({c.sk, c.b, c.hkv, c.d}, seed++, DType::F32).to(c.dtype);
+    Tensor dout = random_tensor({c.sq, c.b, c.hq, c.d}, seed++, DType::F32).to(c.dtype);
+    ops::AttentionOptions opts;
+    opts.causal = c.causal;
+    if (c.pad) {
+      Tensor m = zeros({c.b, c.sk}, DType::BOOL);
+      for (int64_t j = c.sk - 5; j < c.sk; ++j) m.data<bool>()[(c.b - 1) * c.sk + j] = true;
+      opts.attention_mask = m;
+    }
+    auto f = ops::attention_forward(q, k, v, opts);
+    setenv("MCORE_ATTENTION_BACKWARD", "fused", 1);
+    auto g1 = ops::attention_backward(dout, q, k, v, f.out, f.softmax_lse, opts);
+    setenv("MCORE_ATTENTION_BACKWARD", "two_pass", 1);
+    auto g2 = ops::attention_backward(dout, q, k, v, f.out, f.softmax_lse, opts);
+    unsetenv("MCORE_ATTENTION_BACKWARD");
+    EXPECT_TENSOR_CLOSE(g1.dq, g2.dq, 1e-6, 1e-7);
+    EXPECT_TENSOR_CLOSE(g1.dk, g2.dk, 1e-6, 1e-7);
+    EXPECT_TENSOR_CLOSE(g1.dv, g2.dv, 1e-6, 1e-7);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -92,6 +92,21 @@ TEST(Autograd, ViewOpsGradcheck) {
   EXPECT_TRUE(testing::gradcheck(fn, {x}));
 }
 
+// split is one node for all its pieces: an unused piece (gradient arriving as zeros), a
+// negative dim, a strided input and a zero-size piece must all give the right gradient.
+TEST(Autograd, SplitGradcheckUnusedPiecesAndNegativeDim) {
+  Tensor x = random_tensor({3, 4, 7}, 5).set_requires_grad(true);
+  auto fn = [](const std::vector<Tensor>& in) {
+    Tensor t = F::transpose(in[0], 0, 1);  // [4, 3, 7], strided
+    std::vector<Tensor> p = F::split(t, {2, 0, 4, 1}, -1);
+    EXPECT_EQ(p.size(), 4u);
+    EXPECT_EQ(p[2].shape(), (Shape{4, 3, 4}));
+    return F::add(F::sum(F::mul(p[2], p[2])), F::sum(F::scale(p[3], 3.0)));  // p[0] unused
+  };
+  EXPECT_TRUE(testing::gradcheck(fn, {x}));
+  EXPECT_THROW(F::split(x, {3, 3}, 2), Error);
+}
+
 TEST(Autograd, BroadcastArithmeticGradcheck) {
   Tensor a = random_tensor({4, 3, 5}, 2).set_requires_grad(true);
   Tensor bias = random_tensor({5}, 3).set_requires_grad(true);

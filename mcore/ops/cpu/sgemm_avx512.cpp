@@ -125,6 +125,22 @@ MCORE_AVX512 void pack_direct(const float* src, int64_t ld, int64_t width, int64
 // Packs op(A)[i0 : i0+mc, p0 : p0+kc] as kMr-row panels, each kc x kMr (k-major), zero-padded.
 MCORE_AVX512 void pack_a(bool ta, const float* a, int64_t lda, int64_t i0, int64_t mc, int64_t p0,
                          int64_t kc, float* dst) {
+  if (ta) {
+    // op(A) = A^T with A's rows along K (the weight gradient's dY^T): walking one kMr-wide panel
+    // down all kc rows touches kc far-apart rows (a TLB miss each, half of each line used).
+    // Instead take kPb rows at a time across every panel, so each source line is used whole
+    // while it is in L1 and only kPb rows' pages are live.
+    constexpr int64_t kPb = 16;
+    for (int64_t pc = 0; pc < kc; pc += kPb) {
+      const int64_t pn = std::min(kPb, kc - pc);
+      for (int64_t ir = 0; ir < mc; ir += kMr) {
+        const int64_t rows = std::min<int64_t>(kMr, mc - ir);
+        pack_direct(a + (p0 + pc) * lda + i0 + ir, lda, rows, pn, dst + ir * kc + pc * kMr, kMr,
+                    kMr);
+      }
+    }
+    return;
+  }
   for (int64_t ir = 0; ir < mc; ir += kMr) {
     const int64_t rows = std::min<int64_t>(kMr, mc - ir);
     float* d = dst + ir * kc;
