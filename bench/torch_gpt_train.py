@@ -100,6 +100,16 @@ class Layer(nn.Module):
         self.linear_fc1 = nn.Linear(h, 2 * ffn if self.swiglu else ffn, bias=bias)
         self.linear_fc2 = nn.Linear(ffn, h, bias=bias)
 
+    def attention(self, q, k, v):
+        """Causal attention over [b, heads, s, d]; the GPU script overrides it with SDPA."""
+        nh, ng, d, s = self.nh, self.ng, self.d, q.shape[2]
+        if ng != nh:
+            k, v = k.repeat_interleave(nh // ng, 1), v.repeat_interleave(nh // ng, 1)
+        att = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(d))
+        mask = torch.ones(s, s, dtype=torch.bool, device=q.device).triu(1)
+        att = F.dropout(att.masked_fill(mask, float("-inf")).softmax(-1), self.p_attn, self.training)
+        return att @ v
+
     def forward(self, x, rope):
         b, s, _ = x.shape
         nh, ng, d = self.nh, self.ng, self.d
@@ -108,13 +118,8 @@ class Layer(nn.Module):
         q = q.reshape(b, s, nh, d).transpose(1, 2)
         k, v = k.transpose(1, 2), v.transpose(1, 2)
         if rope is not None:
-            q, k = rope_rotate(q, *rope), rope_rotate(k, *rope)
-        if ng != nh:
-            k, v = k.repeat_interleave(nh // ng, 1), v.repeat_interleave(nh // ng, 1)
-        att = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(d))
-        mask = torch.ones(s, s, dtype=torch.bool).triu(1)
-        att = F.dropout(att.masked_fill(mask, float("-inf")).softmax(-1), self.p_attn, self.training)
-        ctx = (att @ v).transpose(1, 2).reshape(b, s, nh * d)
+            q, k = rope_rotate(q, *rope).to(q.dtype), rope_rotate(k, *rope).to(k.dtype)
+        ctx = self.attention(q, k, v).transpose(1, 2).reshape(b, s, nh * d)
         x = x + F.dropout(self.linear_proj(ctx), self.p_hidden, self.training)
         m = self.linear_fc1(self.pre_mlp_layernorm(x))
         if self.swiglu:
@@ -126,7 +131,7 @@ class Layer(nn.Module):
 
 
 class GPT(nn.Module):
-    def __init__(self, a):
+    def __init__(self, a, layer_cls=Layer):
         super().__init__()
         self.a = a
         h, vocab = a["hidden_size"], a["padded_vocab_size"]
@@ -134,7 +139,7 @@ class GPT(nn.Module):
         self.rope = a["position_embedding_type"] == "rope"
         self.position_embeddings = (
             None if self.rope else nn.Embedding(a["max_position_embeddings"], h))
-        self.layers = nn.ModuleList(Layer(a) for _ in range(a["num_layers"]))
+        self.layers = nn.ModuleList(layer_cls(a) for _ in range(a["num_layers"]))
         self.final_layernorm = make_norm(a)
         self.output_layer = (nn.Linear(h, vocab, bias=False)
                              if a["untie_embeddings_and_output_weights"] else None)
@@ -145,25 +150,34 @@ class GPT(nn.Module):
                                                                   "linear_fc2.weight")) else std)
             elif name.endswith("bias"):
                 nn.init.zeros_(p)
+        self._rope_cache = {}
+
+    def rope_tables(self, s, device):
+        key = (s, device)
+        if key not in self._rope_cache:
+            d = self.a["kv_channels"]
+            inv = 1.0 / (self.a["rotary_base"] ** (torch.arange(0, d, 2, device=device).float() / d))
+            f = torch.outer(torch.arange(s, device=device).float(), inv)
+            emb = torch.cat([f, f], -1)
+            self._rope_cache[key] = (emb.cos(), emb.sin())
+        return self._rope_cache[key]
 
     def forward(self, tokens, labels, loss_mask):
         b, s = tokens.shape
         x = self.word_embeddings(tokens)
         rope = None
         if self.rope:
-            d = self.a["kv_channels"]
-            inv = 1.0 / (self.a["rotary_base"] ** (torch.arange(0, d, 2).float() / d))
-            f = torch.outer(torch.arange(s).float(), inv)
-            emb = torch.cat([f, f], -1)
-            rope = (emb.cos(), emb.sin())
+            rope = self.rope_tables(s, tokens.device)
         else:
-            x = x + self.position_embeddings(torch.arange(s))
+            x = x + self.position_embeddings(torch.arange(s, device=tokens.device))
         x = F.dropout(x, self.a["hidden_dropout"], self.training)
         for layer in self.layers:
             x = layer(x, rope)
         x = self.final_layernorm(x)
         w = self.word_embeddings.weight if self.output_layer is None else self.output_layer.weight
-        per_token = F.cross_entropy((x @ w.t()).view(b * s, -1), labels.reshape(-1), reduction="none")
+        logits = x @ w.t()
+        per_token = F.cross_entropy(logits.view(b * s, -1).float(), labels.reshape(-1),
+                                    reduction="none")
         return (per_token * loss_mask.view(-1)).sum() / loss_mask.sum().clamp(min=1)
 
 

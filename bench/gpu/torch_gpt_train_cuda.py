@@ -28,115 +28,34 @@ losses and peak GPU memory.
 """
 import argparse
 import json
-import math
 import os
 import sys
 import time
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from torch_gpt_train import (make_norm, megatron_lr, num_floating_point_operations,  # noqa: E402
-                             read_megatron_args, rope_rotate)
+from torch_gpt_train import (GPT, Layer, megatron_lr,  # noqa: E402
+                             num_floating_point_operations, read_megatron_args)
 
 
-class Layer(nn.Module):
+class SdpaLayer(Layer):
+    """bench/torch_gpt_train.py's layer with attention through scaled_dot_product_attention."""
+
     def __init__(self, a):
-        super().__init__()
-        h, nh, d = a["hidden_size"], a["num_attention_heads"], a["kv_channels"]
-        ng = a["num_query_groups"] if a["group_query_attention"] else nh
-        self.nh, self.ng, self.d = nh, ng, d
-        self.swiglu = a["swiglu"]
-        self.gelu_approx = "tanh" if a["openai_gelu"] else "none"
-        self.p_hidden, self.p_attn = a["hidden_dropout"], a["attention_dropout"]
-        bias, qkv_bias = a["add_bias_linear"], a["add_bias_linear"] or a["add_qkv_bias"]
-        ffn = a["ffn_hidden_size"]
-        self.input_layernorm = make_norm(a)
-        self.linear_qkv = nn.Linear(h, (nh + 2 * ng) * d, bias=qkv_bias)
-        self.linear_proj = nn.Linear(nh * d, h, bias=bias)
-        self.pre_mlp_layernorm = make_norm(a)
-        self.linear_fc1 = nn.Linear(h, 2 * ffn if self.swiglu else ffn, bias=bias)
-        self.linear_fc2 = nn.Linear(ffn, h, bias=bias)
+        super().__init__(a)
         self.has_gqa = "enable_gqa" in (F.scaled_dot_product_attention.__doc__ or "")
 
-    def forward(self, x, rope):
-        b, s, _ = x.shape
-        nh, ng, d = self.nh, self.ng, self.d
-        qkv = self.linear_qkv(self.input_layernorm(x)).view(b, s, ng, (nh // ng + 2) * d)
-        q, k, v = qkv.split([nh // ng * d, d, d], -1)
-        q = q.reshape(b, s, nh, d).transpose(1, 2)
-        k, v = k.transpose(1, 2), v.transpose(1, 2)
-        if rope is not None:
-            q, k = rope_rotate(q, *rope).to(q.dtype), rope_rotate(k, *rope).to(k.dtype)
+    def attention(self, q, k, v):
+        nh, ng = self.nh, self.ng
         kw = {"is_causal": True, "dropout_p": self.p_attn if self.training else 0.0}
         if ng != nh:
             if self.has_gqa:
                 kw["enable_gqa"] = True
             else:
                 k, v = k.repeat_interleave(nh // ng, 1), v.repeat_interleave(nh // ng, 1)
-        ctx = F.scaled_dot_product_attention(q, k, v, **kw)
-        ctx = ctx.transpose(1, 2).reshape(b, s, nh * d)
-        x = x + F.dropout(self.linear_proj(ctx), self.p_hidden, self.training)
-        m = self.linear_fc1(self.pre_mlp_layernorm(x))
-        if self.swiglu:
-            g, u = m.chunk(2, -1)
-            m = F.silu(g) * u
-        else:
-            m = F.gelu(m, approximate=self.gelu_approx)
-        return x + F.dropout(self.linear_fc2(m), self.p_hidden, self.training)
-
-
-class GPT(nn.Module):
-    def __init__(self, a):
-        super().__init__()
-        self.a = a
-        h, vocab = a["hidden_size"], a["padded_vocab_size"]
-        self.word_embeddings = nn.Embedding(vocab, h)
-        self.rope = a["position_embedding_type"] == "rope"
-        self.position_embeddings = (
-            None if self.rope else nn.Embedding(a["max_position_embeddings"], h))
-        self.layers = nn.ModuleList(Layer(a) for _ in range(a["num_layers"]))
-        self.final_layernorm = make_norm(a)
-        self.output_layer = (nn.Linear(h, vocab, bias=False)
-                             if a["untie_embeddings_and_output_weights"] else None)
-        std, out_std = a["init_method_std"], a["init_method_std"] / math.sqrt(2 * a["num_layers"])
-        for name, p in self.named_parameters():
-            if p.dim() == 2:
-                nn.init.normal_(p, 0.0, out_std if name.endswith(("linear_proj.weight",
-                                                                  "linear_fc2.weight")) else std)
-            elif name.endswith("bias"):
-                nn.init.zeros_(p)
-        self._rope_cache = {}
-
-    def rope_tables(self, s, device):
-        key = (s, device)
-        if key not in self._rope_cache:
-            d = self.a["kv_channels"]
-            inv = 1.0 / (self.a["rotary_base"] ** (torch.arange(0, d, 2, device=device).float() / d))
-            f = torch.outer(torch.arange(s, device=device).float(), inv)
-            emb = torch.cat([f, f], -1)
-            self._rope_cache[key] = (emb.cos(), emb.sin())
-        return self._rope_cache[key]
-
-    def forward(self, tokens, labels, loss_mask):
-        b, s = tokens.shape
-        x = self.word_embeddings(tokens)
-        rope = None
-        if self.rope:
-            rope = self.rope_tables(s, tokens.device)
-        else:
-            x = x + self.position_embeddings(torch.arange(s, device=tokens.device))
-        x = F.dropout(x, self.a["hidden_dropout"], self.training)
-        for layer in self.layers:
-            x = layer(x, rope)
-        x = self.final_layernorm(x)
-        w = self.word_embeddings.weight if self.output_layer is None else self.output_layer.weight
-        logits = x @ w.t()
-        per_token = F.cross_entropy(logits.view(b * s, -1).float(), labels.reshape(-1),
-                                    reduction="none")
-        return (per_token * loss_mask.view(-1)).sum() / loss_mask.sum().clamp(min=1)
+        return F.scaled_dot_product_attention(q, k, v, **kw)
 
 
 def main():
@@ -160,7 +79,7 @@ def main():
     torch.backends.cuda.matmul.allow_tf32 = False  # as mcore: fp32 GEMMs stay fp32
     torch.backends.cudnn.allow_tf32 = False
 
-    model = GPT(a).to(dev)
+    model = GPT(a, SdpaLayer).to(dev)
     if o.precision == "bf16":
         model = model.to(torch.bfloat16)
     model.train()
