@@ -246,6 +246,65 @@ void delta_kernel(const Problem& p, const Tensor& dout, const Tensor& out, Tenso
   }
 }
 
+// The inputs of the backward kernels, as rows.
+template <class T>
+struct BackwardRows {
+  Rows<T> q, k, v, dout;
+  const acc_t<T>* lse;
+  const acc_t<T>* delta;
+};
+
+// One key block [j0, j0 + nk) of kv head hk: its dK and dV rows, summed over every query head
+// of the group and every query tile that can see the keys, written to dk/dv. With gq (the
+// group's dQ accumulators, [group, sq, d]) each tile also adds its dQ part there, so P and dS
+// serve all three gradients.
+template <class T>
+void key_block_grads(const Problem& p, Workspace<acc_t<T>>& ws, const BackwardRows<T>& r, int64_t b,
+                     int64_t hk, int64_t j0, int64_t nk, T* dkp, T* dvp, acc_t<T>* gq) {
+  using A = acc_t<T>;
+  int64_t ldk, ldv, ldq, lddo;
+  const A* kp = load_rows(r.k, j0, nk, b, hk, p.d, ws.k.data(), &ldk);
+  const A* vp = load_rows(r.v, j0, nk, b, hk, p.dv, ws.v.data(), &ldv);
+  A* gk = ws.acc0.data();
+  A* gv = ws.acc1.data();
+  std::fill(gk, gk + nk * p.d, A(0));
+  std::fill(gv, gv + nk * p.dv, A(0));
+  const int64_t qstart = p.query_begin(j0) / kBlockQ * kBlockQ;
+  for (int64_t h = hk * p.group; h < (hk + 1) * p.group; ++h) {
+    for (int64_t i0 = qstart; i0 < p.sq; i0 += kBlockQ) {
+      const int64_t nq = std::min(kBlockQ, p.sq - i0);
+      const A* qp = load_rows(r.q, i0, nq, b, h, p.d, ws.q.data(), &ldq);
+      const A* dop = load_rows(r.dout, i0, nq, b, h, p.dv, ws.dout.data(), &lddo);
+      const int64_t row = (b * p.hq + h) * p.sq + i0;
+      tile_grads(p, ws, qp, ldq, kp, ldk, vp, ldv, dop, lddo, r.lse + row, r.delta + row, nq, nk,
+                 i0, j0, b, h);
+      // dV += P^T dO;  dK += scale * dS^T Q;  (dQ += scale * dS K).
+      cpu::gemm(true, false, nk, p.dv, nq, A(1), ws.s.data(), kBlockK, dop, lddo, A(1), gv, p.dv);
+      cpu::gemm(true, false, nk, p.d, nq, static_cast<A>(p.scale), ws.dp.data(), kBlockK, qp, ldq,
+                A(1), gk, p.d);
+      if (gq) {
+        A* gqh = gq + (h - hk * p.group) * p.sq * p.d;
+        cpu::gemm(false, false, nq, p.d, nk, static_cast<A>(p.scale), ws.dp.data(), kBlockK, kp,
+                  ldk, A(1), gqh + i0 * p.d, p.d);
+      }
+    }
+  }
+  for (int64_t c = 0; c < nk; ++c) {
+    const int64_t j = j0 + c;
+    T* dst = dkp + ((j * p.batch + b) * p.hkv + hk) * p.d;
+    for (int64_t e = 0; e < p.d; ++e) dst[e] = store<T>(gk[c * p.d + e]);
+    T* dsv = dvp + ((j * p.batch + b) * p.hkv + hk) * p.dv;
+    for (int64_t e = 0; e < p.dv; ++e) dsv[e] = store<T>(gv[c * p.dv + e]);
+  }
+}
+
+template <class T>
+BackwardRows<T> backward_rows(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                              const Tensor& lse, const Tensor& delta) {
+  return {rows_of<T>(q),    rows_of<T>(k),        rows_of<T>(v),
+          rows_of<T>(dout), lse.data<acc_t<T>>(), delta.data<acc_t<T>>()};
+}
+
 // dK and dV: one task per (batch, kv head, key block), looping over every query head of the
 // group and every query block that can see the keys. Each task owns its rows of dK/dV, so the
 // GQA reduction needs no atomics and the result is deterministic.
@@ -253,51 +312,19 @@ template <class T>
 void backward_dkdv_kernel(const Problem& p, const Tensor& dout, const Tensor& q, const Tensor& k,
                           const Tensor& v, const Tensor& lse, const Tensor& delta, Tensor& dk,
                           Tensor& dv) {
-  using A = acc_t<T>;
-  const Rows<T> qr = rows_of<T>(q), kr = rows_of<T>(k), vr = rows_of<T>(v), dor = rows_of<T>(dout);
-  const A* lp = lse.data<A>();
-  const A* dlp = delta.data<A>();
+  const BackwardRows<T> r = backward_rows<T>(dout, q, k, v, lse, delta);
   T* dkp = dk.data<T>();
   T* dvp = dv.data<T>();
   const int64_t nkb = (p.sk + kBlockK - 1) / kBlockK;
   const int64_t tasks = p.batch * p.hkv * nkb;
 #pragma omp parallel
   {
-    Workspace<A> ws(p);
+    Workspace<acc_t<T>> ws(p);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t kb = t % nkb, hk = (t / nkb) % p.hkv, b = t / (nkb * p.hkv);
-      const int64_t j0 = kb * kBlockK, nk = std::min(kBlockK, p.sk - j0);
-      int64_t ldk, ldv, ldq, lddo;
-      const A* kp = load_rows(kr, j0, nk, b, hk, p.d, ws.k.data(), &ldk);
-      const A* vp = load_rows(vr, j0, nk, b, hk, p.dv, ws.v.data(), &ldv);
-      A* gk = ws.acc0.data();
-      A* gv = ws.acc1.data();
-      std::fill(gk, gk + nk * p.d, A(0));
-      std::fill(gv, gv + nk * p.dv, A(0));
-      const int64_t qstart = p.query_begin(j0) / kBlockQ * kBlockQ;
-      for (int64_t h = hk * p.group; h < (hk + 1) * p.group; ++h) {
-        for (int64_t i0 = qstart; i0 < p.sq; i0 += kBlockQ) {
-          const int64_t nq = std::min(kBlockQ, p.sq - i0);
-          const A* qp = load_rows(qr, i0, nq, b, h, p.d, ws.q.data(), &ldq);
-          const A* dop = load_rows(dor, i0, nq, b, h, p.dv, ws.dout.data(), &lddo);
-          const int64_t row = (b * p.hq + h) * p.sq + i0;
-          tile_grads(p, ws, qp, ldq, kp, ldk, vp, ldv, dop, lddo, lp + row, dlp + row, nq, nk, i0,
-                     j0, b, h);
-          // dV += P^T dO;  dK += scale * dS^T Q.
-          cpu::gemm(true, false, nk, p.dv, nq, A(1), ws.s.data(), kBlockK, dop, lddo, A(1), gv,
-                    p.dv);
-          cpu::gemm(true, false, nk, p.d, nq, static_cast<A>(p.scale), ws.dp.data(), kBlockK, qp,
-                    ldq, A(1), gk, p.d);
-        }
-      }
-      for (int64_t c = 0; c < nk; ++c) {
-        const int64_t j = j0 + c;
-        T* dst = dkp + ((j * p.batch + b) * p.hkv + hk) * p.d;
-        for (int64_t e = 0; e < p.d; ++e) dst[e] = store<T>(gk[c * p.d + e]);
-        T* dsv = dvp + ((j * p.batch + b) * p.hkv + hk) * p.dv;
-        for (int64_t e = 0; e < p.dv; ++e) dsv[e] = store<T>(gv[c * p.dv + e]);
-      }
+      const int64_t j0 = kb * kBlockK;
+      key_block_grads<T>(p, ws, r, b, hk, j0, std::min(kBlockK, p.sk - j0), dkp, dvp, nullptr);
     }
   }
 }
@@ -323,9 +350,7 @@ void backward_fused_kernel(const Problem& p, const Tensor& dout, const Tensor& q
                            const Tensor& v, const Tensor& lse, const Tensor& delta, Tensor& dq,
                            Tensor& dk, Tensor& dv) {
   using A = acc_t<T>;
-  const Rows<T> qr = rows_of<T>(q), kr = rows_of<T>(k), vr = rows_of<T>(v), dor = rows_of<T>(dout);
-  const A* lp = lse.data<A>();
-  const A* dlp = delta.data<A>();
+  const BackwardRows<T> r = backward_rows<T>(dout, q, k, v, lse, delta);
   T* dqp = dq.data<T>();
   T* dkp = dk.data<T>();
   T* dvp = dv.data<T>();
@@ -338,42 +363,9 @@ void backward_fused_kernel(const Problem& p, const Tensor& dout, const Tensor& q
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t hk = t % p.hkv, b = t / p.hkv;
       std::fill(gq_all.begin(), gq_all.end(), A(0));
-      for (int64_t j0 = 0; j0 < p.sk; j0 += kBlockK) {
-        const int64_t nk = std::min(kBlockK, p.sk - j0);
-        int64_t ldk, ldv, ldq, lddo;
-        const A* kp = load_rows(kr, j0, nk, b, hk, p.d, ws.k.data(), &ldk);
-        const A* vp = load_rows(vr, j0, nk, b, hk, p.dv, ws.v.data(), &ldv);
-        A* gk = ws.acc0.data();
-        A* gv = ws.acc1.data();
-        std::fill(gk, gk + nk * p.d, A(0));
-        std::fill(gv, gv + nk * p.dv, A(0));
-        const int64_t qstart = p.query_begin(j0) / kBlockQ * kBlockQ;
-        for (int64_t h = hk * p.group; h < (hk + 1) * p.group; ++h) {
-          A* gq = gq_all.data() + (h - hk * p.group) * p.sq * p.d;
-          for (int64_t i0 = qstart; i0 < p.sq; i0 += kBlockQ) {
-            const int64_t nq = std::min(kBlockQ, p.sq - i0);
-            const A* qp = load_rows(qr, i0, nq, b, h, p.d, ws.q.data(), &ldq);
-            const A* dop = load_rows(dor, i0, nq, b, h, p.dv, ws.dout.data(), &lddo);
-            const int64_t row = (b * p.hq + h) * p.sq + i0;
-            tile_grads(p, ws, qp, ldq, kp, ldk, vp, ldv, dop, lddo, lp + row, dlp + row, nq, nk, i0,
-                       j0, b, h);
-            // dV += P^T dO;  dK += scale * dS^T Q;  dQ += scale * dS K.
-            cpu::gemm(true, false, nk, p.dv, nq, A(1), ws.s.data(), kBlockK, dop, lddo, A(1), gv,
-                      p.dv);
-            cpu::gemm(true, false, nk, p.d, nq, static_cast<A>(p.scale), ws.dp.data(), kBlockK, qp,
-                      ldq, A(1), gk, p.d);
-            cpu::gemm(false, false, nq, p.d, nk, static_cast<A>(p.scale), ws.dp.data(), kBlockK, kp,
-                      ldk, A(1), gq + i0 * p.d, p.d);
-          }
-        }
-        for (int64_t c = 0; c < nk; ++c) {
-          const int64_t j = j0 + c;
-          T* dst = dkp + ((j * p.batch + b) * p.hkv + hk) * p.d;
-          for (int64_t e = 0; e < p.d; ++e) dst[e] = store<T>(gk[c * p.d + e]);
-          T* dsv = dvp + ((j * p.batch + b) * p.hkv + hk) * p.dv;
-          for (int64_t e = 0; e < p.dv; ++e) dsv[e] = store<T>(gv[c * p.dv + e]);
-        }
-      }
+      for (int64_t j0 = 0; j0 < p.sk; j0 += kBlockK)
+        key_block_grads<T>(p, ws, r, b, hk, j0, std::min(kBlockK, p.sk - j0), dkp, dvp,
+                           gq_all.data());
       for (int64_t h = hk * p.group; h < (hk + 1) * p.group; ++h) {
         const A* gq = gq_all.data() + (h - hk * p.group) * p.sq * p.d;
         for (int64_t i = 0; i < p.sq; ++i) {
