@@ -3,7 +3,8 @@
 #include <cmath>
 
 #include "mcore/ops/cpu/acc_type.h"
-#include "mcore/ops/device_check.h"
+#include "mcore/ops/device_route.h"
+#include "mcore/ops/optimizer_coeffs.h"
 
 #ifdef MCORE_WITH_CUDA
 #include "mcore/ops/cuda/adam_cuda.h"
@@ -13,27 +14,6 @@ namespace mcore::ops {
 
 namespace {
 
-// Per-step scalars, computed in double as PyTorch does, then used in the parameter's type.
-template <class P>
-struct Coeffs {
-  P decay, beta1, one_minus_beta1, beta2, one_minus_beta2, neg_step_size, bc2_sqrt, eps;
-};
-
-template <class P>
-Coeffs<P> coeffs(const AdamConfig& c, int64_t step) {
-  const double t = static_cast<double>(step);
-  const double bc1 = c.bias_correction ? 1.0 - std::pow(c.beta1, t) : 1.0;
-  const double bc2 = c.bias_correction ? 1.0 - std::pow(c.beta2, t) : 1.0;
-  return {static_cast<P>(1.0 - c.lr * c.weight_decay),
-          static_cast<P>(c.beta1),
-          static_cast<P>(1.0 - c.beta1),
-          static_cast<P>(c.beta2),
-          static_cast<P>(1.0 - c.beta2),
-          static_cast<P>(-(c.lr / bc1)),
-          static_cast<P>(std::sqrt(bc2)),
-          static_cast<P>(c.eps)};
-}
-
 // One fused pass. M is the model-parameter type written from the updated value (void: none).
 // The expression is PyTorch's AdamW sequence (mul_, add_ with alpha = one FMA, addcmul_, sqrt,
 // div, add eps, addcdiv_) with each rounding where PyTorch rounds: float32 AdamW drifts from the
@@ -41,7 +21,8 @@ Coeffs<P> coeffs(const AdamConfig& c, int64_t step) {
 // Contraction is therefore off here and the one fused multiply-add is explicit.
 template <class P, class G, class M>
 __attribute__((optimize("fp-contract=off"))) void adam_kernel(P* p, const G* g, P* m, P* v,
-                                                              M* model, int64_t n, Coeffs<P> k) {
+                                                              M* model, int64_t n,
+                                                              AdamCoeffs<P> k) {
 #pragma omp parallel for simd schedule(static) if (n > 16384)
   for (int64_t i = 0; i < n; ++i) {
     const P gi = static_cast<P>(g[i]);
@@ -53,18 +34,6 @@ __attribute__((optimize("fp-contract=off"))) void adam_kernel(P* p, const G* g, 
     v[i] = vi;
     p[i] = pi;
     if constexpr (!std::is_void_v<M>) model[i] = M(static_cast<float>(pi));
-  }
-}
-
-// CPU tensors, or all on the parameter's CUDA device.
-void check_devices(std::initializer_list<Tensor> ts, const char* op) {
-  const Tensor& first = *ts.begin();
-  if (!first.defined() || first.device().is_cpu()) return check_cpu(ts, op);
-  for (const Tensor& t : ts) {
-    MCORE_CHECK(t.defined() && t.device() == first.device())
-        << op << ": all tensors must be on " << first.device() << " (the parameter's device); got "
-        << (t.defined() ? t.device().str() : std::string("an undefined tensor")) << " for shape "
-        << (t.defined() ? shape_str(t.shape()) : std::string("?"));
   }
 }
 
@@ -98,7 +67,7 @@ void check_inputs(const Tensor& param, const Tensor& grad, const Tensor& exp_avg
 template <class P, class M>
 void run(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq, M* model,
          int64_t step, const AdamConfig& config) {
-  Coeffs<P> k = coeffs<P>(config, step);
+  AdamCoeffs<P> k = adam_coeffs<P>(config, step);
   P* p = param.data<P>();
   P* m = exp_avg.data<P>();
   P* v = exp_avg_sq.data<P>();

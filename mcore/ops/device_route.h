@@ -5,6 +5,7 @@
 #pragma once
 
 #include <initializer_list>
+#include <string>
 
 #include "mcore/ops/device_check.h"
 
@@ -38,6 +39,19 @@ inline bool on_cuda(std::initializer_list<Tensor> required, const char* op,
     if (t.defined()) check_cpu({t}, op);
   }
   return false;
+}
+
+// CPU tensors, or all defined and on the first one's CUDA device (the optimizer steps: the
+// parameter decides).
+inline void check_devices(std::initializer_list<Tensor> ts, const char* op) {
+  const Tensor& first = *ts.begin();
+  if (!first.defined() || first.device().is_cpu()) return check_cpu(ts, op);
+  for (const Tensor& t : ts) {
+    MCORE_CHECK(t.defined() && t.device() == first.device())
+        << op << ": all tensors must be on " << first.device() << " (the parameter's device); got "
+        << (t.defined() ? t.device().str() : std::string("an undefined tensor")) << " for shape "
+        << (t.defined() ? shape_str(t.shape()) : std::string("?"));
+  }
 }
 
 }  // namespace mcore::ops

@@ -3,7 +3,8 @@
 #include <cmath>
 #include <type_traits>
 
-#include "mcore/ops/device_check.h"
+#include "mcore/ops/device_route.h"
+#include "mcore/ops/optimizer_coeffs.h"
 
 #ifdef MCORE_WITH_CUDA
 #include "mcore/ops/cuda/sgd_cuda.h"
@@ -12,12 +13,6 @@
 namespace mcore::ops {
 
 namespace {
-
-template <class P>
-struct SgdCoeffs {
-  P neg_lr, momentum, one_minus_dampening, weight_decay;
-  bool use_momentum, use_wd, nesterov, first;
-};
 
 // PyTorch's add(x, alpha) is one fused multiply-add on CPU (Vectorized::fmadd), mul_ one
 // rounding; contraction is off so that nothing else fuses and the roundings match PyTorch's.
@@ -37,18 +32,6 @@ __attribute__((optimize("fp-contract=off"))) void sgd_kernel(P* p, const G* g, P
     const P out = std::fma(d, k.neg_lr, pi);
     p[i] = out;
     if constexpr (!std::is_void_v<M>) model[i] = M(static_cast<float>(out));
-  }
-}
-
-// CPU tensors, or all on the parameter's CUDA device.
-void check_devices(std::initializer_list<Tensor> ts, const char* op) {
-  const Tensor& first = *ts.begin();
-  if (!first.defined() || first.device().is_cpu()) return check_cpu(ts, op);
-  for (const Tensor& t : ts) {
-    MCORE_CHECK(t.defined() && t.device() == first.device())
-        << op << ": all tensors must be on " << first.device() << " (the parameter's device); got "
-        << (t.defined() ? t.device().str() : std::string("an undefined tensor")) << " for shape "
-        << (t.defined() ? shape_str(t.shape()) : std::string("?"));
   }
 }
 
@@ -83,14 +66,7 @@ void check_inputs(const Tensor& param, const Tensor& grad, const Tensor& buf, co
 
 template <class P, class M>
 void run(Tensor& param, const Tensor& grad, Tensor& buf, M* model, bool first, const SgdConfig& c) {
-  SgdCoeffs<P> k{static_cast<P>(-c.lr),
-                 static_cast<P>(c.momentum),
-                 static_cast<P>(1.0 - c.dampening),
-                 static_cast<P>(c.weight_decay),
-                 c.momentum != 0.0,
-                 c.weight_decay != 0.0,
-                 c.nesterov,
-                 first};
+  const SgdCoeffs<P> k = sgd_coeffs<P>(c, first);
   P* p = param.data<P>();
   P* b = k.use_momentum ? buf.data<P>() : nullptr;
   const int64_t n = param.numel();

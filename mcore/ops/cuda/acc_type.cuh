@@ -4,6 +4,8 @@
 // conversion rules from mcore/tensor/cuda/convert.cuh).
 #pragma once
 
+#include "mcore/base/dtype.h"
+#include "mcore/base/error.h"
 #include "mcore/tensor/cuda/convert.cuh"
 
 namespace mcore::ops::cuda {
@@ -33,6 +35,25 @@ __device__ __forceinline__ T store(A v) {
     return mcore::cuda::dev::float_to_narrow<T>(static_cast<float>(v), false);
   else
     return static_cast<T>(v);
+}
+
+// Calls fn with a value of the device element type for d (float32, float64, bf16, fp16).
+template <class Fn>
+void dispatch_float(DType d, const char* op, Fn&& fn) {
+  switch (d) {
+    case DType::F32:
+      return fn(float{});
+    case DType::F64:
+      return fn(double{});
+    case DType::BF16:
+      return fn(mcore::cuda::dev::Bf16{});
+    case DType::F16:
+      return fn(mcore::cuda::dev::F16{});
+    default:
+      break;
+  }
+  MCORE_FAIL() << op << ": unsupported dtype " << d
+               << " on CUDA (expected float32, float64, bfloat16 or float16)";
 }
 
 }  // namespace mcore::ops::cuda

@@ -8,31 +8,11 @@
 #include "mcore/ops/cuda/launch_util.cuh"
 #include "mcore/ops/cuda/optim_pack.cuh"
 #include "mcore/ops/cuda/scalar_cast.cuh"
+#include "mcore/ops/optimizer_coeffs.h"
 
 namespace mcore::ops::cuda {
 
 namespace {
-
-template <class P>
-struct AdamCoeffs {
-  P decay, beta1, one_minus_beta1, beta2, one_minus_beta2, neg_step_size, bc2_sqrt, eps;
-};
-
-// Per-step scalars in double, then rounded to P: exactly adam.cpp's coeffs().
-template <class P>
-AdamCoeffs<P> coeffs(const AdamConfig& c, int64_t step) {
-  const double t = static_cast<double>(step);
-  const double bc1 = c.bias_correction ? 1.0 - std::pow(c.beta1, t) : 1.0;
-  const double bc2 = c.bias_correction ? 1.0 - std::pow(c.beta2, t) : 1.0;
-  return {static_cast<P>(1.0 - c.lr * c.weight_decay),
-          static_cast<P>(c.beta1),
-          static_cast<P>(1.0 - c.beta1),
-          static_cast<P>(c.beta2),
-          static_cast<P>(1.0 - c.beta2),
-          static_cast<P>(-(c.lr / bc1)),
-          static_cast<P>(std::sqrt(bc2)),
-          static_cast<P>(c.eps)};
-}
 
 // PyTorch's AdamW sequence: m = fma(g, 1-b1, m*b1); v = v*b2 + ((1-b2)*g)*g;
 // denom = sqrt(v)/sqrt(bc2) + eps; p = p*decay + (-lr/bc1) * (m/denom).
@@ -42,15 +22,6 @@ __device__ __forceinline__ P adam_update(P p, P g, P& m, P& v, const AdamCoeffs<
   v = add_rn(mul_rn(v, k.beta2), mul_rn(mul_rn(k.one_minus_beta2, g), g));
   const P denom = add_rn(div_rn(sqrt_rn(v), k.bc2_sqrt), k.eps);
   return add_rn(mul_rn(p, k.decay), mul_rn(k.neg_step_size, div_rn(m, denom)));
-}
-
-template <class P, class G>
-__device__ __forceinline__ P grad_as(G g) {
-  if constexpr (std::is_same_v<G, P>) {
-    return g;
-  } else {
-    return static_cast<P>(to_float(g));
-  }
 }
 
 // M: model-parameter type written from the updated float32 value (void: none).
@@ -107,7 +78,7 @@ void launch(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_
   constexpr int kThreads = 256;
   adam_kernel<P, G, M>
       <<<grid_for(ceil_div(n, 4), kThreads), kThreads, 0, mcore::cuda::current_stream()>>>(
-          p, g, m, v, model, n, coeffs<P>(config, step), vec);
+          p, g, m, v, model, n, adam_coeffs<P>(config, step), vec);
   MCORE_CUDA_CHECK_LAUNCH("adam_kernel");
 }
 

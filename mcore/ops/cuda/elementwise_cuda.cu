@@ -260,24 +260,6 @@ void unary_typed(Tensor& out, const Tensor& x, double alpha_d) {
   MCORE_CUDA_CHECK_LAUNCH("unary_strided_kernel");
 }
 
-template <class Fn>
-void dispatch_float(DType d, const char* op, Fn&& fn) {
-  switch (d) {
-    case DType::F32:
-      return fn(float{});
-    case DType::F64:
-      return fn(double{});
-    case DType::BF16:
-      return fn(dev::Bf16{});
-    case DType::F16:
-      return fn(dev::F16{});
-    default:
-      break;
-  }
-  MCORE_FAIL() << op << ": unsupported dtype " << d
-               << " on CUDA (expected float32, float64, bfloat16 or float16)";
-}
-
 }  // namespace
 
 void binary(Tensor& out, const Tensor& a, const Tensor& b, BinaryOp op, double alpha) {

@@ -4,6 +4,9 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
+
+#include "mcore/ops/cuda/scalar_cast.cuh"
 
 namespace mcore::ops::cuda {
 
@@ -16,6 +19,16 @@ struct alignas(4 * sizeof(T)) Pack4 {
 template <class T>
 inline bool aligned4(const T* p) {
   return reinterpret_cast<uintptr_t>(p) % (4 * sizeof(T)) == 0;
+}
+
+// A gradient element in the parameter's type (through float32 for the narrow types).
+template <class P, class G>
+__device__ __forceinline__ P grad_as(G g) {
+  if constexpr (std::is_same_v<G, P>) {
+    return g;
+  } else {
+    return static_cast<P>(to_float(g));
+  }
 }
 
 }  // namespace mcore::ops::cuda

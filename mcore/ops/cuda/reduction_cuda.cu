@@ -172,24 +172,6 @@ __global__ void sum_squares_kernel(const T* p, int64_t n, double* partial) {
   if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
 
-template <class Fn>
-void dispatch_float(DType d, const char* op, Fn&& fn) {
-  switch (d) {
-    case DType::F32:
-      return fn(float{});
-    case DType::F64:
-      return fn(double{});
-    case DType::BF16:
-      return fn(dev::Bf16{});
-    case DType::F16:
-      return fn(dev::F16{});
-    default:
-      break;
-  }
-  MCORE_FAIL() << op << ": unsupported dtype " << d
-               << " on CUDA (expected float32, float64, bfloat16 or float16)";
-}
-
 int blocks(int64_t n, int threads) {
   return static_cast<int>(std::max<int64_t>(1, (n + threads - 1) / threads));
 }

@@ -6,16 +6,11 @@
 #include "mcore/ops/cuda/optim_pack.cuh"
 #include "mcore/ops/cuda/scalar_cast.cuh"
 #include "mcore/ops/cuda/sgd_cuda.h"
+#include "mcore/ops/optimizer_coeffs.h"
 
 namespace mcore::ops::cuda {
 
 namespace {
-
-template <class P>
-struct SgdCoeffs {
-  P neg_lr, momentum, one_minus_dampening, weight_decay;
-  bool use_momentum, use_wd, nesterov, first;
-};
 
 // d = fma(p, wd, g); buf = first ? d : fma(d, 1-dampening, buf*momentum);
 // d = nesterov ? fma(buf, momentum, d) : buf; p = fma(d, -lr, p).
@@ -28,15 +23,6 @@ __device__ __forceinline__ P sgd_update(P p, P d, P* buf, const SgdCoeffs<P>& k)
     d = k.nesterov ? fma_rn(b, k.momentum, d) : b;
   }
   return fma_rn(d, k.neg_lr, p);
-}
-
-template <class P, class G>
-__device__ __forceinline__ P grad_as(G g) {
-  if constexpr (std::is_same_v<G, P>) {
-    return g;
-  } else {
-    return static_cast<P>(to_float(g));
-  }
 }
 
 template <class P, class G, class M>
@@ -80,14 +66,7 @@ void launch(Tensor& param, const Tensor& grad, Tensor& buf, M* model, bool first
             const SgdConfig& c) {
   const int64_t n = param.numel();
   if (n == 0) return;
-  SgdCoeffs<P> k{static_cast<P>(-c.lr),
-                 static_cast<P>(c.momentum),
-                 static_cast<P>(1.0 - c.dampening),
-                 static_cast<P>(c.weight_decay),
-                 c.momentum != 0.0,
-                 c.weight_decay != 0.0,
-                 c.nesterov,
-                 first};
+  const SgdCoeffs<P> k = sgd_coeffs<P>(c, first);
   P* p = dev_ptr<P>(param);
   const G* g = dev_ptr<const G>(grad);
   P* b = k.use_momentum ? dev_ptr<P>(buf) : nullptr;
