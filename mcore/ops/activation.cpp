@@ -112,6 +112,64 @@ void swiglu_backward_kernel(const T* dy, const T* x, T* dx, int64_t rows, int64_
   }
 }
 
+#if defined(__AVX512F__)
+// The tanh-form GELU on contiguous float32 with vmath::exp16, 16 lanes at a time (the last step
+// masked): 2x the simd loop above, whose libmvec exp is 8 lanes wide. The formulas are Gelu's.
+template <class F>
+void for_each16(int64_t n, F f) {
+  const int64_t steps = (n + 15) / 16;
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+  for (int64_t b = 0; b < steps; ++b) {
+    const int64_t i = b * 16;
+    f(i, n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1));
+  }
+}
+
+// s = sigmoid(2u) = 1 / (1 + exp(-2u)), u = kappa (x + c x^3); x2 = x^2.
+inline __m512 gelu_tanh_sigmoid(__m512 x, __m512 x2) {
+  using G = Gelu<float, true>;
+  const __m512 inner =
+      _mm512_mul_ps(x, _mm512_fmadd_ps(_mm512_set1_ps(G::kCubic), x2, _mm512_set1_ps(1.0f)));
+  const __m512 e = vmath::exp16(_mm512_mul_ps(_mm512_set1_ps(-2.0f * G::kKappa), inner));
+  return _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+}
+
+Tensor gelu_tanh_forward_f32(const Tensor& x_in) {
+  const Tensor x = x_in.contiguous();
+  Tensor y = empty(x.shape(), {x.dtype(), x.device()});
+  const float* xp = x.data<float>();
+  float* yp = y.data<float>();
+  for_each16(x.numel(), [&](int64_t i, __mmask16 m) {
+    const __m512 v = _mm512_maskz_loadu_ps(m, xp + i);
+    const __m512 s = gelu_tanh_sigmoid(v, _mm512_mul_ps(v, v));
+    _mm512_mask_storeu_ps(yp + i, m, _mm512_mul_ps(v, s));
+  });
+  return y;
+}
+
+// d = s + 2 x s (1 - s) kappa (1 + 3 c x^2), dx = dy d.
+Tensor gelu_tanh_backward_f32(const Tensor& dy_in, const Tensor& x_in) {
+  using G = Gelu<float, true>;
+  const Tensor dy = dy_in.contiguous(), x = x_in.contiguous();
+  Tensor dx = empty(x.shape(), {x.dtype(), x.device()});
+  const float* xp = x.data<float>();
+  const float* gp = dy.data<float>();
+  float* dp = dx.data<float>();
+  for_each16(x.numel(), [&](int64_t i, __mmask16 m) {
+    const __m512 v = _mm512_maskz_loadu_ps(m, xp + i);
+    const __m512 x2 = _mm512_mul_ps(v, v);
+    const __m512 s = gelu_tanh_sigmoid(v, x2);
+    const __m512 one = _mm512_set1_ps(1.0f);
+    const __m512 poly = _mm512_fmadd_ps(_mm512_set1_ps(3.0f * G::kCubic), x2, one);
+    const __m512 t = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(v, s), _mm512_sub_ps(one, s)),
+                                   _mm512_mul_ps(_mm512_set1_ps(2.0f * G::kKappa), poly));
+    const __m512 d = _mm512_add_ps(s, t);
+    _mm512_mask_storeu_ps(dp + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, gp + i), d));
+  });
+  return dx;
+}
+#endif
+
 // Returns whether the pair lives on a GPU.
 bool check_grad_pair(const Tensor& dy, const Tensor& x, const char* op) {
   const bool on_gpu = on_cuda({dy, x}, op);
@@ -157,6 +215,11 @@ void check_swiglu_input(const Tensor& x, const char* op) {
 
 Tensor gelu_forward(const Tensor& x, GeluApproximate approx) {
   MCORE_ACT_CUDA(on_cuda({x}, "gelu"), cuda::gelu_forward(x, approx));
+#if defined(__AVX512F__)
+  if (approx == GeluApproximate::kTanh && x.defined() && x.dtype() == DType::F32 &&
+      x.device().is_cpu())
+    return gelu_tanh_forward_f32(x);
+#endif
   if (approx == GeluApproximate::kTanh) {
     return unary_forward(x, "gelu", [](auto a) {
       return [](decltype(a) v) { return Gelu<decltype(a), true>::forward(v); };
@@ -169,6 +232,10 @@ Tensor gelu_forward(const Tensor& x, GeluApproximate approx) {
 
 Tensor gelu_backward(const Tensor& dy, const Tensor& x, GeluApproximate approx) {
   MCORE_ACT_CUDA(check_grad_pair(dy, x, "gelu_backward"), cuda::gelu_backward(dy, x, approx));
+#if defined(__AVX512F__)
+  if (approx == GeluApproximate::kTanh && x.dtype() == DType::F32 && x.device().is_cpu())
+    return gelu_tanh_backward_f32(dy, x);
+#endif
   if (approx == GeluApproximate::kTanh) {
     return unary_backward(dy, x, "gelu_backward", [](auto a) {
       return [](decltype(a) v) { return Gelu<decltype(a), true>::derivative(v); };
