@@ -27,6 +27,14 @@ struct LaterFirst {
   }
 };
 
+// True when a summed gradient's buffer is referenced by nothing else (no other tensor, view or
+// saved variable) and covers it exactly, so adding into it in place changes nothing observable.
+bool exclusive(const Tensor& slot) {
+  return slot.defined() && slot.storage() && slot.impl_ptr().use_count() == 1 &&
+         slot.storage().use_count() == 1 && slot.is_contiguous() && slot.offset() == 0 &&
+         slot.nbytes() == slot.storage()->nbytes();
+}
+
 // Sums a gradient into a node's input slot. When the slot's buffer is referenced by nothing else
 // (no other tensor, view or saved variable), the sum is written into it instead of a fresh
 // tensor: the residual stream and tied weights receive several gradients per step, and each
@@ -37,11 +45,8 @@ void accumulate(Tensor& slot, const Tensor& g) {
     slot = g;
     return;
   }
-  const bool owned = slot.impl_ptr().use_count() == 1 && slot.storage().use_count() == 1 &&
-                     slot.is_contiguous() && slot.offset() == 0 &&
-                     slot.nbytes() == slot.storage()->nbytes() && slot.shape() == g.shape() &&
-                     slot.dtype() == g.dtype() && slot.device() == g.device() && slot.storage() &&
-                     slot.storage() != g.storage();
+  const bool owned = exclusive(slot) && slot.shape() == g.shape() && slot.dtype() == g.dtype() &&
+                     slot.device() == g.device() && slot.storage() != g.storage();
   if (owned) {
     ops::add_(slot, g);
   } else {
@@ -59,6 +64,14 @@ struct NodeProfile {
                    static_cast<long long>(t.second));
   }
 };
+
+// The node the engine is running on this thread and the engine's tasks, for
+// exclusive_input_grad_slot().
+struct Running {
+  Node* node = nullptr;
+  std::unordered_map<Node*, NodeTask>* tasks = nullptr;
+};
+thread_local Running t_running;
 
 std::vector<Tensor> apply_node(Node* node, std::vector<Tensor>&& inputs) {
   static const bool enabled = std::getenv("MCORE_AUTOGRAD_PROFILE") != nullptr;
@@ -137,7 +150,16 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads
     for (uint32_t i = 0; i < inputs.size(); ++i) {
       if (inputs[i].defined()) inputs[i] = node->run_pre_hooks(i, inputs[i]);
     }
-    std::vector<Tensor> outputs = apply_node(node, std::move(inputs));
+    const Running saved = t_running;
+    t_running = {node, &tasks};
+    std::vector<Tensor> outputs;
+    try {
+      outputs = apply_node(node, std::move(inputs));
+    } catch (...) {
+      t_running = saved;
+      throw;
+    }
+    t_running = saved;
     if (!retain_graph) node->release_variables();
     const auto& edges = node->next_edges();
     MCORE_CHECK(outputs.size() == edges.size() || outputs.empty())
@@ -154,6 +176,17 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads
       if (--next.dependencies == 0) ready.push(e.fn.get());
     }
   }
+}
+
+Tensor* exclusive_input_grad_slot(size_t input_nr) {
+  if (!t_running.node) return nullptr;
+  const auto& edges = t_running.node->next_edges();
+  if (input_nr >= edges.size() || !edges[input_nr].valid()) return nullptr;
+  const Edge& e = edges[input_nr];
+  auto it = t_running.tasks->find(e.fn.get());
+  if (it == t_running.tasks->end() || e.input_nr >= it->second.inputs.size()) return nullptr;
+  Tensor& slot = it->second.inputs[e.input_nr];
+  return exclusive(slot) ? &slot : nullptr;
 }
 
 }  // namespace mcore::autograd

@@ -14,4 +14,12 @@ namespace mcore::autograd {
 void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads = {},
               bool retain_graph = false);
 
+// For a backward function that can add its gradient for forward input `input_nr` into what the
+// engine has already summed there, more cheaply than producing a full tensor (the embedding's
+// scatter-add into the output layer's weight gradient, when the two are tied): while the engine
+// runs this node, returns that input's sum so far when the function may update it in place (it
+// is defined and its buffer referenced by nothing else), else nullptr. A function that adds its
+// gradient through this slot returns an undefined gradient for the input.
+Tensor* exclusive_input_grad_slot(size_t input_nr);
+
 }  // namespace mcore::autograd

@@ -70,6 +70,43 @@ void scatter_add_kernel(const T* g, const int64_t* start, const int64_t* tokens,
   }
 }
 
+// weight_grad rows of the ids that occur += their summed gradient rows (rounded to T first).
+template <class T>
+void scatter_accumulate_kernel(const T* g, const int64_t* start, const int64_t* tokens, T* out,
+                               int64_t V, int64_t H) {
+  using A = acc_t<T>;
+#pragma omp parallel
+  {
+    std::vector<A> acc(static_cast<size_t>(H));
+#pragma omp for schedule(dynamic, 64)
+    for (int64_t v = 0; v < V; ++v) {
+      const int64_t b = start[v], e = start[v + 1];
+      if (b == e) continue;
+      std::fill(acc.begin(), acc.end(), A(0));
+      A* a = acc.data();
+      for (int64_t k = b; k < e; ++k) {
+        const T* gr = g + tokens[k] * H;
+#pragma omp simd
+        for (int64_t h = 0; h < H; ++h) a[h] += static_cast<A>(gr[h]);
+      }
+      T* o = out + v * H;
+      for (int64_t h = 0; h < H; ++h)
+        o[h] = store<T>(static_cast<A>(o[h]) + static_cast<A>(store<T>(a[h])));
+    }
+  }
+}
+
+// Token positions bucketed by id: tokens[start[v] .. start[v + 1]) have id v, in token order.
+void bucket_by_id(const int64_t* ip, int64_t n, int64_t V, std::vector<int64_t>& start,
+                  std::vector<int64_t>& tokens) {
+  start.assign(static_cast<size_t>(V) + 1, 0);
+  tokens.resize(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) ++start[ip[i] + 1];
+  for (int64_t v = 0; v < V; ++v) start[v + 1] += start[v];
+  std::vector<int64_t> fill(start.begin(), start.end() - 1);
+  for (int64_t i = 0; i < n; ++i) tokens[fill[ip[i]]++] = i;
+}
+
 }  // namespace
 
 Tensor embedding_forward(const Tensor& weight_in, const Tensor& ids) {
@@ -133,20 +170,35 @@ Tensor embedding_backward(const Tensor& grad_in, const Tensor& ids, int64_t num_
   const Tensor grad = grad_in.contiguous();
   const int64_t n = t.numel();
   const int64_t* ip = t.data<int64_t>();
-  // Stable counting sort of token positions by id.
-  std::vector<int64_t> start(static_cast<size_t>(V) + 1, 0), tokens(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) ++start[ip[i] + 1];
-  for (int64_t v = 0; v < V; ++v) start[v + 1] += start[v];
-  {
-    std::vector<int64_t> fill(start.begin(), start.end() - 1);
-    for (int64_t i = 0; i < n; ++i) tokens[fill[ip[i]]++] = i;
-  }
+  std::vector<int64_t> start, tokens;
+  bucket_by_id(ip, n, V, start, tokens);  // a stable counting sort
   Tensor out = empty({V, H}, {grad.dtype(), grad.device()});
   MCORE_DISPATCH_FLOAT_TYPES(grad.dtype(), "embedding_backward", [&] {
     scatter_add_kernel<scalar_t>(grad.data<scalar_t>(), start.data(), tokens.data(),
                                  out.data<scalar_t>(), V, H);
   });
   return out;
+}
+
+void embedding_backward_add_(Tensor& weight_grad, const Tensor& grad_in, const Tensor& ids) {
+  check_cpu({weight_grad, grad_in, ids}, "embedding_backward_add_");
+  MCORE_CHECK(weight_grad.dim() == 2 && weight_grad.is_contiguous() &&
+              weight_grad.dtype() == grad_in.dtype() && grad_in.dim() == ids.dim() + 1 &&
+              grad_in.size(-1) == weight_grad.size(1) &&
+              Shape(grad_in.shape().begin(), grad_in.shape().end() - 1) == ids.shape())
+      << "embedding_backward_add_: weight gradient " << shape_str(weight_grad.shape()) << " "
+      << weight_grad.dtype() << " (contiguous [V, H]) does not fit grad_out "
+      << shape_str(grad_in.shape()) << " " << grad_in.dtype() << " and ids "
+      << shape_str(ids.shape());
+  const int64_t V = weight_grad.size(0), H = weight_grad.size(1);
+  Tensor t = checked_ids(ids, V, "embedding_backward_add_", weight_grad.shape());
+  const Tensor grad = grad_in.contiguous();
+  std::vector<int64_t> start, tokens;
+  bucket_by_id(t.data<int64_t>(), t.numel(), V, start, tokens);
+  MCORE_DISPATCH_FLOAT_TYPES(grad.dtype(), "embedding_backward_add_", [&] {
+    scatter_accumulate_kernel<scalar_t>(grad.data<scalar_t>(), start.data(), tokens.data(),
+                                        weight_grad.data<scalar_t>(), V, H);
+  });
 }
 
 }  // namespace mcore::ops

@@ -15,4 +15,9 @@ Tensor embedding_forward(const Tensor& weight, const Tensor& ids);
 // (bf16/fp16 rows are summed in float32 and rounded once).
 Tensor embedding_backward(const Tensor& grad_out, const Tensor& ids, int64_t num_embeddings);
 
+// weight_grad [V, H] += embedding_backward(grad_out, ids, V), in place on a contiguous CPU tensor
+// of grad_out's dtype, touching only the rows of ids that occur: each row's sum is rounded to
+// the dtype and then added, as the dense gradient would be.
+void embedding_backward_add_(Tensor& weight_grad, const Tensor& grad_out, const Tensor& ids);
+
 }  // namespace mcore::ops

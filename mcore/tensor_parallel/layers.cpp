@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "mcore/autograd/engine.h"
 #include "mcore/autograd/function.h"
 #include "mcore/nn/functional/basic.h"
 #include "mcore/nn/functional/embedding.h"
@@ -209,8 +210,19 @@ struct ShardLookupFn : Function<ShardLookupFn> {
     // Tokens of other shards contribute nothing: zero their rows, then point them at row 0 (on
     // copies, made only when there are such tokens: with one shard there never are).
     const int64_t* lp = lids.data<int64_t>();
-    if (std::none_of(lp, lp + N, [](int64_t id) { return id < 0; }))
-      return {ops::embedding_backward(g[0], lids, ctx->get<int64_t>("rows")), Tensor()};
+    if (std::none_of(lp, lp + N, [](int64_t id) { return id < 0; })) {
+      // With tied embeddings the output layer's weight gradient is already summed there: add
+      // the looked-up rows into it rather than building a dense [V, H] gradient (zeros almost
+      // everywhere) and adding that, which costs two passes over the whole table.
+      Tensor* slot = autograd::exclusive_input_grad_slot(0);
+      const int64_t rows = ctx->get<int64_t>("rows");
+      if (slot && slot->device().is_cpu() && g[0].device().is_cpu() &&
+          slot->dtype() == g[0].dtype() && slot->shape() == Shape{rows, g[0].size(-1)}) {
+        ops::embedding_backward_add_(*slot, g[0], lids);
+        return {Tensor(), Tensor()};
+      }
+      return {ops::embedding_backward(g[0], lids, rows), Tensor()};
+    }
     Tensor grad = g[0].contiguous().clone();
     Tensor ids = lids.clone();
     const size_t row_bytes = static_cast<size_t>(grad.size(-1)) * grad.element_size();

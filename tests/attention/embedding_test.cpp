@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include "mcore/nn/functional/embedding.h"
+#include "mcore/ops/elementwise.h"
+#include "mcore/ops/embedding.h"
 #include "mcore/tensor/factory.h"
 #include "tests/attention/attention_util.h"
 #include "tests/common/gradcheck.h"
@@ -89,6 +91,28 @@ TEST(Embedding, BadIdsNameIdAndV) {
         ops::embedding_backward(zeros({1, 4}), from_vector<int64_t>({20}), 11);
       },
       {"id 20", "V = 11"});
+}
+
+// The in-place form (a tied weight's gradient already holds the output layer's part): equal,
+// bit for bit, to adding the dense gradient, in float32 and bf16, with repeated ids; rows of
+// ids that do not occur are left untouched.
+TEST(Embedding, BackwardAddIntoExistingGradient) {
+  for (DType dt : {DType::F32, DType::BF16}) {
+    Tensor ids = from_vector<int64_t>({3, 7, 3, 0, 9, 3, 7, 1}).view({2, 4});
+    Tensor dy = random_tensor({2, 4, 5}, 11, DType::F32, 1.0).to(dt);
+    Tensor base = random_tensor({12, 5}, 12, DType::F32, 1.0).to(dt);
+    Tensor expect = ops::add(base, ops::embedding_backward(dy, ids, 12));
+    Tensor got = base.clone();
+    ops::embedding_backward_add_(got, dy, ids);
+    EXPECT_TENSOR_CLOSE(got, expect, 0, 0);
+    EXPECT_TENSOR_CLOSE(got.narrow(0, 10, 2), base.narrow(0, 10, 2), 0, 0);
+  }
+  Tensor g = zeros({4, 5});
+  expect_error_naming(
+      [&] {
+        ops::embedding_backward_add_(g, zeros({2, 6}), from_vector<int64_t>({1, 2}));
+      },
+      {"embedding_backward_add_", "[4, 5]", "[2, 6]"});
 }
 
 }  // namespace
