@@ -1,6 +1,7 @@
 #include "mcore/ops/activation.h"
 
 #include <cmath>
+#include <type_traits>
 
 #include "mcore/ops/cpu/acc_type.h"
 #include "mcore/ops/cpu/vec_math.h"
@@ -75,6 +76,18 @@ void map_backward_kernel(const T* dy, const T* x, T* dx, int64_t n, Fn df) {
     dx[i] = store<T>(static_cast<A>(dy[i]) * df(static_cast<A>(x[i])));
 }
 
+#if defined(__AVX512F__)
+inline __mmask16 tail_mask(int64_t left) {
+  return left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
+}
+// sigmoid(g) = 1 / (1 + exp(-g)) on 16 lanes.
+inline __m512 sigmoid16(__m512 g) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  return _mm512_div_ps(one,
+                       _mm512_add_ps(one, vmath::exp16(_mm512_sub_ps(_mm512_setzero_ps(), g))));
+}
+#endif
+
 template <class T>
 void swiglu_forward_kernel(const T* x, T* y, int64_t rows, int64_t f) {
   using A = acc_t<T>;
@@ -83,6 +96,17 @@ void swiglu_forward_kernel(const T* x, T* y, int64_t rows, int64_t f) {
     const T* gate = x + r * 2 * f;
     const T* up = gate + f;
     T* out = y + r * f;
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, float>) {  // 16 lanes with vmath::exp16
+      for (int64_t j = 0; j < f; j += 16) {
+        const __mmask16 m = tail_mask(f - j);
+        const __m512 g = _mm512_maskz_loadu_ps(m, gate + j);
+        const __m512 u = _mm512_maskz_loadu_ps(m, up + j);
+        _mm512_mask_storeu_ps(out + j, m, _mm512_mul_ps(_mm512_mul_ps(g, sigmoid16(g)), u));
+      }
+      continue;
+    }
+#endif
 #pragma omp simd
     for (int64_t j = 0; j < f; ++j) {
       A g = static_cast<A>(gate[j]);
@@ -102,6 +126,23 @@ void swiglu_backward_kernel(const T* dy, const T* x, T* dx, int64_t rows, int64_
     const T* g_out = dy + r * f;
     T* d_gate = dx + r * 2 * f;
     T* d_up = d_gate + f;
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, float>) {
+      const __m512 one = _mm512_set1_ps(1.0f);
+      for (int64_t j = 0; j < f; j += 16) {
+        const __mmask16 m = tail_mask(f - j);
+        const __m512 g = _mm512_maskz_loadu_ps(m, gate + j);
+        const __m512 u = _mm512_maskz_loadu_ps(m, up + j);
+        const __m512 d = _mm512_maskz_loadu_ps(m, g_out + j);
+        const __m512 sg = sigmoid16(g);
+        const __m512 ds = _mm512_mul_ps(d, sg);
+        const __m512 slope = _mm512_fmadd_ps(g, _mm512_sub_ps(one, sg), one);
+        _mm512_mask_storeu_ps(d_gate + j, m, _mm512_mul_ps(_mm512_mul_ps(ds, u), slope));
+        _mm512_mask_storeu_ps(d_up + j, m, _mm512_mul_ps(ds, g));
+      }
+      continue;
+    }
+#endif
 #pragma omp simd
     for (int64_t j = 0; j < f; ++j) {
       A g = static_cast<A>(gate[j]), u = static_cast<A>(up[j]), d = static_cast<A>(g_out[j]);
@@ -121,7 +162,7 @@ void for_each16(int64_t n, F f) {
 #pragma omp parallel for schedule(static) if (n > kParallelMin)
   for (int64_t b = 0; b < steps; ++b) {
     const int64_t i = b * 16;
-    f(i, n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1));
+    f(i, tail_mask(n - i));
   }
 }
 
