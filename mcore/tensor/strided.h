@@ -3,6 +3,8 @@
 // vectorize. Used by copies and by elementwise ops on non-contiguous inputs.
 #pragma once
 
+#include <algorithm>
+
 #include <cstdint>
 #include <vector>
 
@@ -10,12 +12,14 @@
 
 namespace mcore {
 
-// Visits rows of the iteration space `shape`, giving for each operand k the element offset of
-// the row start. `strides[k]` are operand k's strides (same rank as shape).
+// Visits rows [r0, r1) of the iteration space `shape` (its last dimension is the row), giving
+// for each operand k the element offset of the row start. `strides[k]` are operand k's strides
+// (same rank as shape). Disjoint ranges may run on different threads.
 template <size_t K, class Fn>
-void for_each_row(const Shape& shape, const std::array<const Shape*, K>& strides, Fn&& fn) {
+void for_each_row_range(const Shape& shape, const std::array<const Shape*, K>& strides, int64_t r0,
+                        int64_t r1, Fn&& fn) {
   const int64_t nd = static_cast<int64_t>(shape.size());
-  if (shape_numel(shape) == 0) return;
+  if (shape_numel(shape) == 0 || r0 >= r1) return;
   if (nd == 0) {
     std::array<int64_t, K> off{};
     std::array<int64_t, K> inner{};
@@ -25,10 +29,16 @@ void for_each_row(const Shape& shape, const std::array<const Shape*, K>& strides
   const int64_t n = shape[nd - 1];
   std::array<int64_t, K> inner;
   for (size_t k = 0; k < K; ++k) inner[k] = (*strides[k])[nd - 1];
+  // The multi-index over the outer dimensions of row r0, and its offsets.
   std::vector<int64_t> idx(nd > 1 ? nd - 1 : 0, 0);
   std::array<int64_t, K> off{};
-  const int64_t rows = shape_numel(shape) / n;
-  for (int64_t r = 0; r < rows; ++r) {
+  int64_t rem = r0;
+  for (int64_t d = nd - 2; d >= 0; --d) {
+    idx[d] = rem % shape[d];
+    rem /= shape[d];
+    for (size_t k = 0; k < K; ++k) off[k] += idx[d] * (*strides[k])[d];
+  }
+  for (int64_t r = r0; r < r1; ++r) {
     fn(off, n, inner);
     // Advance the multi-index over the outer dimensions.
     for (int64_t d = nd - 2; d >= 0; --d) {
@@ -40,6 +50,14 @@ void for_each_row(const Shape& shape, const std::array<const Shape*, K>& strides
       idx[d] = 0;
     }
   }
+}
+
+// All rows of the iteration space.
+template <size_t K, class Fn>
+void for_each_row(const Shape& shape, const std::array<const Shape*, K>& strides, Fn&& fn) {
+  const int64_t last = shape.empty() ? 1 : shape.back();
+  const int64_t rows = last == 0 ? 0 : shape_numel(shape) / last;
+  for_each_row_range<K>(shape, strides, 0, std::max<int64_t>(rows, shape.empty() ? 1 : 0), fn);
 }
 
 }  // namespace mcore
