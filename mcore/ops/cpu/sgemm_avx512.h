@@ -1,7 +1,7 @@
-// mcore's own fp32 GEMM for AVX-512 CPUs, in the BLIS/GotoBLAS structure: op(A) and op(B) are
-// packed into cache-sized blocks of register-tile-shaped panels (all four transpose combinations
-// are handled by the packing, so one microkernel serves them all), and an 8x48 register-blocked
-// microkernel computes C tiles. It exists because Debian's OpenBLAS reaches only ~70% of this
+// mcore's own fp32 GEMM for AVX-512 CPUs, in the BLIS/GotoBLAS structure: op(B) and a transposed
+// A are packed into cache-sized blocks of register-tile-shaped panels (a non-transposed A is read
+// in place, row by row), and an 8x48 (or, where N is a multiple of 64 but not of 48, 6x64)
+// register-blocked microkernel computes C tiles. It exists because Debian's OpenBLAS reaches only ~70% of this
 // machine's FMA peak at transformer shapes; see bench/gemm_bench.cpp. The file is compiled with
 // per-function AVX-512 target attributes, so the library still loads on CPUs without AVX-512:
 // call sgemm_avx512_supported() first (blas.cpp's gemm() dispatches to it).
