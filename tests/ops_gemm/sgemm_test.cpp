@@ -220,6 +220,32 @@ TEST_F(SgemmAvx512Test, EmptyKAndZeroAlphaScaleC) {
   for (float x : e) ASSERT_EQ(x, 0.0f);
 }
 
+// A per-column bias added in the store of C (the linear layer's bias): equal, bit for bit, to the
+// same GEMM followed by adding the bias, for every transpose, with K in one and in several
+// blocks, with the split-K path, and with beta != 0.
+TEST_F(SgemmAvx512Test, BiasInTheStoreEqualsASecondPass) {
+  const Case cases[] = {{70, 90, 50, false, true, 2},   {257, 129, 1000, false, false, 0},
+                        {130, 97, 1601, true, true, 1}, {96, 130, 3001, true, false, 3},
+                        {37, 53, 5000, false, true, 0}, {512, 512, 64, true, false, 0}};
+  uint32_t seed = 700;
+  for (const Case& cs : cases) {
+    Operands o = make(cs, seed++);
+    std::vector<float> bias(cs.n);
+    for (int64_t j = 0; j < cs.n; ++j) bias[j] = 0.25f * float(j % 7) - 0.5f;
+    for (float beta : {0.0f, 0.5f}) {
+      std::vector<float> c_fused = o.c, c_two = o.c;
+      sgemm_avx512(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.25f, o.a.data(), o.lda, o.b.data(), o.ldb,
+                   beta, c_fused.data(), o.ldc, bias.data());
+      sgemm_avx512(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.25f, o.a.data(), o.lda, o.b.data(), o.ldb,
+                   beta, c_two.data(), o.ldc);
+      for (int64_t i = 0; i < cs.m; ++i)
+        for (int64_t j = 0; j < cs.n; ++j) c_two[i * o.ldc + j] += bias[j];
+      ASSERT_EQ(std::memcmp(c_fused.data(), c_two.data(), c_two.size() * sizeof(float)), 0)
+          << name(cs) << " beta " << beta;
+    }
+  }
+}
+
 // Called from inside a parallel region (as attention does per head), each call runs on its own
 // thread with thread-local packing buffers and must not race with the others.
 TEST_F(SgemmAvx512Test, CallsFromInsideParallelRegion) {

@@ -57,12 +57,18 @@ struct LinearFn : Function<LinearFn> {
     Shape out_shape = x.shape();
     out_shape.back() = w.size(0);
     Tensor x2 = x.reshape({-1, x.size(-1)});
-    Tensor y = ops::matmul(x2, w, false, true);
     if (bias.defined()) {
       MCORE_CHECK(bias.dim() == 1 && bias.size(0) == w.size(0))
           << "linear: bias " << shape_str(bias.shape()) << " does not match weight "
           << shape_str(w.shape());
-      ops::add_(y, bias);
+    }
+    Tensor y;
+    if (bias.defined() && x2.device().is_cpu() && bias.dtype() == x2.dtype()) {
+      // On CPU the bias is added as the GEMM stores its output (float32), not in a second pass.
+      y = ops::matmul_bias_act(x2, w, bias, ops::MatmulActivation::kNone, false, true);
+    } else {
+      y = ops::matmul(x2, w, false, true);
+      if (bias.defined()) ops::add_(y, bias);
     }
     return y.view(out_shape);
   }

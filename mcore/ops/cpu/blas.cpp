@@ -201,6 +201,23 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const 
   }
 }
 
+void gemm_bias(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+               int64_t lda, const float* b, int64_t ldb, const float* bias, float* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  check_dims(m, n, k);
+  if (use_avx512(backend(), m, n, k)) {
+    sgemm_avx512(ta, tb, m, n, k, alpha, a, lda, b, ldb, 0.0f, c, ldc, bias);
+    return;
+  }
+  gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, 0.0f, c, ldc);
+#pragma omp parallel for schedule(static) if (m * n > (1 << 16) && !omp_in_parallel())
+  for (int64_t i = 0; i < m; ++i) {
+    float* row = c + i * ldc;
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) row[j] += bias[j];
+  }
+}
+
 void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
           int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
   if (m == 0 || n == 0) return;

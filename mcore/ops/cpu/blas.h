@@ -44,4 +44,10 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double al
           const double* a, int64_t lda, const double* b, int64_t ldb, double beta, double* c,
           int64_t ldc);
 
+// C = alpha * op(A) @ op(B) + bias (bias[j] added to column j; C is not read). The AVX-512
+// kernel adds the bias as it stores C; the library path adds it in a second pass.
+void gemm_bias(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+               const float* a, int64_t lda, const float* b, int64_t ldb, const float* bias,
+               float* c, int64_t ldc);
+
 }  // namespace mcore::ops::cpu

@@ -170,7 +170,8 @@ MCORE_AVX512 void pack_b(bool tb, const float* b, int64_t ldb, int64_t p0, int64
   }
 }
 
-// C[0:mr, 0:nr] = alpha * (A panel @ packed B panel) + beta * C; C is not read when beta is 0.
+// C[0:mr, 0:nr] = alpha * (A panel @ packed B panel) + beta * C (+ bias[0:nr] on every row when
+// bias is given); C is not read when beta is 0.
 // pb: kc x NR, k-major. A is either packed (kRowsA false: pa is kc x MR, k-major) or read in
 // place (kRowsA true: row i of the panel starts at pa + i * lda, k contiguous). Reading A in
 // place saves packing it (a 16x16 transpose per 8 x 16 block, 2-4% of a 512-row GEMM); the
@@ -180,7 +181,8 @@ template <int MR, int NV, bool kRowsA>
 MCORE_AVX512 __attribute__((noinline)) void micro_kernel(int64_t kc, const float* __restrict pa,
                                                          int64_t lda, const float* __restrict pb,
                                                          float* c, int64_t ldc, float alpha,
-                                                         float beta, int64_t mr, int64_t nr) {
+                                                         float beta, int64_t mr, int64_t nr,
+                                                         const float* bias) {
   constexpr int kNr = 16 * NV;
   __m512 acc[MR][NV];
 #pragma GCC unroll 32
@@ -219,6 +221,9 @@ MCORE_AVX512 __attribute__((noinline)) void micro_kernel(int64_t kc, const float
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
   __mmask16 mask[NV];
   for (int v = 0; v < NV; ++v) mask[v] = lane_mask(nr - 16 * v);
+  __m512 vbias[NV];
+  for (int v = 0; v < NV; ++v)
+    vbias[v] = bias ? _mm512_maskz_loadu_ps(mask[v], bias + 16 * v) : _mm512_setzero_ps();
 #pragma GCC unroll 32
   for (int i = 0; i < MR; ++i) {
     if (i >= mr) break;
@@ -227,6 +232,9 @@ MCORE_AVX512 __attribute__((noinline)) void micro_kernel(int64_t kc, const float
     for (int v = 0; v < NV; ++v) {
       __m512 r = _mm512_mul_ps(va, acc[i][v]);
       if (beta != 0.0f) r = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mask[v], crow + 16 * v), r);
+      // The explicit-rounding add is never contracted into an FMA with the alpha product, so
+      // the result is bit-identical to adding the bias in a second pass.
+      if (bias) r = _mm512_add_round_ps(r, vbias[v], _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
       _mm512_mask_storeu_ps(crow + 16 * v, mask[v], r);
     }
   }
@@ -264,6 +272,7 @@ struct Problem {
   float beta;
   float* c;
   int64_t ldc;
+  const float* bias;  // per column of C, added after the product (nullptr: none)
 };
 
 inline int64_t round_up(int64_t x, int64_t to) {
@@ -275,14 +284,16 @@ inline int64_t round_up(int64_t x, int64_t to) {
 // or (kRowsA) op(A)'s element (i0, p0) in place.
 template <class T, bool kRowsA>
 MCORE_AVX512 void compute_block(const Problem& pr, const float* pa, const float* pb, int64_t kc,
-                                float beta, int64_t i0, int64_t mc, int64_t j0, int64_t nc) {
+                                float beta, int64_t i0, int64_t mc, int64_t j0, int64_t nc,
+                                bool add_bias) {
   for (int64_t ir = 0; ir < mc; ir += T::kMr) {
     float* crow = pr.c + (i0 + ir) * pr.ldc + j0;
     const float* a = kRowsA ? pa + ir * pr.lda : pa + ir * kc;
     for (int64_t jr = 0; jr < nc; jr += T::kNr) {
       micro_kernel<T::kMr, T::kNv, kRowsA>(kc, a, pr.lda, pb + jr * kc, crow + jr, pr.ldc, pr.alpha,
                                            beta, std::min<int64_t>(T::kMr, mc - ir),
-                                           std::min<int64_t>(T::kNr, nc - jr));
+                                           std::min<int64_t>(T::kNr, nc - jr),
+                                           add_bias ? pr.bias + j0 + jr : nullptr);
     }
   }
 }
@@ -301,7 +312,8 @@ MCORE_AVX512 void gemm_region(const Problem& pr, int64_t i0, int64_t mt, int64_t
   float* pb = b_buf.get(std::min(bl.nc, round_up(nt, T::kNr)) * bl.kc_max);
   for (int64_t kb = 0; kb < bl.k_blocks; ++kb) {
     const int64_t p0 = k_begin(bl, pr.k, kb), kc = k_begin(bl, pr.k, kb + 1) - p0;
-    const float beta = kb == 0 ? pr.beta : 1.0f;  // later K blocks accumulate
+    const float beta = kb == 0 ? pr.beta : 1.0f;             // later K blocks accumulate
+    const bool add_bias = pr.bias && kb + 1 == bl.k_blocks;  // once, onto the whole sum
     for (int64_t ic = 0; ic < mt; ic += kMc) {
       const int64_t mc = std::min(kMc, mt - ic);
       if (pr.ta) pack_a_transposed<T::kMr>(pr.a, pr.lda, i0 + ic, mc, p0, kc, pa);
@@ -309,17 +321,17 @@ MCORE_AVX512 void gemm_region(const Problem& pr, int64_t i0, int64_t mt, int64_t
         const int64_t nc = std::min(bl.nc, nt - jc);
         pack_b<T::kNv>(pr.tb, pr.b, pr.ldb, p0, kc, j0 + jc, nc, pb);
         if (pr.ta) {
-          compute_block<T, false>(pr, pa, pb, kc, beta, i0 + ic, mc, j0 + jc, nc);
+          compute_block<T, false>(pr, pa, pb, kc, beta, i0 + ic, mc, j0 + jc, nc, add_bias);
         } else {
           compute_block<T, true>(pr, pr.a + (i0 + ic) * pr.lda + p0, pb, kc, beta, i0 + ic, mc,
-                                 j0 + jc, nc);
+                                 j0 + jc, nc, add_bias);
         }
       }
     }
   }
 }
 
-// C = beta * C (k == 0 or alpha == 0), with beta == 0 writing zeros without reading C.
+// C = beta * C (+ bias) (k == 0 or alpha == 0), with beta == 0 writing zeros without reading C.
 void scale_c(const Problem& pr) {
 #pragma omp parallel for schedule(static) if (pr.m * pr.n > (1 << 16) && !omp_in_parallel())
   for (int64_t i = 0; i < pr.m; ++i) {
@@ -328,6 +340,9 @@ void scale_c(const Problem& pr) {
       std::memset(row, 0, pr.n * sizeof(float));
     } else {
       for (int64_t j = 0; j < pr.n; ++j) row[j] *= pr.beta;
+    }
+    if (pr.bias) {
+      for (int64_t j = 0; j < pr.n; ++j) row[j] += pr.bias[j];
     }
   }
 }
@@ -368,6 +383,7 @@ void split_k(const Problem& pr, int threads) {
   auto run = [&](int t) {
     const int64_t k0 = k * t / threads, k1 = k * (t + 1) / threads;
     Problem sub = pr;
+    sub.bias = nullptr;  // added once, in the final sum
     sub.k = k1 - k0;
     sub.a = pr.ta ? pr.a + k0 * pr.lda : pr.a + k0;
     sub.b = pr.tb ? pr.b + k0 : pr.b + k0 * pr.ldb;
@@ -393,6 +409,10 @@ void split_k(const Problem& pr, int threads) {
         const float* prow = partial + static_cast<size_t>(t - 1) * m * n + i * n;
 #pragma omp simd
         for (int64_t j = 0; j < n; ++j) crow[j] += prow[j];
+      }
+      if (pr.bias) {
+#pragma omp simd
+        for (int64_t j = 0; j < n; ++j) crow[j] += pr.bias[j];
       }
     }
   }
@@ -437,9 +457,10 @@ bool sgemm_avx512_supported() {
 }
 
 void sgemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-                  int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+                  int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
+                  const float* bias) {
   if (m <= 0 || n <= 0) return;
-  const Problem pr{ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc};
+  const Problem pr{ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias};
   if (k <= 0 || alpha == 0.0f) return scale_c(pr);
   int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
   const double flops = 2.0 * m * n * k;
