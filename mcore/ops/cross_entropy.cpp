@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "mcore/ops/cpu/acc_type.h"
@@ -70,10 +71,18 @@ void forward_kernel(const Tensor& logits, const int64_t* tp, const Tensor& mask,
   for (int64_t n = 0; n < N; ++n) {
     const T* x = xp + n * V;
     A mx = -std::numeric_limits<A>::infinity();
-    for (int64_t j = 0; j < V; ++j) mx = std::max(mx, static_cast<A>(x[j]));
+#pragma omp simd reduction(max : mx)
+    for (int64_t j = 0; j < V; ++j) {
+      const A v = static_cast<A>(x[j]);
+      mx = v > mx ? v : mx;
+    }
     A sum = 0;
+    if constexpr (std::is_same_v<T, float>) {
+      sum = vmath::exp_shift(x, mx, V);
+    } else {
 #pragma omp simd reduction(+ : sum)
-    for (int64_t j = 0; j < V; ++j) sum += vmath::exp(static_cast<A>(x[j]) - mx);
+      for (int64_t j = 0; j < V; ++j) sum += vmath::exp(static_cast<A>(x[j]) - mx);
+    }
     const A l = mx + std::log(sum);
     sp[n] = l;
     const int64_t t = tp[n];
@@ -104,8 +113,12 @@ void backward_kernel(const Tensor& grad, const Tensor& logits, const int64_t* tp
       continue;
     }
     const A l = sp[n];
+    if constexpr (std::is_same_v<T, float>) {
+      vmath::exp_shift(x, l, V, d, g);
+    } else {
 #pragma omp simd
-    for (int64_t j = 0; j < V; ++j) d[j] = store<T>(g * vmath::exp(static_cast<A>(x[j]) - l));
+      for (int64_t j = 0; j < V; ++j) d[j] = store<T>(g * vmath::exp(static_cast<A>(x[j]) - l));
+    }
     d[t] = store<T>(g * (vmath::exp(static_cast<A>(x[t]) - l) - A(1)));
   }
 }
