@@ -73,6 +73,16 @@ struct Running {
 };
 thread_local Running t_running;
 
+// Marks `node` as running on this thread for the scope, restoring the outer value after (an
+// inner backward, as activation recompute runs, nests).
+struct RunningScope {
+  Running saved = t_running;
+  RunningScope(Node* node, std::unordered_map<Node*, NodeTask>* tasks) {
+    t_running = {node, tasks};
+  }
+  ~RunningScope() { t_running = saved; }
+};
+
 std::vector<Tensor> apply_node(Node* node, std::vector<Tensor>&& inputs) {
   static const bool enabled = std::getenv("MCORE_AUTOGRAD_PROFILE") != nullptr;
   if (!enabled) return node->apply(std::move(inputs));
@@ -150,16 +160,11 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads
     for (uint32_t i = 0; i < inputs.size(); ++i) {
       if (inputs[i].defined()) inputs[i] = node->run_pre_hooks(i, inputs[i]);
     }
-    const Running saved = t_running;
-    t_running = {node, &tasks};
     std::vector<Tensor> outputs;
-    try {
+    {
+      RunningScope running(node, &tasks);
       outputs = apply_node(node, std::move(inputs));
-    } catch (...) {
-      t_running = saved;
-      throw;
     }
-    t_running = saved;
     if (!retain_graph) node->release_variables();
     const auto& edges = node->next_edges();
     MCORE_CHECK(outputs.size() == edges.size() || outputs.empty())

@@ -77,9 +77,8 @@ void map_backward_kernel(const T* dy, const T* x, T* dx, int64_t n, Fn df) {
 }
 
 #if defined(__AVX512F__)
-inline __mmask16 tail_mask(int64_t left) {
-  return left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
-}
+using vmath::tail_mask16;
+
 // sigmoid(g) = 1 / (1 + exp(-g)) on 16 lanes.
 inline __m512 sigmoid16(__m512 g) {
   const __m512 one = _mm512_set1_ps(1.0f);
@@ -99,7 +98,7 @@ void swiglu_forward_kernel(const T* x, T* y, int64_t rows, int64_t f) {
 #if defined(__AVX512F__)
     if constexpr (std::is_same_v<T, float>) {  // 16 lanes with vmath::exp16
       for (int64_t j = 0; j < f; j += 16) {
-        const __mmask16 m = tail_mask(f - j);
+        const __mmask16 m = tail_mask16(f - j);
         const __m512 g = _mm512_maskz_loadu_ps(m, gate + j);
         const __m512 u = _mm512_maskz_loadu_ps(m, up + j);
         _mm512_mask_storeu_ps(out + j, m, _mm512_mul_ps(_mm512_mul_ps(g, sigmoid16(g)), u));
@@ -130,7 +129,7 @@ void swiglu_backward_kernel(const T* dy, const T* x, T* dx, int64_t rows, int64_
     if constexpr (std::is_same_v<T, float>) {
       const __m512 one = _mm512_set1_ps(1.0f);
       for (int64_t j = 0; j < f; j += 16) {
-        const __mmask16 m = tail_mask(f - j);
+        const __mmask16 m = tail_mask16(f - j);
         const __m512 g = _mm512_maskz_loadu_ps(m, gate + j);
         const __m512 u = _mm512_maskz_loadu_ps(m, up + j);
         const __m512 d = _mm512_maskz_loadu_ps(m, g_out + j);
@@ -162,7 +161,7 @@ void for_each16(int64_t n, F f) {
 #pragma omp parallel for schedule(static) if (n > kParallelMin)
   for (int64_t b = 0; b < steps; ++b) {
     const int64_t i = b * 16;
-    f(i, tail_mask(n - i));
+    f(i, tail_mask16(n - i));
   }
 }
 
@@ -171,8 +170,7 @@ inline __m512 gelu_tanh_sigmoid(__m512 x, __m512 x2) {
   using G = Gelu<float, true>;
   const __m512 inner =
       _mm512_mul_ps(x, _mm512_fmadd_ps(_mm512_set1_ps(G::kCubic), x2, _mm512_set1_ps(1.0f)));
-  const __m512 e = vmath::exp16(_mm512_mul_ps(_mm512_set1_ps(-2.0f * G::kKappa), inner));
-  return _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+  return sigmoid16(_mm512_mul_ps(_mm512_set1_ps(2.0f * G::kKappa), inner));
 }
 
 Tensor gelu_tanh_forward_f32(const Tensor& x_in) {

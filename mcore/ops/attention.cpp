@@ -164,17 +164,7 @@ void forward_kernel(const Problem& p, const Tensor& q, const Tensor& k, const Te
             continue;
           }
           const A alpha = std::exp(m[r] - mx);
-          A sum = 0;
-          if constexpr (std::is_same_v<A, float>) {
-            sum = vmath::exp_shift(sr, mx, nk, sr);
-          } else {
-#pragma omp simd reduction(+ : sum)
-            for (int64_t c = 0; c < nk; ++c) {
-              const A e = vmath::exp(sr[c] - mx);
-              sr[c] = e;
-              sum += e;
-            }
-          }
+          const A sum = vmath::exp_shift(sr, mx, nk, sr);
           l[r] = l[r] * alpha + sum;
           m[r] = mx;
           if (alpha != A(1)) {
@@ -222,18 +212,9 @@ void tile_grads(const Problem& p, Workspace<A>& ws, const A* qp, int64_t ldq, co
       std::fill(dr, dr + nk, A(0));
       continue;
     }
-    if constexpr (std::is_same_v<A, float>) {
-      vmath::exp_shift(sr, lr, nk, sr);
+    vmath::exp_shift(sr, lr, nk, sr);
 #pragma omp simd
-      for (int64_t c = 0; c < nk; ++c) dr[c] = sr[c] * (dr[c] - dl);
-    } else {
-#pragma omp simd
-      for (int64_t c = 0; c < nk; ++c) {
-        const A pr = vmath::exp(sr[c] - lr);
-        sr[c] = pr;
-        dr[c] = pr * (dr[c] - dl);
-      }
-    }
+    for (int64_t c = 0; c < nk; ++c) dr[c] = sr[c] * (dr[c] - dl);
   }
 }
 

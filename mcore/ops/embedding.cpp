@@ -42,8 +42,10 @@ void gather_kernel(const T* w, const int64_t* ids, T* out, int64_t n, int64_t H)
     std::memcpy(out + i * H, w + ids[i] * H, static_cast<size_t>(H) * sizeof(T));
 }
 
-// rows[start[v] .. start[v + 1]) are the tokens with id v, in token order.
-template <class T>
+// rows[start[v] .. start[v + 1]) are the tokens with id v, in token order. Each row v of out gets
+// its tokens' gradient rows summed in A and rounded to T once: written (ids that do not occur get
+// zeros), or with kAccumulate added to what out holds (rows of absent ids untouched).
+template <class T, bool kAccumulate>
 void scatter_add_kernel(const T* g, const int64_t* start, const int64_t* tokens, T* out, int64_t V,
                         int64_t H) {
   using A = acc_t<T>;
@@ -55,7 +57,7 @@ void scatter_add_kernel(const T* g, const int64_t* start, const int64_t* tokens,
       T* o = out + v * H;
       const int64_t b = start[v], e = start[v + 1];
       if (b == e) {
-        std::fill(o, o + H, store<T>(A(0)));
+        if (!kAccumulate) std::fill(o, o + H, store<T>(A(0)));
         continue;
       }
       std::fill(acc.begin(), acc.end(), A(0));
@@ -65,33 +67,13 @@ void scatter_add_kernel(const T* g, const int64_t* start, const int64_t* tokens,
 #pragma omp simd
         for (int64_t h = 0; h < H; ++h) a[h] += static_cast<A>(gr[h]);
       }
-      for (int64_t h = 0; h < H; ++h) o[h] = store<T>(a[h]);
-    }
-  }
-}
-
-// weight_grad rows of the ids that occur += their summed gradient rows (rounded to T first).
-template <class T>
-void scatter_accumulate_kernel(const T* g, const int64_t* start, const int64_t* tokens, T* out,
-                               int64_t V, int64_t H) {
-  using A = acc_t<T>;
-#pragma omp parallel
-  {
-    std::vector<A> acc(static_cast<size_t>(H));
-#pragma omp for schedule(dynamic, 64)
-    for (int64_t v = 0; v < V; ++v) {
-      const int64_t b = start[v], e = start[v + 1];
-      if (b == e) continue;
-      std::fill(acc.begin(), acc.end(), A(0));
-      A* a = acc.data();
-      for (int64_t k = b; k < e; ++k) {
-        const T* gr = g + tokens[k] * H;
-#pragma omp simd
-        for (int64_t h = 0; h < H; ++h) a[h] += static_cast<A>(gr[h]);
+      for (int64_t h = 0; h < H; ++h) {
+        if constexpr (kAccumulate) {
+          o[h] = store<T>(static_cast<A>(o[h]) + static_cast<A>(store<T>(a[h])));
+        } else {
+          o[h] = store<T>(a[h]);
+        }
       }
-      T* o = out + v * H;
-      for (int64_t h = 0; h < H; ++h)
-        o[h] = store<T>(static_cast<A>(o[h]) + static_cast<A>(store<T>(a[h])));
     }
   }
 }
@@ -174,8 +156,8 @@ Tensor embedding_backward(const Tensor& grad_in, const Tensor& ids, int64_t num_
   bucket_by_id(ip, n, V, start, tokens);  // a stable counting sort
   Tensor out = empty({V, H}, {grad.dtype(), grad.device()});
   MCORE_DISPATCH_FLOAT_TYPES(grad.dtype(), "embedding_backward", [&] {
-    scatter_add_kernel<scalar_t>(grad.data<scalar_t>(), start.data(), tokens.data(),
-                                 out.data<scalar_t>(), V, H);
+    scatter_add_kernel<scalar_t, false>(grad.data<scalar_t>(), start.data(), tokens.data(),
+                                        out.data<scalar_t>(), V, H);
   });
   return out;
 }
@@ -196,8 +178,8 @@ void embedding_backward_add_(Tensor& weight_grad, const Tensor& grad_in, const T
   std::vector<int64_t> start, tokens;
   bucket_by_id(t.data<int64_t>(), t.numel(), V, start, tokens);
   MCORE_DISPATCH_FLOAT_TYPES(grad.dtype(), "embedding_backward_add_", [&] {
-    scatter_accumulate_kernel<scalar_t>(grad.data<scalar_t>(), start.data(), tokens.data(),
-                                        weight_grad.data<scalar_t>(), V, H);
+    scatter_add_kernel<scalar_t, true>(grad.data<scalar_t>(), start.data(), tokens.data(),
+                                       weight_grad.data<scalar_t>(), V, H);
   });
 }
 

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <type_traits>
 #include <vector>
 
 #include "mcore/ops/cpu/acc_type.h"
@@ -42,18 +41,9 @@ void softmax_forward_kernel(const T* x, T* y, int64_t rows, int64_t sq, int64_t 
         buf[j] = s * static_cast<A>(xr[j]);
         mx = std::max(mx, buf[j]);
       }
-      A sum = 0;
       // An all -inf row would give exp(-inf - -inf) = NaN; treat its max as 0 (all exps 0).
       if (mx == -std::numeric_limits<A>::infinity()) mx = 0;
-      if constexpr (std::is_same_v<A, float>) {
-        sum = vmath::exp_shift(buf.data(), mx, valid, buf.data());
-      } else {
-#pragma omp simd reduction(+ : sum)
-        for (int64_t j = 0; j < valid; ++j) {
-          buf[j] = vmath::exp(buf[j] - mx);
-          sum += buf[j];
-        }
-      }
+      const A sum = vmath::exp_shift(buf.data(), mx, valid, buf.data());
       const A inv = sum > 0 ? A(1) / sum : A(0);
 #pragma omp simd
       for (int64_t j = 0; j < valid; ++j) yr[j] = store<T>(buf[j] * inv);

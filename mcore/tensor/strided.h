@@ -3,8 +3,6 @@
 // vectorize. Used by copies and by elementwise ops on non-contiguous inputs.
 #pragma once
 
-#include <algorithm>
-
 #include <cstdint>
 #include <vector>
 
@@ -56,8 +54,8 @@ void for_each_row_range(const Shape& shape, const std::array<const Shape*, K>& s
 template <size_t K, class Fn>
 void for_each_row(const Shape& shape, const std::array<const Shape*, K>& strides, Fn&& fn) {
   const int64_t last = shape.empty() ? 1 : shape.back();
-  const int64_t rows = last == 0 ? 0 : shape_numel(shape) / last;
-  for_each_row_range<K>(shape, strides, 0, std::max<int64_t>(rows, shape.empty() ? 1 : 0), fn);
+  const int64_t rows = last == 0 ? 0 : shape_numel(shape) / last;  // 1 for a 0-d shape
+  for_each_row_range<K>(shape, strides, 0, rows, fn);
 }
 
 }  // namespace mcore

@@ -67,6 +67,31 @@ inline __m512 exp16(__m512 x) {
 }
 #endif
 
+// The portable form of exp_shift below (float without AVX-512, and float64).
+template <class A>
+A exp_shift_loop(const A* x, A shift, int64_t n, A* y, A scale, A add) {
+  A sum = 0;
+  if (y) {
+#pragma omp simd reduction(+ : sum)
+    for (int64_t i = 0; i < n; ++i) {
+      const A e = exp(x[i] - shift);
+      sum += e;
+      y[i] = scale * e + add;
+    }
+  } else {
+#pragma omp simd reduction(+ : sum)
+    for (int64_t i = 0; i < n; ++i) sum += exp(x[i] - shift);
+  }
+  return sum;
+}
+
+#if defined(__AVX512F__)
+// Lanes [0, left) of 16, for the masked last step of a 16-lane loop (left >= 1).
+inline __mmask16 tail_mask16(int64_t left) {
+  return left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
+}
+#endif
+
 // e_i = exp(x[i] - shift) for i < n. Returns sum_i e_i; when y is given, also stores
 // y[i] = scale * e_i + add (y may be x).
 inline float exp_shift(const float* x, float shift, int64_t n, float* y = nullptr,
@@ -86,7 +111,7 @@ inline float exp_shift(const float* x, float shift, int64_t n, float* y = nullpt
     }
   }
   for (; i < n; i += 16) {
-    const __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1);
+    const __mmask16 m = tail_mask16(n - i);
     const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vs));
     sum0 = _mm512_mask_add_ps(sum0, m, sum0, e);
     if (y) _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(va, e, vb));
@@ -98,20 +123,12 @@ inline float exp_shift(const float* x, float shift, int64_t n, float* y = nullpt
   for (float l : lanes) sum += l;
   return sum;
 #else
-  float sum = 0;
-  if (y) {
-#pragma omp simd reduction(+ : sum)
-    for (int64_t i = 0; i < n; ++i) {
-      const float e = exp(x[i] - shift);
-      sum += e;
-      y[i] = scale * e + add;
-    }
-  } else {
-#pragma omp simd reduction(+ : sum)
-    for (int64_t i = 0; i < n; ++i) sum += exp(x[i] - shift);
-  }
-  return sum;
+  return exp_shift_loop(x, shift, n, y, scale, add);
 #endif
+}
+inline double exp_shift(const double* x, double shift, int64_t n, double* y = nullptr,
+                        double scale = 1.0, double add = 0.0) {
+  return exp_shift_loop(x, shift, n, y, scale, add);
 }
 
 }  // namespace mcore::ops::vmath
