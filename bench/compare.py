@@ -2,32 +2,82 @@
 """Runs an mcore Google Benchmark binary and a PyTorch script with the same benchmark names,
 and prints both times and the ratio (PyTorch time / mcore time: > 1 means mcore is faster).
 
-usage: compare.py MCORE_BENCH_BINARY TORCH_SCRIPT [extra benchmark args]
+usage: compare.py [--rounds N] MCORE_BENCH_BINARY TORCH_SCRIPT [extra benchmark args]
+
+With --rounds N the two sides run alternately N times each, and the table shows the median of
+each side's times with their range: the shared 2-core VM drifts by several percent between runs,
+and a single pair of runs can land on either side of a target. Where the binary reports the
+machine's measured fp32 peak (peak_GFLOP/s), the last column gives the median GFLOP/s as a
+fraction of the median peak.
 """
 import json
+import statistics
 import subprocess
 import sys
 
 
+def run_ours(binary, extra):
+    out = subprocess.run([binary, "--benchmark_format=json"] + extra, check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out)["benchmarks"]
+
+
+def run_theirs(script):
+    out = subprocess.run([sys.executable, script], check=True, capture_output=True,
+                         text=True).stdout
+    return json.loads(out)
+
+
+def spread(values, scale=1.0):
+    med = statistics.median(values) * scale
+    if len(values) == 1:
+        return f"{med:.2f}"
+    return f"{med:.2f} ({min(values) * scale:.0f}-{max(values) * scale:.0f})"
+
+
 def main():
-    binary, script = sys.argv[1], sys.argv[2]
-    ours = json.loads(subprocess.run([binary, "--benchmark_format=json"] + sys.argv[3:],
-                                     check=True, capture_output=True, text=True).stdout)
-    theirs = json.loads(subprocess.run([sys.executable, script], check=True,
-                                       capture_output=True, text=True).stdout)
-    print(f"{'op':<22}{'mcore ms':>10}{'torch ms':>10}{'ratio':>8}  throughput (mcore)")
-    for b in ours["benchmarks"]:
-        name = b["name"].split("/")[0]
-        ms = b["real_time"] if b["time_unit"] == "ms" else b["real_time"] / 1e6
+    args = sys.argv[1:]
+    rounds = 1
+    if args and args[0] == "--rounds":
+        rounds = int(args[1])
+        args = args[2:]
+    if len(args) < 2 or rounds < 1:
+        sys.exit(__doc__)
+    binary, script, extra = args[0], args[1], args[2:]
+    ours, theirs, order = {}, {}, []
+    for _ in range(rounds):
+        for b in run_ours(binary, extra):
+            name = b["name"].split("/")[0]
+            if name not in ours:
+                order.append(name)
+                ours[name] = {"ms": [], "rate": {}, "peak": []}
+            entry = ours[name]
+            entry["ms"].append(b["real_time"] if b["time_unit"] == "ms" else b["real_time"] / 1e6)
+            for key in ("GB/s", "GFLOP/s"):
+                if key in b:
+                    entry["rate"].setdefault(key, []).append(b[key])
+            if "peak_GFLOP/s" in b:
+                entry["peak"].append(b["peak_GFLOP/s"])
+        for name, seconds in run_theirs(script).items():
+            theirs.setdefault(name, []).append(seconds * 1e3)
+    wide = rounds > 1
+    w = 22 if wide else 10
+    print(f"{'op':<22}{'mcore ms':>{w}}{'torch ms':>{w}}{'ratio':>8}  throughput (mcore)"
+          + (f"  [median of {rounds} rounds, range]" if wide else ""))
+    for name in order:
+        e = ours[name]
+        ms = statistics.median(e["ms"])
         rate = ""
-        for key in ("GB/s", "GFLOP/s"):
-            if key in b:
-                rate = f"{b[key]:.1f} {key}"
+        for key, vals in e["rate"].items():
+            rate = f"{statistics.median(vals):.1f} {key}"
+            if key == "GFLOP/s" and e["peak"]:
+                rate += f" ({statistics.median(vals) / statistics.median(e['peak']):.1%} of peak)"
         t = theirs.get(name)
         if t is None:
-            print(f"{name:<22}{ms:>10.2f}{'-':>10}{'-':>8}  {rate}")
+            print(f"{name:<22}{spread(e['ms']):>{w}}{'-':>{w}}{'-':>8}  {rate}")
         else:
-            print(f"{name:<22}{ms:>10.2f}{t * 1e3:>10.2f}{t * 1e3 / ms:>7.2f}x  {rate}")
+            ratio = statistics.median(t) / ms
+            print(f"{name:<22}{spread(e['ms']):>{w}}{spread(t):>{w}}{ratio:>7.2f}x  {rate}")
 
 
 if __name__ == "__main__":
