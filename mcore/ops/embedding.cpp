@@ -1,6 +1,9 @@
 #include "mcore/ops/embedding.h"
 
+#include <emmintrin.h>
+
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -45,6 +48,31 @@ void gather_kernel(const T* w, const int64_t* ids, T* out, int64_t n, int64_t H)
 // rows[start[v] .. start[v + 1]) are the tokens with id v, in token order. Each row v of out gets
 // its tokens' gradient rows summed in A and rounded to T once: written (ids that do not occur get
 // zeros), or with kAccumulate added to what out holds (rows of absent ids untouched).
+// Zeroes a row of the dense gradient that no token touches: almost every row of a large
+// vocabulary's table. Whole 64-byte lines go out as non-temporal stores (no read for ownership
+// of lines that are only overwritten: the 65 MB table of a 32000 x 512 embedding is otherwise
+// read once for nothing); the ragged ends are filled normally.
+template <class T>
+void zero_row(T* o, int64_t n) {
+  char* p = reinterpret_cast<char*>(o);
+  char* end = p + n * int64_t(sizeof(T));
+  char* a = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(p) + 63) & ~uintptr_t(63));
+  char* z = reinterpret_cast<char*>(reinterpret_cast<uintptr_t>(end) & ~uintptr_t(63));
+  if (a >= z) {
+    std::memset(p, 0, end - p);  // T's zero is all-zero bits for every float type
+    return;
+  }
+  std::memset(p, 0, a - p);
+  const __m128i zero = _mm_setzero_si128();
+  for (char* q = a; q < z; q += 64) {
+    _mm_stream_si128(reinterpret_cast<__m128i*>(q), zero);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(q + 16), zero);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(q + 32), zero);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(q + 48), zero);
+  }
+  std::memset(z, 0, end - z);
+}
+
 template <class T, bool kAccumulate>
 void scatter_add_kernel(const T* g, const int64_t* start, const int64_t* tokens, T* out, int64_t V,
                         int64_t H) {
@@ -57,7 +85,7 @@ void scatter_add_kernel(const T* g, const int64_t* start, const int64_t* tokens,
       T* o = out + v * H;
       const int64_t b = start[v], e = start[v + 1];
       if (b == e) {
-        if (!kAccumulate) std::fill(o, o + H, store<T>(A(0)));
+        if (!kAccumulate) zero_row(o, H);
         continue;
       }
       std::fill(acc.begin(), acc.end(), A(0));
@@ -75,6 +103,7 @@ void scatter_add_kernel(const T* g, const int64_t* start, const int64_t* tokens,
         }
       }
     }
+    _mm_sfence();  // the streamed zeros are visible before the region's closing barrier
   }
 }
 

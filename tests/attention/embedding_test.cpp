@@ -2,6 +2,8 @@
 // torch.nn.functional.embedding, float64 gradient check, int32 ids, and bad ids.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "mcore/nn/functional/embedding.h"
 #include "mcore/ops/elementwise.h"
 #include "mcore/ops/embedding.h"
@@ -67,6 +69,39 @@ TEST(Embedding, Int32IdsAndDeterminism) {
   EXPECT_TENSOR_CLOSE(g1, g2, 0, 0);  // bitwise: fixed summation order, no atomics
   // Rows never looked up get exact zeros.
   EXPECT_EQ(to_vector<float>(g1.select(0, 49)), std::vector<float>(33, 0.0f));
+}
+
+// Untouched rows are zeroed with streaming stores over their whole 64-byte lines and plain
+// stores at the ragged ends. Row widths that leave those ends unaligned (H = 100 floats: rows
+// start 16 bytes apart from the line grid in turn; 37: odd; bf16 rows of 2-byte elements), over a
+// block the allocator's cache hands back full of NaNs, and checked against a naive sum.
+TEST(Embedding, BackwardZeroesUntouchedRowsOfReusedMemory) {
+  for (DType dt : {DType::F32, DType::BF16}) {
+    for (int64_t h : {100, 37, 48}) {
+      const int64_t V = 2048;
+      // Put NaNs in a block of the exact size the gradient will ask for, then free it: the CPU
+      // allocator caches blocks of 128 KB and more by size and hands this one back.
+      const void* dirty = nullptr;
+      {
+        Tensor nan = full({V, h}, std::nan(""), {dt});
+        dirty = nan.data_ptr();
+      }
+      std::vector<int64_t> v = {5, 299, 5, 17, 0, 150, 17, 5};
+      Tensor ids = from_vector<int64_t>(v, {2, 4});
+      Tensor dy = random_tensor({2, 4, h}, 21, DType::F32, 1.0).to(dt);
+      Tensor g_dt = ops::embedding_backward(dy, ids, V);
+      EXPECT_EQ(g_dt.data_ptr(), dirty) << "the test meant to get the NaN-filled block back";
+      Tensor g = g_dt.to(DType::F32);
+      const std::vector<float> got = to_vector<float>(g);
+      const std::vector<float> dyv = to_vector<float>(dy.to(DType::F32));
+      std::vector<float> want(static_cast<size_t>(V * h), 0.0f);
+      for (size_t t = 0; t < v.size(); ++t)
+        for (int64_t e = 0; e < h; ++e) want[v[t] * h + e] += dyv[t * h + e];
+      Tensor w = from_vector<float>(want, {V, h});
+      EXPECT_TENSOR_CLOSE(g, dt == DType::F32 ? w : w.to(DType::BF16).to(DType::F32), 0, 0)
+          << dt << " H=" << h;
+    }
+  }
 }
 
 TEST(Embedding, BadIdsNameIdAndV) {
