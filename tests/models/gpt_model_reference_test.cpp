@@ -39,8 +39,11 @@ Variant make_variant(const std::string& name) {
     v.max_pos = 64;
     v.tied = true;
   } else {
-    const auto& p = models::get_preset(name == "llama" ? "llama3-tiny" : "qwen2.5-tiny");
-    v.config = p.config;
+    const char* preset = name == "llama"  ? "llama3-tiny"
+                         : name == "qwen" ? "qwen2.5-tiny"
+                                          : "mistral-tiny";  // mistral_qknorm: MQA, rope 1e4
+    v.config = models::get_preset(preset).config;
+    v.config.qk_layernorm = name == "mistral_qknorm";
     v.vocab = 256;
     v.max_pos = 64;
     v.tied = false;
@@ -63,7 +66,8 @@ void check_against_reference(const std::string& name, const std::string& recompu
   models::GPTModelOptions o;
   o.share_embeddings_and_output_weights = v.tied;
   o.tp_group = comm::make_local_group();
-  GPTModel model(v.config, transformer::get_gpt_layer_local_spec(), v.vocab, v.max_pos, o);
+  GPTModel model(v.config, transformer::get_gpt_layer_local_spec(v.config.qk_layernorm), v.vocab,
+                 v.max_pos, o);
 
   nn::StateDict sd;
   for (auto& [pname, p] : model.named_parameters()) sd[pname] = load_ref(v.group, "w." + pname);
@@ -93,6 +97,10 @@ TEST(GPTModelReference, LlamaStyleMatchesPyTorch) {
 }
 TEST(GPTModelReference, QwenStyleMatchesPyTorch) {
   check_against_reference("qwen");
+}
+// Multi-query attention (one kv head) with QK-norm weights loaded by Megatron's names.
+TEST(GPTModelReference, MistralStyleMqaWithQkNormMatchesPyTorch) {
+  check_against_reference("mistral_qknorm");
 }
 // Recompute replays the same forward: the same values and gradients as the reference.
 TEST(GPTModelReference, LlamaFullUniformRecomputeMatchesPyTorch) {

@@ -9,7 +9,8 @@ the model's own definition, so a wrong fused layout in mcore cannot pass.
 
 Variants (groups): gpt_ref_gpt2 (LayerNorm, tanh-GeLU, learned positions, tied embeddings,
 biases), gpt_ref_llama (GQA 4:2, RoPE, RMSNorm, SwiGLU, untied, no biases), gpt_ref_qwen (GQA
-4:2 with q/k/v bias only, RMSNorm eps 1e-6, rope base 1e6)."""
+4:2 with q/k/v bias only, RMSNorm eps 1e-6, rope base 1e6), gpt_ref_mistral_qknorm (MQA 4:1,
+RoPE base 1e4, QK-norm)."""
 import math
 
 import torch
@@ -26,6 +27,12 @@ VARIANTS = {
     "qwen": dict(layers=2, hidden=64, heads=4, kv_heads=2, ffn=176, vocab=256, max_pos=64,
                  norm="RMSNorm", eps=1e-6, bias=False, qkv_bias=True, glu=True, rope=True,
                  tied=False, rope_base=1e6),
+    # MQA (one kv head for all four query heads) with QK-norm: an RMSNorm over each head's
+    # channels, one weight for all query heads and one for the key head, after the projection
+    # and before RoPE (Megatron's q_layernorm / k_layernorm with --qk-layernorm).
+    "mistral_qknorm": dict(layers=2, hidden=64, heads=4, kv_heads=1, ffn=160, vocab=256,
+                           max_pos=64, norm="RMSNorm", eps=1e-5, bias=False, qkv_bias=False,
+                           glu=True, rope=True, tied=False, rope_base=1e4, qk_norm=True),
 }
 BATCH, SEQ = 3, 13
 
@@ -47,6 +54,8 @@ def make_params(cfg, gen):
             if cfg["norm"] == "LayerNorm":
                 p[L + n + ".b"] = randn(h, std=0.1)
         p[L + "wq"], p[L + "wk"], p[L + "wv"] = randn(nh * hd, h), randn(nkv * hd, h), randn(nkv * hd, h)
+        if cfg.get("qk_norm"):
+            p[L + "qn.w"], p[L + "kn.w"] = 1.0 + randn(hd, std=0.1), 1.0 + randn(hd, std=0.1)
         if cfg["qkv_bias"]:
             p[L + "bq"], p[L + "bk"], p[L + "bv"] = randn(nh * hd), randn(nkv * hd), randn(nkv * hd)
         p[L + "wo"] = randn(h, nh * hd)
@@ -97,6 +106,8 @@ def forward(cfg, p, ids):
         if cfg["qkv_bias"]:
             q, k, v = q + p[L + "bq"], k + p[L + "bk"], v + p[L + "bv"]
         q, k, v = q.view(b, s, nh, hd), k.view(b, s, nkv, hd), v.view(b, s, nkv, hd)
+        if cfg.get("qk_norm"):
+            q, k = norm(cfg, q, p[L + "qn.w"], None), norm(cfg, k, p[L + "kn.w"], None)
         if cfg["rope"]:
             q, k = rope(cfg, q), rope(cfg, k)
         k = k.repeat_interleave(nh // nkv, dim=2)  # query head j reads kv head j // (nh/nkv)
@@ -150,6 +161,9 @@ def to_megatron(cfg, p):
         if cfg["qkv_bias"]:
             out[A + "linear_qkv.bias"] = interleave(p[L + "bq"], p[L + "bk"], p[L + "bv"])
         out[A + "linear_proj.weight"] = p[L + "wo"]
+        if L + "qn.w" in p:
+            out[A + "q_layernorm.weight"] = p[L + "qn.w"]
+            out[A + "k_layernorm.weight"] = p[L + "kn.w"]
         if cfg["glu"]:
             out[M + "mlp.linear_fc1.weight"] = torch.cat([p[L + "wgate"], p[L + "wup"]], 0)
         else:
