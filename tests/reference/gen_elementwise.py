@@ -1,9 +1,11 @@
-"""Broadcasting elementwise ops (add, sub, mul, div, scale) and their gradients in PyTorch."""
+"""Broadcasting elementwise ops (add, sub, mul, div, scale, and axpy as torch.add(a, b, alpha))
+and their gradients in PyTorch."""
 import torch
 
 from refutil import save
 
 GROUP = "elementwise"
+AXPY_ALPHA = -0.75  # tests/autograd/elementwise_reference_test.cpp uses the same
 
 
 def generate(out):
@@ -22,3 +24,11 @@ def generate(out):
         save(out, GROUP, f"{name}_gy", gy.numpy())
         save(out, GROUP, f"{name}_ga", a.grad.numpy())
         save(out, GROUP, f"{name}_gb", b.grad.numpy())
+        a.grad, b.grad = None, None
+        z = torch.add(a, b, alpha=AXPY_ALPHA)  # a + alpha * b, b broadcast
+        gz = torch.randn(z.shape, generator=g)
+        z.backward(gz)
+        save(out, GROUP, f"{name}_axpy_y", z.detach().numpy())
+        save(out, GROUP, f"{name}_axpy_gy", gz.numpy())
+        save(out, GROUP, f"{name}_axpy_ga", a.grad.numpy())
+        save(out, GROUP, f"{name}_axpy_gb", b.grad.numpy())

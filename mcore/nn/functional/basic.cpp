@@ -288,6 +288,9 @@ Tensor div(const Tensor& a, const Tensor& b) {
 Tensor scale(const Tensor& x, double alpha) {
   return ScaleFn::apply(x, alpha);
 }
+Tensor axpy(double alpha, const Tensor& x, const Tensor& y) {
+  return AddFn::apply(y, x, alpha);
+}
 Tensor neg(const Tensor& x) {
   return ScaleFn::apply(x, -1.0);
 }

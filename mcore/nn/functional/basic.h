@@ -28,6 +28,9 @@ Tensor sub(const Tensor& a, const Tensor& b);
 Tensor mul(const Tensor& a, const Tensor& b);
 Tensor div(const Tensor& a, const Tensor& b);
 Tensor scale(const Tensor& x, double alpha);
+// y + alpha * x (BLAS axpy, as torch.add(y, x, alpha=alpha)), broadcasting like add: x may be a
+// bias against y or the other way round. Gradients: dy = sum_to(g), dx = alpha * sum_to(g).
+Tensor axpy(double alpha, const Tensor& x, const Tensor& y);
 Tensor neg(const Tensor& x);
 
 Tensor sum(const Tensor& x);   // all elements -> 0-d
