@@ -5,8 +5,9 @@
 
 namespace mcore {
 
-// Idempotent and cheap after the first call; the library calls it when it loads and again
-// before heavy kernels in case the OpenMP pool grew since.
+// Idempotent and cheap after the first call. The library calls it when it loads and when it
+// loads its BLAS; OpenMP workers and other threads started later inherit the mode from the
+// thread that creates them.
 void init_compute_environment();
 // True when FTZ and DAZ are set in the calling thread.
 bool denormals_flushed();

@@ -3,10 +3,15 @@
 // compared as bit patterns: compute threads run with FTZ/DAZ, so a float comparison would read
 // every denormal as zero and could not see a flushed result.
 #include <gtest/gtest.h>
+#include <omp.h>
+#include <xmmintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <sstream>
+#include <thread>
 #include <vector>
 
 #include "mcore/base/compute_env.h"
@@ -81,10 +86,43 @@ template <class T, class IsNan>
   return ::testing::AssertionFailure() << bad << " of " << actual.size() << " differ:" << msg.str();
 }
 
+// FTZ/DAZ hold, without any call from the test, in the main thread (set when the library
+// loads), in every OpenMP worker of a parallel region, and in a thread the program starts itself
+// (threads inherit the creator's MXCSR). Checked by the flags and by arithmetic: a product that
+// would be a denormal comes out 0, and a denormal operand reads as 0. The bit-level comparisons
+// below do not depend on this mode (conversions go through bit patterns).
+float denormal_product(float a, float b) {
+  volatile float x = a, y = b;  // computed at run time, in the calling thread's mode
+  return x * y;
+}
+
 TEST(Conversion, ComputeThreadsFlushDenormals) {
-  // The bit-level comparisons below matter because of this mode; if it changes, they still hold.
-  init_compute_environment();
-  EXPECT_TRUE(denormals_flushed());
+  const float tiny = std::numeric_limits<float>::min();  // smallest normal, 2^-126
+  volatile uint32_t denormal_bits = 0x00000100;          // a denormal, 2^-141
+  float denormal;
+  std::memcpy(&denormal, const_cast<const uint32_t*>(&denormal_bits), 4);
+  auto check_here = [&](const char* where) {
+    EXPECT_TRUE(denormals_flushed()) << where;
+    EXPECT_EQ(denormal_product(tiny, 0.5f), 0.0f) << where << ": FTZ off";
+    EXPECT_EQ(denormal_product(denormal, 1.0f), 0.0f) << where << ": DAZ off";
+  };
+  check_here("main thread");
+  const int threads = std::max(2, omp_get_max_threads());
+  std::vector<int> ok(threads, 0);
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num();
+    ok[t] = denormals_flushed() && denormal_product(tiny, 0.5f) == 0.0f &&
+            denormal_product(denormal, 1.0f) == 0.0f;
+  }
+  for (int t = 0; t < threads; ++t) EXPECT_EQ(ok[t], 1) << "OpenMP thread " << t;
+  std::thread([&] { check_here("std::thread"); }).join();
+  // The check can fail: with the flags cleared the same product is the denormal 2^-127.
+  const unsigned saved = _mm_getcsr();
+  _mm_setcsr(saved & ~0x8040u);
+  EXPECT_FALSE(denormals_flushed());
+  EXPECT_GT(denormal_product(tiny, 0.5f), 0.0f);
+  _mm_setcsr(saved);
 }
 
 TEST(Conversion, AllBf16PatternsToFloatMatchTorch) {
