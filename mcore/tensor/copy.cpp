@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <array>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
@@ -49,6 +50,13 @@ inline D convert(S v, [[maybe_unused]] bool saturate) {
   } else if constexpr (std::is_same_v<D, float> && std::is_same_v<S, double>) {
     // Hardware conversion unless the result may be subnormal (|v| < 2^-126) and get flushed.
     return std::fabs(v) >= 0x1p-126 || !(v == v) ? static_cast<float>(v) : double_to_float_exact(v);
+  } else if constexpr (std::is_same_v<D, bool> && std::is_same_v<S, double>) {
+    // Nonzero by the bits: under DAZ a denormal compares equal to 0 (PyTorch: true).
+    return (std::bit_cast<uint64_t>(v) << 1) != 0;
+  } else if constexpr (std::is_same_v<D, bool> &&
+                       (std::is_same_v<S, float> || is_narrow_float_v<S>)) {
+    // The narrow formats widen to float through their bits (exact, denormals kept).
+    return (std::bit_cast<uint32_t>(static_cast<float>(v)) << 1) != 0;
   } else if constexpr (is_narrow_float_v<S>) {
     return static_cast<D>(static_cast<float>(v));
   } else if constexpr (std::is_same_v<D, bool>) {

@@ -226,8 +226,86 @@ def gen_fp8(out):
     save(out, G, "fp8_amax_rest", np.array([np.abs(x[1:]).max()], dtype=np.float32))  # rows 1..8
 
 
+# Conversions to and from the integer types and bool, by PyTorch (numpy for uint16, which torch
+# 1.13 lacks). Float sources hold only values inside the target's range (outside it C++ and
+# PyTorch are undefined); integer narrowing wraps modulo 2^bits in both. bf16/fp16 travel as
+# uint16 bits. Each case saves conv_<name>_in and conv_<name>_out (or _in_bits / _out_bits).
+TORCH = {"f64": torch.float64, "f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16,
+         "i64": torch.int64, "i32": torch.int32, "i16": torch.int16, "i8": torch.int8,
+         "u8": torch.uint8, "bool": torch.bool}
+SIGNED_SMALL = [-127.9, -100.5, -2.5, -1.5, -0.7, -0.0, 0.0, 0.3, 0.5, 0.99, 1.0, 1.5, 2.5, 100.7,
+                126.99]
+UNSIGNED_SMALL = [0.0, 0.4, 1.7, 127.5, 128.5, 254.9, 255.0]
+BIG = [-2147483520.0, -1.5e9, -65536.75, 32767.5, 1e9 + 64, 2147483520.0]
+HUGE = [-9.2e18, -4.5e15 - 0.5, 1e15 + 0.5, 9.2e18]
+INTS = [-(2**40) - 3, -32769, -129, -128, -1, 0, 1, 127, 128, 200, 255, 256, 32767, 32768, 65535,
+        65536, 2**31 - 1, 2**31, 2**53 + 1, 2**62 + 3]
+# Zeros of both signs, float32 denormals (nonzero: true), NaN (true), infinities.
+TO_BOOL = [0.0, -0.0, 1e-45, -1e-40, float("nan"), float("inf"), float("-inf"), 0.5, -3.0]
+
+
+def int_conversion_cases():
+    cases = []  # (name, source values, source dtype, target dtype)
+    for dst in ("i8", "i16", "i32", "i64"):
+        for src in ("f32", "f64", "bf16", "f16"):
+            cases.append((f"{src}_{dst}", SIGNED_SMALL, src, dst))
+    for src in ("f32", "f64", "bf16", "f16"):
+        cases.append((f"{src}_u8", UNSIGNED_SMALL, src, "u8"))
+    for dst in ("i32", "i64"):
+        cases.append((f"f64big_{dst}", BIG, "f64", dst))
+    cases.append(("f32big_i64", BIG, "f32", "i64"))
+    cases.append(("f64huge_i64", HUGE, "f64", "i64"))
+    for dst in ("i8", "u8", "i16", "i32", "f32", "f64", "bf16", "f16", "bool"):
+        cases.append((f"i64_{dst}", INTS, "i64", dst))
+    for dst in ("i8", "u8", "i16", "i64", "f32"):
+        cases.append((f"i32_{dst}", [v for v in INTS if -2**31 <= v < 2**31], "i32", dst))
+    for dst in ("i8", "i32", "f32", "bf16"):
+        cases.append((f"u8_{dst}", [0, 1, 127, 128, 200, 255], "u8", dst))
+    for dst in ("f32", "i64", "bf16", "u8"):
+        cases.append((f"bool_{dst}", [False, True, True, False], "bool", dst))
+    for src in ("f32", "f64", "bf16", "f16"):
+        cases.append((f"{src}_bool", TO_BOOL, src, "bool"))
+    cases.append(("f64denormal_bool", [5e-324, -5e-324, 0.0], "f64", "bool"))
+    return cases
+
+
+def save_tensor(out, name, t):
+    if t.dtype in (torch.bfloat16, torch.float16):
+        save(out, G, name + "_bits", t.view(torch.int16).numpy().view(np.uint16))
+    else:
+        save(out, G, name, t.numpy())
+
+
+def gen_int_conversions(out):
+    for name, values, src, dst in int_conversion_cases():
+        if src == "f32" and name.endswith("_bool"):
+            x = torch.tensor(np.array(values, dtype=np.float32))  # keeps the denormals exact
+        else:
+            x = torch.tensor(values, dtype=TORCH[src])
+        save_tensor(out, f"conv_{name}_in", x)
+        save_tensor(out, f"conv_{name}_out", x.to(TORCH[dst]))
+    # uint16 (numpy: astype wraps like the torch integer casts above)
+    ints = np.array(INTS, dtype=np.int64)
+    save(out, G, "conv_i64_u16_in", ints)
+    save(out, G, "conv_i64_u16_out", ints.astype(np.uint16))
+    u16 = np.array([0, 1, 255, 256, 32767, 32768, 65535], dtype=np.uint16)
+    save(out, G, "conv_u16_i32_in", u16)
+    save(out, G, "conv_u16_i32_out", u16.astype(np.int32))
+    save(out, G, "conv_u16_f32_in", u16)
+    save(out, G, "conv_u16_f32_out", u16.astype(np.float32))
+    save(out, G, "conv_f32_u16_in", np.array(UNSIGNED_SMALL + [65535.9], dtype=np.float32))
+    save(out, G, "conv_f32_u16_out",
+         np.array(UNSIGNED_SMALL + [65535.9], dtype=np.float32).astype(np.uint16))
+    # The list of cases, for the C++ test to walk: "name src dst" lines.
+    lines = [f"{n} {s} {d}" for n, _, s, d in int_conversion_cases()]
+    lines += ["i64_u16 i64 u16", "u16_i32 u16 i32", "u16_f32 u16 f32", "f32_u16 f32 u16"]
+    (out / G).mkdir(parents=True, exist_ok=True)
+    (out / G / "conv_cases.txt").write_text("\n".join(lines) + "\n")
+
+
 def generate(out: pathlib.Path):
     gen_conversions(out)
+    gen_int_conversions(out)
     gen_reductions(out)
     gen_adam(out)
     gen_fp8(out)
