@@ -5,6 +5,8 @@
 // of the same fp8 values in float64; ours accumulates in fp32 (rtol 1e-5).
 #include <gtest/gtest.h>
 
+#include <tuple>
+
 #include "mcore/nn/functional.h"
 #include "mcore/ops/matmul.h"
 #include "tests/common/test_util.h"
@@ -46,6 +48,24 @@ TEST(MatmulReference, NarrowDtypesAccumulateInFp32) {
   EXPECT_TENSOR_CLOSE(cb.to(DType::F32), load_ref("matmul", "lp_c_bf16"), 1e-2, 1e-2);
   Tensor ch = ops::matmul(a.to(DType::F16), b.to(DType::F16));
   EXPECT_TENSOR_CLOSE(ch.to(DType::F32), load_ref("matmul", "lp_c_fp16"), 1e-3, 1e-3);
+}
+
+// The backward of a bf16/fp16 matmul: gradients in the inputs' dtype, each one GEMM of the
+// narrow values accumulated in fp32 and rounded once, as the forward.
+TEST(MatmulReference, NarrowDtypesBackward) {
+  for (auto [dt, tag, tol] : {std::tuple{DType::BF16, "bf16", 1e-2}, {DType::F16, "fp16", 1e-3}}) {
+    SCOPED_TRACE(tag);
+    Tensor a = load_ref("matmul", "lp_a").to(dt).set_requires_grad(true);
+    Tensor b = load_ref("matmul", "lp_b").to(dt).set_requires_grad(true);
+    Tensor c = F::matmul(a, b);
+    c.backward(load_ref("matmul", "lp_gc").to(dt));
+    EXPECT_EQ(a.grad().dtype(), dt);
+    EXPECT_EQ(b.grad().dtype(), dt);
+    EXPECT_TENSOR_CLOSE(a.grad().to(DType::F32), load_ref("matmul", std::string("lp_ga_") + tag),
+                        tol, tol);
+    EXPECT_TENSOR_CLOSE(b.grad().to(DType::F32), load_ref("matmul", std::string("lp_gb_") + tag),
+                        tol, tol);
+  }
 }
 
 TEST(MatmulReference, Fp8WithScales) {

@@ -41,9 +41,16 @@ def generate(out):
     b = torch.randn(33, 19, generator=g)
     save(out, GROUP, "lp_a", a.numpy())
     save(out, GROUP, "lp_b", b.numpy())
+    gc = torch.randn(17, 19, generator=g)
+    save(out, GROUP, "lp_gc", gc.numpy())
     for dt, tag in ((torch.bfloat16, "bf16"), (torch.float16, "fp16")):
         ref = (a.to(dt).float() @ b.to(dt).float()).to(dt).float()
         save(out, GROUP, f"lp_c_{tag}", ref.numpy())
+        # The backward in the same arithmetic: each gradient one matmul of the narrow values,
+        # accumulated in fp32 and rounded once (dA = dC B^T, dB = A^T dC).
+        a_n, b_n, gc_n = a.to(dt).float(), b.to(dt).float(), gc.to(dt).float()
+        save(out, GROUP, f"lp_ga_{tag}", (gc_n @ b_n.T).to(dt).float().numpy())
+        save(out, GROUP, f"lp_gb_{tag}", (a_n.T @ gc_n).to(dt).float().numpy())
 
     # FP8: quantize with scales, exact products of the fp8 values in float64.
     rng = np.random.default_rng(1)
