@@ -68,8 +68,9 @@ TEST(PipelineLayouts, SameLossesAndWeightsAsOneProcess) {
   for (const auto& [name, dir] : ckpts) {
     const auto meta = dist_checkpointing::CheckpointMetadata::read(dir.string());
     for (const auto& [key, rec] : meta.tensors) {
-      if (key.rfind("model.", 0) == 0)
+      if (key.rfind("model.", 0) == 0) {
         EXPECT_TRUE(ref_meta.tensors.count(key)) << name << " saved an extra tensor " << key;
+      }
     }
     for (const auto& [key, rec] : ref_meta.tensors) {
       if (key.rfind("model.", 0) != 0) continue;
