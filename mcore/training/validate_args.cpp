@@ -8,6 +8,7 @@
 
 #include "mcore/base/error.h"
 #include "mcore/models/presets.h"
+#include "mcore/tensor_parallel/utils.h"
 #include "mcore/training/training_device.h"
 
 namespace mcore::training {
@@ -395,8 +396,8 @@ int64_t set_padded_vocab_size(Arguments& a, int64_t vocab_size) {
   ARG_CHECK(vocab_size > 0) << "vocab_size must be positive, got " << vocab_size;
   ARG_CHECK(a.make_vocab_size_divisible_by > 0)
       << "--make-vocab-size-divisible-by must be positive, got " << a.make_vocab_size_divisible_by;
-  const int64_t multiple = a.make_vocab_size_divisible_by * a.tensor_model_parallel_size;
-  a.padded_vocab_size = (vocab_size + multiple - 1) / multiple * multiple;
+  a.padded_vocab_size = tensor_parallel::vocab_size_with_padding(
+      vocab_size, a.make_vocab_size_divisible_by, a.tensor_model_parallel_size);
   return *a.padded_vocab_size;
 }
 
