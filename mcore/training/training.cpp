@@ -21,6 +21,7 @@
 #include "mcore/distributed/finalize_model_grads.h"
 #include "mcore/models/gpt/gpt_model.h"
 #include "mcore/nn/functional.h"
+#include "mcore/ops/cpu/blas.h"
 #include "mcore/optimizer/optimizer.h"
 #include "mcore/optimizer/optimizer_param_scheduler.h"
 #include "mcore/parallel_state/parallel_state.h"
@@ -212,6 +213,9 @@ int pretrain_gpt(Arguments& args) {
   const int dp_size = parallel_state::get_data_parallel_world_size();
   comm::ProcessGroupPtr dp_group = parallel_state::get_data_parallel_group();
   const Device device = select_training_device(args);
+  // Name the GEMM backend and its kernel at start, before the data and the model: a CPU run
+  // would otherwise print it at its first GEMM, in the first iteration.
+  if (device.is_cpu()) (void)ops::cpu::blas_info();
 
   // ---- tokenizer, vocabulary, model ----
   auto tokenizer = build_tokenizer_from_args(args);

@@ -70,6 +70,12 @@ TEST(PretrainGPT, LossFallsOnTinyRealCorpus) {
   EXPECT_NE(r.output.find(" iteration      100/     100 | consumed samples:          800 |"),
             std::string::npos)
       << r.output;
+  // The GEMM backend and its kernel are named at start, before the arguments are printed (not
+  // at the first GEMM, which comes only after the model and the data are built).
+  const size_t gemm_line = r.output.find("GEMM backend: ");
+  ASSERT_NE(gemm_line, std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(", kernel ", gemm_line), std::string::npos) << r.output;
+  EXPECT_LT(gemm_line, r.output.find(" arguments ")) << r.output;
   double valid = NAN;
   for (const auto& rec : read_jsonl((d / "tb" / "metrics.jsonl").string())) {
     if (rec.contains("validation lm loss") && rec.at("iteration") == 100)
