@@ -1,6 +1,7 @@
 // Reductions (mcore/ops/reduction.h, F::sum / F::mean with dims): sums and means over dimension
 // lists with and without keepdim, max with indices, and the multi-tensor squared L2 norm, against
-// PyTorch (tests/reference/gen_numerics.py); float64 gradient checks; bad input.
+// PyTorch (tests/reference/gen_numerics.py); float64 gradient checks (max's against finite
+// differences); bad input.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -141,6 +142,38 @@ TEST(Reduction, MaxBackwardScattersToArgmax) {
   std::vector<double> xv = to_vector<double>(x), gv = to_vector<double>(gx);
   std::vector<double> mv = to_vector<double>(r.values.expand(x.shape()).contiguous());
   for (size_t i = 0; i < xv.size(); ++i) EXPECT_EQ(gv[i] != 0, xv[i] == mv[i]) << i;
+}
+
+// max's gradient against central finite differences in float64, for each dim and keepdim, on
+// odd shapes with distinct values (away from ties, where max is not differentiable): the
+// derivative of sum(g * max(x, dim)) with respect to every element of x.
+TEST(Reduction, MaxBackwardGradcheckFloat64) {
+  const Shape shape = {3, 5, 7};
+  Tensor x = random_tensor(shape, 31, DType::F64, 2.0);
+  for (int64_t dim = -1; dim < 3; ++dim) {
+    for (bool keep : {false, true}) {
+      SCOPED_TRACE("dim " + std::to_string(dim) + " keepdim " + std::to_string(keep));
+      ops::MaxResult r = ops::max(x, dim, keep);
+      Tensor g = random_tensor(r.values.shape(), 32, DType::F64, 1.0);
+      const std::vector<double> analytic =
+          to_vector<double>(ops::max_backward(g, r.indices, shape, dim, keep));
+      const std::vector<double> gv = to_vector<double>(g);
+      auto objective = [&](const Tensor& xp) {
+        const std::vector<double> v = to_vector<double>(ops::max(xp, dim, keep).values);
+        double s = 0;
+        for (size_t i = 0; i < v.size(); ++i) s += gv[i] * v[i];
+        return s;
+      };
+      const double eps = 1e-6;
+      for (int64_t i = 0; i < x.numel(); ++i) {
+        Tensor xp = x.clone(), xm = x.clone();
+        xp.data<double>()[i] += eps;
+        xm.data<double>()[i] -= eps;
+        const double numeric = (objective(xp) - objective(xm)) / (2 * eps);
+        EXPECT_NEAR(analytic[i], numeric, 1e-6) << "element " << i;
+      }
+    }
+  }
 }
 
 TEST(Reduction, GradcheckSumMeanFloat64) {
