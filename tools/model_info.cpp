@@ -63,7 +63,12 @@ int main(int argc, char** argv) {
     }
   }
   if (names.empty()) names = preset_names();
+  if (tp < 1) {
+    std::fprintf(stderr, "model_info: --tp must be a positive integer\n");
+    return 2;
+  }
   try {
+    for (const std::string& name : names) (void)get_preset(name);  // every name, before output
     std::printf("%-14s %6s %6s %5s %4s %6s %7s %-9s %5s %16s %16s %s\n", "preset", "layers",
                 "hidden", "heads", "kv", "ffn", "vocab", "norm", "tied", "parameters", "published",
                 tp > 1 ? "per TP rank" : "");
