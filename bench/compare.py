@@ -32,7 +32,7 @@ def spread(values, scale=1.0):
     med = statistics.median(values) * scale
     if len(values) == 1:
         return f"{med:.2f}"
-    return f"{med:.2f} ({min(values) * scale:.0f}-{max(values) * scale:.0f})"
+    return f"{med:.2f} ({min(values) * scale:.2f}-{max(values) * scale:.2f})"
 
 
 def main():

@@ -11,12 +11,13 @@
 
 #include "mcore/base/error.h"
 #include "mcore/models/presets.h"
+#include "mcore/tensor_parallel/utils.h"
 
 namespace {
 
 // Parameters on one rank of a tensor-parallel group of `tp` (no pipeline split): the sharded
-// GEMM weights, vocabulary and (column-parallel) biases divide by tp; norms, learned positions
-// and row-parallel biases are replicated.
+// GEMM weights, the padded vocabulary and (column-parallel) biases divide by tp; norms, learned
+// positions and row-parallel biases are replicated.
 int64_t per_rank_parameters(const mcore::models::ModelPreset& p, int64_t tp) {
   using mcore::transformer::TransformerConfig;
   const TransformerConfig& c = p.config;
@@ -29,7 +30,8 @@ int64_t per_rank_parameters(const mcore::models::ModelPreset& p, int64_t tp) {
   if (c.add_bias_linear || c.add_qkv_bias) layer += qkv / tp;
   if (c.add_bias_linear) layer += fc1 / tp + 2 * h;
   if (c.qk_layernorm) layer += 2 * (c.normalization == "LayerNorm" ? 2 : 1) * c.kv_channels;
-  const int64_t vocab = (p.vocab_size + tp - 1) / tp;  // padded shard, upper bound
+  // Megatron pads the vocabulary to a multiple of make_vocab_size_divisible_by (128) x tp.
+  const int64_t vocab = mcore::tensor_parallel::vocab_size_with_padding(p.vocab_size, 128, tp) / tp;
   int64_t total = c.num_layers * layer + norm + vocab * h;
   if (c.position_embedding_type == "learned_absolute") total += p.max_sequence_length * h;
   if (!p.share_embeddings_and_output_weights) total += vocab * h;

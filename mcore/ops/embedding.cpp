@@ -45,9 +45,6 @@ void gather_kernel(const T* w, const int64_t* ids, T* out, int64_t n, int64_t H)
     std::memcpy(out + i * H, w + ids[i] * H, static_cast<size_t>(H) * sizeof(T));
 }
 
-// rows[start[v] .. start[v + 1]) are the tokens with id v, in token order. Each row v of out gets
-// its tokens' gradient rows summed in A and rounded to T once: written (ids that do not occur get
-// zeros), or with kAccumulate added to what out holds (rows of absent ids untouched).
 // Zeroes a row of the dense gradient that no token touches: almost every row of a large
 // vocabulary's table. Whole 64-byte lines go out as non-temporal stores (no read for ownership
 // of lines that are only overwritten: the 65 MB table of a 32000 x 512 embedding is otherwise
@@ -73,6 +70,9 @@ void zero_row(T* o, int64_t n) {
   std::memset(z, 0, end - z);
 }
 
+// rows[start[v] .. start[v + 1]) are the tokens with id v, in token order. Each row v of out gets
+// its tokens' gradient rows summed in A and rounded to T once: written (ids that do not occur get
+// zeros), or with kAccumulate added to what out holds (rows of absent ids untouched).
 template <class T, bool kAccumulate>
 void scatter_add_kernel(const T* g, const int64_t* start, const int64_t* tokens, T* out, int64_t V,
                         int64_t H) {

@@ -13,13 +13,15 @@
 namespace mcore {
 namespace {
 
-// (u, v) = (a * b * s, a + b) with a scalar s saved in the context.
+// (u, v) = (a * b * s, a + b) with a scalar s saved in the context. Counts the backward calls
+// that computed b's gradient, so a test can see needs_input_grad skip it.
+int g_b_grads_computed = 0;
+
 struct MulAdd : autograd::Function<MulAdd> {
   static std::vector<Tensor> forward(autograd::AutogradContext* ctx, const Tensor& a,
                                      const Tensor& b, double s) {
     ctx->save_for_backward({a, b});
     ctx->save("s", s);
-    ctx->save("b_needs_grad", ctx->needs_input_grad(1));
     return {ops::scale(ops::mul(a, b), s), ops::add(a, b)};
   }
   static std::vector<Tensor> backward(autograd::AutogradContext* ctx, std::vector<Tensor> g) {
@@ -28,7 +30,10 @@ struct MulAdd : autograd::Function<MulAdd> {
     const double s = ctx->get<double>("s");
     Tensor ga = ops::add(ops::scale(ops::mul(g[0], b), s), g[1]);
     Tensor gb;
-    if (ctx->needs_input_grad(1)) gb = ops::add(ops::scale(ops::mul(g[0], a), s), g[1]);
+    if (ctx->needs_input_grad(1)) {
+      gb = ops::add(ops::scale(ops::mul(g[0], a), s), g[1]);
+      ++g_b_grads_computed;
+    }
     return {ga, gb};
   }
 };
@@ -48,9 +53,16 @@ TEST(CustomFunction, UnusedOutputAndNoGradInput) {
   Tensor b = testing::random_tensor({5}, 44);  // needs no gradient
   std::vector<Tensor> out = MulAdd::apply(a, b, 2.0);
   ASSERT_TRUE(out[0].requires_grad());
+  g_b_grads_computed = 0;
   F::sum(out[0]).backward();  // out[1]'s gradient never arrives: zeros
   EXPECT_TENSOR_CLOSE(a.grad(), ops::scale(b, 2.0), 0, 0);
   EXPECT_FALSE(b.grad().defined());
+  EXPECT_EQ(g_b_grads_computed, 0) << "needs_input_grad(1) was true for an input without grad";
+  // With b requiring grad the same function computes it.
+  Tensor b2 = b.clone().set_requires_grad(true);
+  F::sum(MulAdd::apply(a, b2, 2.0)[0]).backward();
+  EXPECT_EQ(g_b_grads_computed, 1);
+  EXPECT_TENSOR_CLOSE(b2.grad(), ops::scale(a, 2.0), 0, 0);
 }
 
 TEST(CustomFunction, NoGradGuardRecordsNothing) {

@@ -4,7 +4,7 @@
 // sqrt(2 * num_layers)) (scaled_init_method_normal); biases zero; norm weights one, norm biases
 // zero. Checked statistically on models big enough for tight estimates: a weight of n samples
 // has a sample std within ~1/sqrt(2n) (0.3-0.6% here) of the true one, so 4% is a wide margin
-// that still catches a wrong formula (the scaled std differs by 2-2.8x here).
+// that still catches a wrong formula (the scaled std differs by 2.8-4x here).
 #include <gtest/gtest.h>
 
 #include <cmath>

@@ -25,18 +25,26 @@ TEST(ModelInfo, EveryPublishedCountMatches) {
   EXPECT_EQ(r.output.find("MISMATCH"), std::string::npos) << r.output;
 }
 
-// Megatron's sharding: every weight and the vocabulary split over the TP ranks, the norms
-// replicated. Llama 3 8B: 8,030,261,248 parameters, of which the 2 * 32 + 1 RMSNorm weights of
-// size 4096 are replicated, and its vocabulary (128256) divides by 2 without padding.
+// Megatron's sharding: the weights, column-parallel biases and the vocabulary (padded to a
+// multiple of 128 x tp) split over the TP ranks; norms, learned positions and row-parallel biases
+// replicated. Expected counts derived from the published totals and the architectures:
+// - Llama 3 8B: 8,030,261,248 parameters, of which the 2 * 32 + 1 RMSNorm weights of size 4096
+//   are replicated; its vocabulary (128256) needs no padding for tp 2.
+// - GPT-2 124M: 124,439,808 parameters with 50257 x 768 embeddings; per layer 4,608 replicated
+//   (two LayerNorms and the proj/fc2 biases), plus 1024 x 768 positions and the final
+//   LayerNorm; the vocabulary pads to 50432 (a multiple of 256) for tp 2.
 TEST(ModelInfo, PerTensorParallelRankCount) {
-  RunResult r = run("OMP_NUM_THREADS=1 " + tool("model_info") + " --tp 2 llama3-8b");
+  constexpr int64_t llama_total = 8030261248, llama_replicated = (2 * 32 + 1) * 4096;
+  constexpr int64_t llama_rank = (llama_total - llama_replicated) / 2 + llama_replicated;
+  constexpr int64_t gpt2_total = 124439808, h = 768, vocab = 50257, padded = 50432;
+  constexpr int64_t gpt2_replicated = 12 * 4608 + 1024 * h + 2 * h;
+  constexpr int64_t gpt2_rank =
+      (gpt2_total - vocab * h - gpt2_replicated) / 2 + padded / 2 * h + gpt2_replicated;
+  static_assert(llama_rank == 4015263744 && gpt2_rank == 62708736);
+  RunResult r = run("OMP_NUM_THREADS=1 " + tool("model_info") + " --tp 2 llama3-8b gpt2-124m");
   ASSERT_EQ(r.rc, 0) << r.output;
-  const int64_t total = 8030261248, replicated = (2 * 32 + 1) * 4096;
-  const int64_t per_rank = (total - replicated) / 2 + replicated;  // 4,015,263,744
-  EXPECT_NE(r.output.find("4,015,263,744"), std::string::npos)
-      << "expected " << per_rank << " per rank:\n"
-      << r.output;
-  EXPECT_EQ(per_rank, 4015263744);
+  EXPECT_NE(r.output.find(" 4,015,263,744"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(" 62,708,736"), std::string::npos) << r.output;
 }
 
 TEST(ModelInfo, UnknownPresetAndBadTpFailClearly) {
