@@ -61,9 +61,7 @@ def main():
         for name, seconds in run_theirs(script).items():
             theirs.setdefault(name, []).append(seconds * 1e3)
     wide = rounds > 1
-    w = 22 if wide else 10
-    print(f"{'op':<22}{'mcore ms':>{w}}{'torch ms':>{w}}{'ratio':>8}  throughput (mcore)"
-          + (f"  [median of {rounds} rounds, range]" if wide else ""))
+    rows = []
     for name in order:
         e = ours[name]
         ms = statistics.median(e["ms"])
@@ -73,11 +71,13 @@ def main():
             if key == "GFLOP/s" and e["peak"]:
                 rate += f" ({statistics.median(vals) / statistics.median(e['peak']):.1%} of peak)"
         t = theirs.get(name)
-        if t is None:
-            print(f"{name:<22}{spread(e['ms']):>{w}}{'-':>{w}}{'-':>8}  {rate}")
-        else:
-            ratio = statistics.median(t) / ms
-            print(f"{name:<22}{spread(e['ms']):>{w}}{spread(t):>{w}}{ratio:>7.2f}x  {rate}")
+        ratio = f"{statistics.median(t) / ms:.2f}x" if t else "-"
+        rows.append((name, spread(e["ms"]), spread(t) if t else "-", ratio, rate))
+    w = max([10] + [len(r[1]) + 2 for r in rows] + [len(r[2]) + 2 for r in rows])
+    print(f"{'op':<22}{'mcore ms':>{w}}{'torch ms':>{w}}{'ratio':>8}  throughput (mcore)"
+          + (f"  [median of {rounds} rounds, range]" if wide else ""))
+    for name, ours_ms, torch_ms, ratio, rate in rows:
+        print(f"{name:<22}{ours_ms:>{w}}{torch_ms:>{w}}{ratio:>8}  {rate}")
 
 
 if __name__ == "__main__":
