@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <type_traits>
 #include <vector>
 
 #include "mcore/ops/cpu/acc_type.h"
@@ -76,13 +75,7 @@ void forward_kernel(const Tensor& logits, const int64_t* tp, const Tensor& mask,
       const A v = static_cast<A>(x[j]);
       mx = v > mx ? v : mx;
     }
-    A sum = 0;
-    if constexpr (std::is_same_v<T, float>) {
-      sum = vmath::exp_shift(x, mx, V);
-    } else {
-#pragma omp simd reduction(+ : sum)
-      for (int64_t j = 0; j < V; ++j) sum += vmath::exp(static_cast<A>(x[j]) - mx);
-    }
+    const A sum = vmath::exp_shift(x, mx, V);
     const A l = mx + std::log(sum);
     sp[n] = l;
     const int64_t t = tp[n];
@@ -113,12 +106,7 @@ void backward_kernel(const Tensor& grad, const Tensor& logits, const int64_t* tp
       continue;
     }
     const A l = sp[n];
-    if constexpr (std::is_same_v<T, float>) {
-      vmath::exp_shift(x, l, V, d, g);
-    } else {
-#pragma omp simd
-      for (int64_t j = 0; j < V; ++j) d[j] = store<T>(g * vmath::exp(static_cast<A>(x[j]) - l));
-    }
+    vmath::exp_shift(x, l, V, d, g);
     d[t] = store<T>(g * (vmath::exp(static_cast<A>(x[t]) - l) - A(1)));
   }
 }

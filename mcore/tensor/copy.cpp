@@ -110,7 +110,7 @@ void copy_typed(Tensor& dst, const Tensor& src, bool saturate) {
   };
   // Large strided copies (the split backward's gradient slices, 4.7 MB per GPT-2 layer) use
   // every thread: one thread's copy runs at a fraction of the memory bandwidth.
-  const int64_t rows = dst.dim() == 0 || dst.shape().back() == 0 ? 1 : n / dst.shape().back();
+  const int64_t rows = row_count(dst.shape());
   const bool disjoint = dst.storage() != src.storage();  // rows of one buffer keep their order
   if (n > (int64_t(1) << 16) && rows > 1 && disjoint && !omp_in_parallel()) {
 #pragma omp parallel

@@ -50,12 +50,16 @@ void for_each_row_range(const Shape& shape, const std::array<const Shape*, K>& s
   }
 }
 
+// Rows of the iteration space `shape` (its last dimension is the row; a 0-d shape is one row).
+inline int64_t row_count(const Shape& shape) {
+  const int64_t last = shape.empty() ? 1 : shape.back();
+  return last == 0 ? 0 : shape_numel(shape) / last;
+}
+
 // All rows of the iteration space.
 template <size_t K, class Fn>
 void for_each_row(const Shape& shape, const std::array<const Shape*, K>& strides, Fn&& fn) {
-  const int64_t last = shape.empty() ? 1 : shape.back();
-  const int64_t rows = last == 0 ? 0 : shape_numel(shape) / last;  // 1 for a 0-d shape
-  for_each_row_range<K>(shape, strides, 0, rows, fn);
+  for_each_row_range<K>(shape, strides, 0, row_count(shape), fn);
 }
 
 }  // namespace mcore

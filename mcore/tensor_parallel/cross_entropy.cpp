@@ -4,7 +4,6 @@
 #include <cmath>
 #include <limits>
 #include <tuple>
-#include <type_traits>
 
 #include "mcore/autograd/function.h"
 #include "mcore/ops/cpu/acc_type.h"
@@ -70,13 +69,7 @@ void row_stats_kernel(const T* x, const int64_t* tgt, const acc_t<T>* mx, const 
   for (int64_t n = 0; n < s.rows; ++n) {
     const T* r = x + n * s.vl;
     const A m = mx[n];
-    A sum = 0;
-    if constexpr (std::is_same_v<T, float>) {
-      sum = ops::vmath::exp_shift(r, m, s.vl);
-    } else {
-#pragma omp simd reduction(+ : sum)
-      for (int64_t j = 0; j < s.vl; ++j) sum += ops::vmath::exp(static_cast<A>(r[j]) - m);
-    }
+    const A sum = ops::vmath::exp_shift(r, m, s.vl);
     A* st = stats + n * width;
     st[0] = sum;
     const int64_t t = tgt[n] - s.start;
@@ -114,14 +107,7 @@ void fused_row_stats_kernel(const T* x, const int64_t* tgt, const Shard& s, int6
         if (sum != A(0)) sum *= std::exp(m - cm);
         m = cm;
       }
-      A cs = 0;
-      if constexpr (std::is_same_v<T, float>) {
-        cs = ops::vmath::exp_shift(r + c0, m, c1 - c0);
-      } else {
-#pragma omp simd reduction(+ : cs)
-        for (int64_t j = c0; j < c1; ++j) cs += ops::vmath::exp(static_cast<A>(r[j]) - m);
-      }
-      sum += cs;
+      sum += ops::vmath::exp_shift(r + c0, m, c1 - c0);
       if (width > 2) {
         A ct = 0;
 #pragma omp simd reduction(+ : ct)
@@ -151,13 +137,7 @@ void backward_kernel(const T* x, const int64_t* tgt, const acc_t<T>* lse, const 
     T* d = dx + n * s.vl;
     const A gn = g[n] * (mask ? mask[n] : A(1));
     const A l = lse[n];
-    if constexpr (std::is_same_v<T, float>) {
-      ops::vmath::exp_shift(r, l, s.vl, d, gn, -gn * spread);
-    } else {
-#pragma omp simd
-      for (int64_t j = 0; j < s.vl; ++j)
-        d[j] = store<T>(gn * (ops::vmath::exp(static_cast<A>(r[j]) - l) - spread));
-    }
+    ops::vmath::exp_shift(r, l, s.vl, d, gn, -gn * spread);
     const int64_t t = tgt[n] - s.start;
     if (t >= 0 && t < s.vl) {
       d[t] = store<T>(gn * (ops::vmath::exp(static_cast<A>(r[t]) - l) - spread - hit));

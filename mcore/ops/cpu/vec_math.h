@@ -12,6 +12,8 @@
 
 #include <cmath>
 #include <cstdint>
+
+#include "mcore/ops/cpu/acc_type.h"
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
@@ -67,20 +69,21 @@ inline __m512 exp16(__m512 x) {
 }
 #endif
 
-// The portable form of exp_shift below (float without AVX-512, and float64).
-template <class A>
-A exp_shift_loop(const A* x, A shift, int64_t n, A* y, A scale, A add) {
+// The portable form of exp_shift below: float without AVX-512, float64, and the narrow storage
+// types (bf16/fp16 rows, read into the accumulator type A and stored with one rounding).
+template <class T, class A>
+A exp_shift_loop(const T* x, A shift, int64_t n, T* y, A scale, A add) {
   A sum = 0;
   if (y) {
 #pragma omp simd reduction(+ : sum)
     for (int64_t i = 0; i < n; ++i) {
-      const A e = exp(x[i] - shift);
+      const A e = exp(static_cast<A>(x[i]) - shift);
       sum += e;
-      y[i] = scale * e + add;
+      y[i] = store<T>(scale * e + add);
     }
   } else {
 #pragma omp simd reduction(+ : sum)
-    for (int64_t i = 0; i < n; ++i) sum += exp(x[i] - shift);
+    for (int64_t i = 0; i < n; ++i) sum += exp(static_cast<A>(x[i]) - shift);
   }
   return sum;
 }
@@ -128,6 +131,12 @@ inline float exp_shift(const float* x, float shift, int64_t n, float* y = nullpt
 }
 inline double exp_shift(const double* x, double shift, int64_t n, double* y = nullptr,
                         double scale = 1.0, double add = 0.0) {
+  return exp_shift_loop(x, shift, n, y, scale, add);
+}
+// bf16/fp16 rows, in float32.
+template <class T>
+acc_t<T> exp_shift(const T* x, acc_t<T> shift, int64_t n, T* y = nullptr, acc_t<T> scale = 1,
+                   acc_t<T> add = 0) {
   return exp_shift_loop(x, shift, n, y, scale, add);
 }
 
