@@ -115,6 +115,14 @@ BENCHMARK(BM_Gemm)
     ->ArgsProduct({{512}, {512}, {32000}, {2}, {1, 2, 3}})  // forward
     ->ArgsProduct({{512}, {32000}, {512}, {0}, {1, 2, 3}})  // dgrad (split K)
     ->ArgsProduct({{32000}, {512}, {512}, {1}, {1, 2, 3}})  // wgrad
+    // The GPT-2-small bench step (512 tokens): fc1, fc2 and output layer, each forward, dgrad and
+    // wgrad (mcore only; QKV and proj behave like fc1 and fc2).
+    ->ArgsProduct({{512}, {768}, {3072, 50304}, {2}, {1}})
+    ->ArgsProduct({{512}, {3072}, {768}, {2}, {1}})
+    ->ArgsProduct({{512}, {3072, 50304}, {768}, {0}, {1}})
+    ->ArgsProduct({{512}, {768}, {3072}, {0}, {1}})
+    ->ArgsProduct({{3072, 50304}, {512}, {768}, {1}, {1}})
+    ->ArgsProduct({{768}, {512}, {3072}, {1}, {1}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime()
     ->MinTime(1.0);

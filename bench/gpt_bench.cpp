@@ -7,6 +7,7 @@
 //   OMP_NUM_THREADS=2 python3 bench/compare.py build/bench/gpt_bench bench/torch_gpt.py
 #include <benchmark/benchmark.h>
 
+#include <chrono>
 #include <cstdio>
 
 #include "bench/peak.h"
@@ -71,11 +72,18 @@ void run_step(benchmark::State& st, Shape s) {
     ids.data<int64_t>()[i] = (i * 7919) % s.vocab;
     labels.data<int64_t>()[i] = (i * 104729 + 1) % s.vocab;
   }
+  // Forward and backward are also timed apart (counters fwd_ms, bwd_ms: per step).
+  using Clock = std::chrono::steady_clock;
+  double fwd_s = 0, bwd_s = 0;
   for (auto _ : st) {
+    const auto t0 = Clock::now();
     model.zero_grad();
     Tensor loss = F::mean(model.forward(ids, Tensor(), Tensor(), labels));
+    const auto t1 = Clock::now();
     loss.backward();
     benchmark::DoNotOptimize(loss.item());
+    fwd_s += std::chrono::duration<double>(t1 - t0).count();
+    bwd_s += std::chrono::duration<double>(Clock::now() - t1).count();
   }
   const double n = static_cast<double>(model.num_parameters());
   const double t = static_cast<double>(s.seq), b = static_cast<double>(s.batch);
@@ -84,6 +92,8 @@ void run_step(benchmark::State& st, Shape s) {
   st.counters["tokens/s"] = benchmark::Counter(b * t * iters, benchmark::Counter::kIsRate);
   st.counters["GFLOP/s"] = benchmark::Counter(flops * iters / 1e9, benchmark::Counter::kIsRate);
   st.counters["params"] = n;
+  st.counters["fwd_ms"] = 1e3 * fwd_s / iters;
+  st.counters["bwd_ms"] = 1e3 * bwd_s / iters;
   st.counters["peak_GFLOP/s"] = peak_gflops();
 }
 
