@@ -6,10 +6,12 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <string>
 #include <limits>
 #include <vector>
 
 #include "mcore/nn/functional/attention.h"
+#include "mcore/ops/cpu/blas.h"
 #include "mcore/tensor/factory.h"
 #include "tests/attention/attention_util.h"
 #include "tests/common/gradcheck.h"
@@ -311,6 +313,38 @@ TEST(Attention, LongSequenceMatchesNaive) {
   EXPECT_TENSOR_CLOSE(g.dq, from_vector<double>(ref.dq, {s, b, hq, d}), 1e-4, 1e-5);
   EXPECT_TENSOR_CLOSE(g.dk, from_vector<double>(ref.dk, {s, b, hkv, d}), 1e-4, 1e-5);
   EXPECT_TENSOR_CLOSE(g.dv, from_vector<double>(ref.dv, {s, b, hkv, d}), 1e-4, 1e-5);
+}
+
+// Head dims over the 64-column panel width (d = 80: a full panel and a partial one), more keys
+// than queries with the causal diagonal crossing tiles at odd offsets, GQA, against the float64
+// naive computation: the one-pass and two-pass backwards, each with the AVX-512 tile products
+// and with the BLAS route (MCORE_GEMM=openblas's backend). Tolerance as above.
+TEST(Attention, WideHeadsMatchNaiveAllRoutes) {
+  const int64_t sq = 150, sk = 170, b = 2, hq = 4, hkv = 2, d = 80;
+  Tensor q = random_tensor({sq, b, hq, d}, 51, DType::F32);
+  Tensor k = random_tensor({sk, b, hkv, d}, 52, DType::F32);
+  Tensor v = random_tensor({sk, b, hkv, d}, 53, DType::F32);
+  Tensor dout = random_tensor({sq, b, hq, d}, 54, DType::F32);
+  Naive ref = naive_attention(to_vector<double>(q), to_vector<double>(k), to_vector<double>(v),
+                              to_vector<double>(dout), sq, sk, b, hq, hkv, d, true);
+  ops::AttentionOptions opts;
+  opts.causal = true;
+  for (auto backend : {ops::cpu::SgemmBackend::kAuto, ops::cpu::SgemmBackend::kOpenBlas}) {
+    ops::cpu::set_sgemm_backend(backend);
+    for (const char* mode : {"fused", "two_pass"}) {
+      SCOPED_TRACE(std::string(mode) +
+                   (backend == ops::cpu::SgemmBackend::kOpenBlas ? " openblas" : " auto"));
+      setenv("MCORE_ATTENTION_BACKWARD", mode, 1);
+      auto f = ops::attention_forward(q, k, v, opts);
+      auto g = ops::attention_backward(dout, q, k, v, f.out, f.softmax_lse, opts);
+      unsetenv("MCORE_ATTENTION_BACKWARD");
+      EXPECT_TENSOR_CLOSE(f.out, from_vector<double>(ref.out, {sq, b, hq, d}), 1e-4, 1e-5);
+      EXPECT_TENSOR_CLOSE(g.dq, from_vector<double>(ref.dq, {sq, b, hq, d}), 1e-4, 1e-5);
+      EXPECT_TENSOR_CLOSE(g.dk, from_vector<double>(ref.dk, {sk, b, hkv, d}), 1e-4, 1e-5);
+      EXPECT_TENSOR_CLOSE(g.dv, from_vector<double>(ref.dv, {sk, b, hkv, d}), 1e-4, 1e-5);
+    }
+  }
+  ops::cpu::set_sgemm_backend(ops::cpu::SgemmBackend::kAuto);
 }
 
 // ---------------------------------------------------------------------------------------------

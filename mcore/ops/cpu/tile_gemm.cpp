@@ -155,7 +155,9 @@ void tile_gemm(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int
                const TileBand& band) {
   if (m <= 0 || n <= 0) return;
   static const bool avx512 = sgemm_avx512_supported();
-  if (!avx512) return tile_gemm_blas(m, n, k, alpha, a, a_row, a_col, b, beta, c, ldc);
+  // MCORE_GEMM=openblas (or set_sgemm_backend) selects the BLAS route here too, as for gemm().
+  if (!avx512 || sgemm_backend() == SgemmBackend::kOpenBlas)
+    return tile_gemm_blas(m, n, k, alpha, a, a_row, a_col, b, beta, c, ldc);
   if (a_col == 1 || a_row != 1) {
     if (a_col == 1)
       return tile_gemm_avx512<false>(m, n, k, alpha, a, a_row, 1, b, beta, c, ldc, band);

@@ -34,7 +34,8 @@ struct TileBand {
 
 // C[m, n] = alpha * op(A) B + beta * C, with op(A)(i, p) = a[i * a_row + p * a_col]. When beta
 // is 0, C is not read. Runs on the calling thread only (meant for use inside parallel regions);
-// AVX-512 where the CPU has it (float), the BLAS GEMM otherwise.
+// AVX-512 where the CPU has it (float), the BLAS GEMM otherwise or when the OpenBLAS backend is
+// forced (cpu::set_sgemm_backend, MCORE_GEMM=openblas).
 void tile_gemm(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t a_row,
                int64_t a_col, const TileB<float>& b, float beta, float* c, int64_t ldc,
                const TileBand& band = {});
