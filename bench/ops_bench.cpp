@@ -112,6 +112,38 @@ void attention_bwd(benchmark::State& st) {
         ops::attention_backward(dout, q, k, v, f.out, f.softmax_lse, o).dq.data_ptr());
   set_flops(st, 2.5 * attention_flops());
 }
+// The bench steps' attention layers (bench/gpt_bench.cpp): batch 2 x 256 tokens, causal, heads of
+// 64; GPT-2 small's 12 heads and the LLaMA-style model's 8 query heads over 4 kv heads.
+template <int64_t kHq, int64_t kHkv>
+void step_attention(benchmark::State& st, bool backward) {
+  constexpr int64_t s = 256, b = 2;
+  Tensor q = rnd({s, b, kHq, kD}, 21), k = rnd({s, b, kHkv, kD}, 22), v = rnd({s, b, kHkv, kD}, 23);
+  Tensor dout = rnd({s, b, kHq, kD}, 24);
+  ops::AttentionOptions o;
+  o.causal = true;
+  auto f = ops::attention_forward(q, k, v, o);
+  for (auto _ : st) {
+    if (backward) {
+      benchmark::DoNotOptimize(
+          ops::attention_backward(dout, q, k, v, f.out, f.softmax_lse, o).dq.data_ptr());
+    } else {
+      benchmark::DoNotOptimize(ops::attention_forward(q, k, v, o).out.data_ptr());
+    }
+  }
+  set_flops(st, (backward ? 2.5 : 1.0) * 4.0 * s * s * kD * kHq * b / 2);
+}
+void attention_mha256_fwd(benchmark::State& st) {
+  step_attention<12, 12>(st, false);
+}
+void attention_mha256_bwd(benchmark::State& st) {
+  step_attention<12, 12>(st, true);
+}
+void attention_gqa256_fwd(benchmark::State& st) {
+  step_attention<8, 4>(st, false);
+}
+void attention_gqa256_bwd(benchmark::State& st) {
+  step_attention<8, 4>(st, true);
+}
 void cross_entropy_fwd(benchmark::State& st) {
   Tensor logits = rnd({2048, kVocab}, 15);
   Tensor target = empty({2048}, DType::I64);
@@ -145,6 +177,10 @@ MCORE_OP_BENCH(swiglu_fwd);
 MCORE_OP_BENCH(swiglu_bwd);
 MCORE_OP_BENCH(attention_fwd);
 MCORE_OP_BENCH(attention_bwd);
+MCORE_OP_BENCH(attention_mha256_fwd);
+MCORE_OP_BENCH(attention_mha256_bwd);
+MCORE_OP_BENCH(attention_gqa256_fwd);
+MCORE_OP_BENCH(attention_gqa256_bwd);
 MCORE_OP_BENCH(cross_entropy_fwd);
 MCORE_OP_BENCH(cross_entropy_bwd);
 

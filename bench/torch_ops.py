@@ -73,6 +73,21 @@ def main():
         return (p @ vb).permute(2, 0, 1, 3)
     fwd_bwd("attention", lambda: ((r(S, 1, NH, D), r(S, 1, NH, D), r(S, 1, NH, D)), attention, None), res)
 
+    # The bench steps' attention layers: batch 2 x 256 tokens, causal; GQA repeats each kv head.
+    smask = torch.triu(torch.ones(256, 256, dtype=torch.bool), 1)
+
+    def step_attention(q, k, v):
+        qb, kb, vb = (t.permute(1, 2, 0, 3) for t in (q, k, v))
+        rep = qb.shape[1] // kb.shape[1]
+        kb, vb = kb.repeat_interleave(rep, 1), vb.repeat_interleave(rep, 1)
+        s = (qb @ kb.transpose(-1, -2)) / D ** 0.5
+        p = torch.softmax(s.masked_fill(smask, float("-inf")), -1)
+        return (p @ vb).permute(2, 0, 1, 3)
+    fwd_bwd("attention_mha256", lambda: ((r(256, 2, 12, D), r(256, 2, 12, D), r(256, 2, 12, D)),
+                                         step_attention, None), res)
+    fwd_bwd("attention_gqa256", lambda: ((r(256, 2, 8, D), r(256, 2, 4, D), r(256, 2, 4, D)),
+                                         step_attention, None), res)
+
     target = torch.arange(2048) * 7919 % V
     fwd_bwd("cross_entropy", lambda: ((r(2048, V),),
                                       lambda l: F.cross_entropy(l, target, reduction="none"), None), res)
