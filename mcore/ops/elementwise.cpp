@@ -1,5 +1,8 @@
 #include "mcore/ops/elementwise.h"
 
+#include <omp.h>
+
+#include <algorithm>
 #include <array>
 
 #include "mcore/ops/cpu/acc_type.h"
@@ -62,15 +65,31 @@ void binary_kernel(Tensor& out, const Tensor& a, const Tensor& b, F f) {
   }
   Shape sa = broadcast_strides(a, shape), sb = broadcast_strides(b, shape);
   std::array<const Shape*, 3> st = {&out.strides(), &sa, &sb};
-  for_each_row<3>(
-      shape, st,
-      [&](const std::array<int64_t, 3>& off, int64_t len, const std::array<int64_t, 3>& in) {
-        T* po = o + off[0];
-        const T* qa = pa + off[1];
-        const T* qb = pb + off[2];
-        for (int64_t i = 0; i < len; ++i)
-          po[i * in[0]] = store<T>(f(static_cast<A>(qa[i * in[1]]), static_cast<A>(qb[i * in[2]])));
-      });
+  auto row = [&](const std::array<int64_t, 3>& off, int64_t len, const std::array<int64_t, 3>& in) {
+    T* po = o + off[0];
+    const T* qa = pa + off[1];
+    const T* qb = pb + off[2];
+    if (in[0] == 1 && in[1] == 1 && in[2] == 1) {  // e.g. adding a [S, 1, H] position table
+#pragma omp simd
+      for (int64_t i = 0; i < len; ++i)
+        po[i] = store<T>(f(static_cast<A>(qa[i]), static_cast<A>(qb[i])));
+      return;
+    }
+    for (int64_t i = 0; i < len; ++i)
+      po[i * in[0]] = store<T>(f(static_cast<A>(qa[i * in[1]]), static_cast<A>(qb[i * in[2]])));
+  };
+  // Large broadcasts use every thread, each on its own rows of out (each element of out is
+  // written once, from the same elements of a and b, so in-place forms are safe).
+  const int64_t rows = row_count(shape);
+  if (n > (int64_t(1) << 16) && rows > 1 && !omp_in_parallel()) {
+#pragma omp parallel
+    {
+      const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+      for_each_row_range<3>(shape, st, rows * t / nt, rows * (t + 1) / nt, row);
+    }
+    return;
+  }
+  for_each_row<3>(shape, st, row);
 }
 
 // The kernel each op runs on a GPU (its CPU form is the lambda).
@@ -201,6 +220,31 @@ Tensor& axpy_(Tensor& y, double alpha, const Tensor& x) {
   return add_(y, x, alpha);
 }
 
+namespace {
+
+// o[c] = sum over r of p[r * n + c], each column summed in row order.
+template <class T>
+void column_sums(const T* p, int64_t rows, int64_t n, T* o) {
+  using A = acc_t<T>;
+  constexpr int64_t kCols = 256;  // a chunk's sums stay in L1 while the rows stream
+  // About two chunks per thread, whole vectors, so n = 768 splits evenly over 2 threads.
+  const int64_t per = (n + 2 * omp_get_max_threads() - 1) / (2 * omp_get_max_threads());
+  const int64_t chunk = std::clamp<int64_t>((per + 15) / 16 * 16, 16, kCols);
+#pragma omp parallel for schedule(static)
+  for (int64_t c0 = 0; c0 < n; c0 += chunk) {
+    const int64_t c1 = std::min(n, c0 + chunk);
+    A acc[kCols] = {};
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* row = p + r * n;
+#pragma omp simd
+      for (int64_t c = c0; c < c1; ++c) acc[c - c0] += static_cast<A>(row[c]);
+    }
+    for (int64_t c = c0; c < c1; ++c) o[c] = store<T>(acc[c - c0]);
+  }
+}
+
+}  // namespace
+
 Tensor sum_to(const Tensor& t, const Shape& shape) {
   if (t.shape() == shape) return t;
   MCORE_CHECK(broadcast_shapes(shape, t.shape()) == t.shape())
@@ -218,6 +262,18 @@ Tensor sum_to(const Tensor& t, const Shape& shape) {
   }
 #endif
   check_cpu({t}, "sum_to");
+  // A bias gradient: a contiguous [rows, n] summed to its last dimension. Columns are split
+  // across the threads, each summing its columns over the rows in row order (the generic loop's
+  // order, so the result is the same), instead of one thread walking all of it.
+  const int64_t n = t.dim() >= 1 ? t.size(-1) : 0;
+  if (shape.size() == 1 && shape[0] == n && n > 0 && t.is_contiguous() && t.numel() > 32768) {
+    Tensor out = empty(shape, {t.dtype(), t.device()});
+    const int64_t rows = t.numel() / n;
+    MCORE_DISPATCH_FLOAT_TYPES(t.dtype(), "sum_to", [&] {
+      column_sums(static_cast<const scalar_t*>(t.data_ptr()), rows, n, out.data<scalar_t>());
+    });
+    return out;
+  }
   Tensor out = zeros(shape, {t.dtype(), t.device()});
   // Accumulate in the accumulator type, then store once.
   MCORE_DISPATCH_FLOAT_TYPES(t.dtype(), "sum_to", [&] {

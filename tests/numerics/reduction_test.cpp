@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "mcore/nn/functional.h"
+#include "mcore/ops/elementwise.h"
 #include "mcore/ops/reduction.h"
 #include "tests/common/gradcheck.h"
 #include "tests/common/test_util.h"
@@ -96,6 +97,25 @@ TEST(Reduction, LargeReductionsParallelPathsAgree) {
   EXPECT_TENSOR_CLOSE(ops::sum(y, {0}), ops::sum(y.to(DType::F64), {0}), 1e-5, 1e-5);
   EXPECT_TENSOR_CLOSE(ops::mean(y, {0, 2}, true), ops::mean(y.to(DType::F64), {0, 2}, true), 1e-5,
                       1e-6);
+}
+
+// ops::sum_to of a contiguous [rows, n] onto [n] (a linear layer's bias gradient) takes a
+// column-parallel path above 32768 elements; it must give exactly what the generic strided loop
+// gives (the same view made non-contiguous), and the float64 column sums to float32 rounding.
+TEST(Reduction, SumToColumnsParallelPathMatchesGeneric) {
+  for (DType dt : {DType::F32, DType::BF16}) {
+    for (int64_t n : {768, 1000, 17}) {
+      const int64_t rows = 40000 / n + 3;
+      Tensor wide = random_tensor({rows, 2 * n}, static_cast<uint64_t>(n), DType::F32).to(dt);
+      Tensor strided = wide.narrow(1, 0, n);  // generic path
+      Tensor dense = strided.contiguous();    // column-parallel path
+      ASSERT_TRUE(dense.is_contiguous() && !strided.is_contiguous());
+      Tensor fast = ops::sum_to(dense, {n}), slow = ops::sum_to(strided, {n});
+      EXPECT_TENSOR_CLOSE(fast, slow, 0, 0);
+      Tensor ref = F::sum(dense.to(DType::F64), {0}, false);
+      EXPECT_TENSOR_CLOSE(fast.to(DType::F64), ref, dt == DType::F32 ? 1e-5 : 1e-2, 1e-4);
+    }
+  }
 }
 
 TEST(Reduction, MaxMatchesTorch) {
