@@ -70,6 +70,7 @@ struct NodeProfile {
 struct Running {
   Node* node = nullptr;
   std::unordered_map<Node*, NodeTask>* tasks = nullptr;
+  bool retain_graph = false;
 };
 thread_local Running t_running;
 
@@ -77,8 +78,8 @@ thread_local Running t_running;
 // inner backward, as activation recompute runs, nests).
 struct RunningScope {
   Running saved = t_running;
-  RunningScope(Node* node, std::unordered_map<Node*, NodeTask>* tasks) {
-    t_running = {node, tasks};
+  RunningScope(Node* node, std::unordered_map<Node*, NodeTask>* tasks, bool retain_graph) {
+    t_running = {node, tasks, retain_graph};
   }
   ~RunningScope() { t_running = saved; }
 };
@@ -162,7 +163,7 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads
     }
     std::vector<Tensor> outputs;
     {
-      RunningScope running(node, &tasks);
+      RunningScope running(node, &tasks, retain_graph);
       outputs = apply_node(node, std::move(inputs));
     }
     if (!retain_graph) node->release_variables();
@@ -192,6 +193,10 @@ Tensor* exclusive_input_grad_slot(size_t input_nr) {
   if (it == t_running.tasks->end() || e.input_nr >= it->second.inputs.size()) return nullptr;
   Tensor& slot = it->second.inputs[e.input_nr];
   return exclusive(slot) ? &slot : nullptr;
+}
+
+bool saved_tensor_reusable(const Tensor& saved) {
+  return t_running.node && !t_running.retain_graph && exclusive(saved);
 }
 
 }  // namespace mcore::autograd

@@ -22,4 +22,11 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads
 // gradient through this slot returns an undefined gradient for the input.
 Tensor* exclusive_input_grad_slot(size_t input_nr);
 
+// For a backward function that could write a gradient over one of its own saved tensors (the
+// cross-entropy's logits gradient over the logits, as Megatron's fused kernel does, saving a
+// logits-sized buffer and a pass over fresh memory): true while the engine runs a node without
+// retaining the graph and `saved` (a tensor from the node's saved_tensors(), by reference) is
+// the only reference to its whole, contiguous buffer, so nothing can read it afterwards.
+bool saved_tensor_reusable(const Tensor& saved);
+
 }  // namespace mcore::autograd

@@ -327,6 +327,40 @@ TEST_F(TensorParallelSingle, CrossEntropyGradcheckF64) {
   }
 }
 
+// When the logits are an intermediate nothing else holds (the training step's case), the
+// backward writes their gradient over them (autograd::saved_tensor_reusable). The gradient
+// reaching the leaf must be bitwise what the out-of-place path gives (the same logits held by
+// the test, so they cannot be reused); with retain_graph the logits must stay intact, so a
+// second backward gives the same gradient again. Label smoothing and a mask exercise the
+// target element's separate update, and the bf16 case the narrow store.
+TEST_F(TensorParallelSingle, CrossEntropyInPlaceGradientMatchesOutOfPlace) {
+  for (DType d : {DType::F32, DType::BF16}) {
+    for (double ls : {0.0, 0.1}) {
+      Tensor x = leaf(random_tensor({6, 2, 37}, 11, d, 3.0));
+      Tensor t = targets({6, 2}, 37, 12);
+      Tensor mask = random_tensor({6, 2}, 13, DType::F32);
+      Tensor g = random_tensor({6, 2}, 14, DType::F32);
+      // In place: the logits (x * 2) exist only inside the graph.
+      tp::vocab_parallel_cross_entropy(F::scale(x, 2.0), t, ls, mask).backward(g);
+      Tensor in_place = x.grad().clone();
+      x.set_grad(Tensor());
+      // Out of place: the test keeps a reference to the logits.
+      Tensor held = F::scale(x, 2.0);
+      tp::vocab_parallel_cross_entropy(held, t, ls, mask).backward(g);
+      EXPECT_TENSOR_CLOSE(in_place, x.grad(), 0, 0);
+      // retain_graph: both backwards see the original logits.
+      x.set_grad(Tensor());
+      Tensor loss = tp::vocab_parallel_cross_entropy(F::scale(x, 2.0), t, ls, mask);
+      loss.backward(g, /*retain_graph=*/true);
+      Tensor first = x.grad().clone();
+      x.set_grad(Tensor());
+      loss.backward(g);
+      EXPECT_TENSOR_CLOSE(first, x.grad(), 0, 0);
+      EXPECT_TENSOR_CLOSE(first, in_place, 0, 0);
+    }
+  }
+}
+
 TEST_F(TensorParallelSingle, CrossEntropyBadInputs) {
   Tensor logits = random_tensor({4, 2, 5}, 1, DType::F32);
   std::string msg = error_of([&] {
