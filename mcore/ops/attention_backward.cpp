@@ -74,6 +74,7 @@ void delta_kernel(const Problem& p, const Tensor& dout, const Tensor& out, Tenso
     const T* x = dr.row(i, b, h);
     const T* y = orr.row(i, b, h);
     A sum = 0;
+#pragma omp simd reduction(+ : sum)
     for (int64_t e = 0; e < p.dv; ++e) sum += static_cast<A>(x[e]) * static_cast<A>(y[e]);
     dp[(b * p.hq + h) * p.sq + i] = sum;
   }
