@@ -115,6 +115,15 @@ MCORE_AVX512 void tile_gemm_avx512(int64_t m, int64_t n, int64_t k, float alpha,
   }
 }
 
+// op(A) as a dense row-major m x k copy (for A with no unit stride).
+template <class T>
+std::vector<T> gather_rows(const T* a, int64_t m, int64_t k, int64_t a_row, int64_t a_col) {
+  std::vector<T> dense(static_cast<size_t>(m * std::max<int64_t>(k, 0)));
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t p = 0; p < k; ++p) dense[i * k + p] = a[i * a_row + p * a_col];
+  return dense;
+}
+
 // The BLAS route (float64, CPUs without AVX-512), one GEMM per 64-column panel of B; it computes
 // the whole product, which the band allows. op(A) is passed as a (transposed) matrix when one of
 // its strides is 1 and BLAS accepts the other as leading dimension, else gathered first.
@@ -125,13 +134,11 @@ void tile_gemm_blas(int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_
   bool ta = false;
   int64_t lda = a_row;
   if (a_col == 1 && a_row >= std::max<int64_t>(k, 1)) {
-    ta = false;
+    // row-major A as it is
   } else if (a_row == 1 && a_col >= std::max<int64_t>(m, 1)) {
     ta = true, lda = a_col;
   } else {
-    dense.resize(static_cast<size_t>(m * k));
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t p = 0; p < k; ++p) dense[i * k + p] = a[i * a_row + p * a_col];
+    dense = gather_rows(a, m, k, a_row, a_col);
     a = dense.data(), lda = std::max<int64_t>(k, 1);
   }
   for (int64_t j0 = 0; j0 < n; j0 += kNb) {
@@ -158,16 +165,14 @@ void tile_gemm(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int
   // MCORE_GEMM=openblas (or set_sgemm_backend) selects the BLAS route here too, as for gemm().
   if (!avx512 || sgemm_backend() == SgemmBackend::kOpenBlas)
     return tile_gemm_blas(m, n, k, alpha, a, a_row, a_col, b, beta, c, ldc);
-  if (a_col == 1 || a_row != 1) {
-    if (a_col == 1)
-      return tile_gemm_avx512<false>(m, n, k, alpha, a, a_row, 1, b, beta, c, ldc, band);
-    // Neither stride is 1: gather op(A) row-major first.
-    std::vector<float> dense(static_cast<size_t>(m * std::max<int64_t>(k, 0)));
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t p = 0; p < k; ++p) dense[i * k + p] = a[i * a_row + p * a_col];
-    return tile_gemm_avx512<false>(m, n, k, alpha, dense.data(), k, 1, b, beta, c, ldc, band);
+  if (a_row == 1 && a_col != 1) {
+    tile_gemm_avx512<true>(m, n, k, alpha, a, 1, a_col, b, beta, c, ldc, band);
+  } else if (a_col == 1) {
+    tile_gemm_avx512<false>(m, n, k, alpha, a, a_row, 1, b, beta, c, ldc, band);
+  } else {  // neither stride is 1
+    const std::vector<float> dense = gather_rows(a, m, k, a_row, a_col);
+    tile_gemm_avx512<false>(m, n, k, alpha, dense.data(), k, 1, b, beta, c, ldc, band);
   }
-  tile_gemm_avx512<true>(m, n, k, alpha, a, 1, a_col, b, beta, c, ldc, band);
 }
 
 void tile_gemm(int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t a_row,
