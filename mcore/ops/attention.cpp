@@ -25,8 +25,10 @@ namespace {
 // One task per (batch, kv head, chunk of query blocks): it packs the kv head's K^T panels and V
 // rows once (as far as its last query can see) and runs every query head of the group over its
 // query blocks, so the packing is shared by the group and by the blocks. A kv head is split into
-// chunks only when there are too few heads to keep every thread busy (later chunks see more keys,
-// so the threads take tasks dynamically).
+// chunks only when there are too few heads to give every thread four tasks. Causal chunks differ
+// in work (later queries see more keys), so the heaviest are handed out first: with one kv head
+// and 2 threads, four equal-size chunks in order left one thread 62% of the work (S=2048, MQA:
+// forward 45 ms, against 37 ms for per-block tasks).
 template <class T>
 void forward_kernel(const Problem& p, const Tensor& q, const Tensor& k, const Tensor& v,
                     Tensor& out, Tensor& lse) {
@@ -38,7 +40,7 @@ void forward_kernel(const Problem& p, const Tensor& q, const Tensor& k, const Te
   const int64_t nqb = (p.sq + kBlockQ - 1) / kBlockQ;
   const int64_t heads = p.batch * p.hkv;
   const int64_t threads = omp_get_max_threads();
-  const int64_t chunks = std::clamp<int64_t>((2 * threads + heads - 1) / heads, 1, nqb);
+  const int64_t chunks = std::clamp<int64_t>((4 * threads + heads - 1) / heads, 1, nqb);
   const int64_t tasks = heads * chunks;
 #pragma omp parallel
   {
@@ -46,7 +48,8 @@ void forward_kernel(const Problem& p, const Tensor& q, const Tensor& k, const Te
     ws.fit(p);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < tasks; ++t) {
-      const int64_t c = t % chunks, hk = (t / chunks) % p.hkv, b = t / (chunks * p.hkv);
+      const int64_t c = chunks - 1 - t % chunks, hk = (t / chunks) % p.hkv,
+                    b = t / (chunks * p.hkv);
       const int64_t qb0 = nqb * c / chunks, qb1 = nqb * (c + 1) / chunks;
       if (qb0 >= qb1) continue;
       const int64_t nkeys = p.key_end(std::min(p.sq, qb1 * kBlockQ) - 1);

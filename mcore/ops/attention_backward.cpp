@@ -100,6 +100,38 @@ struct KeyBlock {
   const A* do_all = nullptr;
 };
 
+// The two-pass kernels' K^T and V^T panels of every (batch, kv head), packed once up front: the
+// dQ pass's tasks (one per query block) would otherwise each pack every key they visit, which
+// for one kv head at S = 2048 wrote ~270 MB per backward.
+template <class A>
+struct PackedHeads {
+  Tensor kt, vt;
+  int64_t skp = 0;
+  cpu::TileB<A> kt_at(const Problem& p, int64_t b, int64_t hk, int64_t j0) const {
+    return panels_at(kt.data<A>() + (b * p.hkv + hk) * skp * p.d, p.d, j0);
+  }
+  cpu::TileB<A> vt_at(const Problem& p, int64_t b, int64_t hk, int64_t j0) const {
+    return panels_at(vt.data<A>() + (b * p.hkv + hk) * skp * p.dv, p.dv, j0);
+  }
+};
+template <class T>
+PackedHeads<acc_t<T>> pack_heads(const Problem& p, const BackwardRows<T>& r) {
+  using A = acc_t<T>;
+  PackedHeads<A> h;
+  h.skp = round_up_panels(p.sk);
+  h.kt = empty({p.batch * p.hkv * h.skp * p.d}, dtype_of<A>);
+  h.vt = empty({p.batch * p.hkv * h.skp * p.dv}, dtype_of<A>);
+  A* kt = h.kt.template data<A>();
+  A* vt = h.vt.template data<A>();
+#pragma omp parallel for schedule(static)
+  for (int64_t bh = 0; bh < p.batch * p.hkv; ++bh) {
+    const int64_t b = bh / p.hkv, hk = bh % p.hkv;
+    pack_transposed_panels(r.k, p.sk, b, hk, p.d, kt + bh * h.skp * p.d);
+    pack_transposed_panels(r.v, p.sk, b, hk, p.dv, vt + bh * h.skp * p.dv);
+  }
+  return h;
+}
+
 // One key block [j0, j0 + nk) of kv head hk: its dK and dV rows, summed over every query head
 // of the group and every query tile that can see the keys, written to dk/dv. With gq (the
 // group's dQ accumulators, [group, sq, d]) each tile also adds its dQ part there, so P and dS
@@ -154,7 +186,8 @@ void key_block_grads(const Problem& p, Workspace<acc_t<T>>& ws, const BackwardRo
 // group and every query block that can see the keys. Each task owns its rows of dK/dV, so the
 // GQA reduction needs no atomics and the result is deterministic.
 template <class T>
-void backward_dkdv_kernel(const Problem& p, const BackwardRows<T>& r, Tensor& dk, Tensor& dv) {
+void backward_dkdv_kernel(const Problem& p, const BackwardRows<T>& r,
+                          const PackedHeads<acc_t<T>>& heads, Tensor& dk, Tensor& dv) {
   using A = acc_t<T>;
   T* dkp = dk.data<T>();
   T* dvp = dv.data<T>();
@@ -164,20 +197,13 @@ void backward_dkdv_kernel(const Problem& p, const BackwardRows<T>& r, Tensor& dk
   {
     thread_local Workspace<A> ws;
     ws.fit(p);
-    ws.grow(ws.kt, kPanel * p.d);
-    ws.grow(ws.vt, kPanel * p.dv);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t kbi = t % nkb, hk = (t / nkb) % p.hkv, b = t / (nkb * p.hkv);
       const int64_t j0 = kbi * kBlockKBackward, nk = std::min(kBlockKBackward, p.sk - j0);
-      // The block's keys as panel 0 of its own K^T / V^T.
-      Rows<T> kr = r.k, vr = r.v;
-      kr.p = kr.row(j0, 0, 0), vr.p = vr.row(j0, 0, 0);
-      pack_transposed_panels(kr, nk, b, hk, p.d, ws.kt.data());
-      pack_transposed_panels(vr, nk, b, hk, p.dv, ws.vt.data());
       KeyBlock<A> kb;
-      kb.kt = panels_at(ws.kt.data(), p.d, 0);
-      kb.vt = panels_at(ws.vt.data(), p.dv, 0);
+      kb.kt = heads.kt_at(p, b, hk, j0);
+      kb.vt = heads.vt_at(p, b, hk, j0);
       key_block_grads<T>(p, ws, r, b, hk, j0, nk, kb, dkp, dvp, nullptr);
     }
   }
@@ -252,10 +278,10 @@ void backward_fused_kernel(const Problem& p, const BackwardRows<T>& r, Tensor& d
 
 // dQ: one task per (batch, query head, query block), looping over the visible key blocks. The
 // tile's P and dS are recomputed rather than shared with the dK/dV pass: that costs two extra
-// products but keeps both passes free of write conflicts. The task packs the K^T and V^T panels
-// of the keys it visits; K rows are read in place.
+// products but keeps both passes free of write conflicts. K rows are read in place.
 template <class T>
-void backward_dq_kernel(const Problem& p, const BackwardRows<T>& r, Tensor& dq) {
+void backward_dq_kernel(const Problem& p, const BackwardRows<T>& r,
+                        const PackedHeads<acc_t<T>>& heads, Tensor& dq) {
   using A = acc_t<T>;
   T* dqp = dq.data<T>();
   const int64_t nqb = (p.sq + kBlockQ - 1) / kBlockQ;
@@ -267,7 +293,8 @@ void backward_dq_kernel(const Problem& p, const BackwardRows<T>& r, Tensor& dq) 
     ws.grow(ws.krows, kBlockKBackward * p.d);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < tasks; ++t) {
-      const int64_t qb = t % nqb, h = (t / nqb) % p.hq, b = t / (nqb * p.hq);
+      // The last query blocks see the most keys: hand them out first.
+      const int64_t qb = nqb - 1 - t % nqb, h = (t / nqb) % p.hq, b = t / (nqb * p.hq);
       const int64_t hk = h / p.group;
       const int64_t i0 = qb * kBlockQ, nq = std::min(kBlockQ, p.sq - i0);
       int64_t ldq, lddo, ldk;
@@ -275,18 +302,13 @@ void backward_dq_kernel(const Problem& p, const BackwardRows<T>& r, Tensor& dq) 
       const A* dop = load_rows(r.dout, i0, nq, b, h, p.dv, ws.dout.data(), &lddo);
       const int64_t row = (b * p.hq + h) * p.sq + i0;
       const int64_t kend = p.key_end(i0 + nq - 1);
-      ws.grow(ws.kt, round_up_panels(kend) * p.d);
-      ws.grow(ws.vt, round_up_panels(kend) * p.dv);
-      pack_transposed_panels(r.k, kend, b, hk, p.d, ws.kt.data());
-      pack_transposed_panels(r.v, kend, b, hk, p.dv, ws.vt.data());
       A* gq = ws.acc0.data();
       std::fill(gq, gq + nq * p.d, A(0));
       for (int64_t j0 = 0; j0 < kend; j0 += kBlockKBackward) {
         const int64_t nk = std::min(kBlockKBackward, kend - j0);
         const A* kp = load_rows(r.k, j0, nk, b, hk, p.d, ws.krows.data(), &ldk);
-        tile_grads(p, ws, qp, ldq, panels_at(ws.kt.data(), p.d, j0),
-                   panels_at(ws.vt.data(), p.dv, j0), dop, lddo, r.lse + row, r.delta + row, nq, nk,
-                   i0, j0, b, h);
+        tile_grads(p, ws, qp, ldq, heads.kt_at(p, b, hk, j0), heads.vt_at(p, b, hk, j0), dop, lddo,
+                   r.lse + row, r.delta + row, nq, nk, i0, j0, b, h);
         int64_t diag;
         const bool cut = p.cut(i0, j0, nk, &diag);
         // dQ += scale * dS K.
@@ -361,8 +383,9 @@ AttentionGrads attention_backward(const Tensor& grad_out, const Tensor& q_in, co
     if (fused) {
       backward_fused_kernel<scalar_t>(p, r, g.dq, g.dk, g.dv);
     } else {
-      backward_dkdv_kernel<scalar_t>(p, r, g.dk, g.dv);
-      backward_dq_kernel<scalar_t>(p, r, g.dq);
+      const PackedHeads<acc_t<scalar_t>> heads = pack_heads(p, r);
+      backward_dkdv_kernel<scalar_t>(p, r, heads, g.dk, g.dv);
+      backward_dq_kernel<scalar_t>(p, r, heads, g.dq);
     }
   });
   return g;
