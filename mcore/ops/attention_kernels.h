@@ -18,10 +18,10 @@ namespace mcore::ops::attention_impl {
 
 // A 64 x 128 score tile is 32 KiB in float32: it, the Q tile and the packed K/V of a head fit in
 // L2. Score tiles are laid out with row stride kTileK; the forward walks keys in blocks of
-// kTileK, the backward in blocks of half that: on causal rows the backward's five products per
-// tile pay more for the tiles that cross the diagonal (measured per layer, 2 threads: S=256
-// 3.63 -> 3.09 ms (GPT-2 shape), 2.32 -> 1.97 ms (GQA 8/4), S=1024 20.3 -> 19.1). Key blocks
-// start at multiples of 64, the panel width of the packed K^T / V^T (cpu::TileB).
+// kTileK, the backward in blocks of half that. Before the causal band (TileBand) skipped the
+// masked half of diagonal tiles, 64-key backward blocks beat 128 (S=256 GPT-2 layer 3.63 -> 3.09
+// ms); with the band, 128/64 and 256/128 measure within noise of each other. Key blocks start at
+// multiples of 64, the panel width of the packed K^T / V^T (cpu::TileB).
 constexpr int64_t kBlockQ = 64;
 constexpr int64_t kTileK = 128;
 constexpr int64_t kBlockKBackward = 64;
