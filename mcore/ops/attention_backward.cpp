@@ -1,3 +1,8 @@
+// The backward of the fused CPU attention (attention.h), FlashAttention-2 style: delta = rowsum(dO
+// * O), then per tile P = exp(S - lse) and dS = P * (dP - delta) are recomputed and feed
+// dV += P^T dO, dK += scale dS^T Q and dQ += scale dS K.
+#include "mcore/ops/attention.h"
+
 #include <omp.h>
 
 #include <algorithm>
@@ -5,9 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
-#include <vector>
 
-#include "mcore/ops/attention.h"
 #include "mcore/ops/attention_kernels.h"
 #include "mcore/ops/cpu/blas.h"
 #include "mcore/ops/cpu/vec_math.h"
@@ -18,9 +21,6 @@
 #include "mcore/ops/cuda/attention_cuda.h"
 #endif
 
-// The backward of the fused CPU attention (attention.h), FlashAttention-2 style: delta = rowsum(dO
-// * O), then per tile P = exp(S - lse) and dS = P * (dP - delta) are recomputed and feed
-// dV += P^T dO, dK += scale dS^T Q and dQ += scale dS K.
 namespace mcore::ops {
 
 namespace attention_impl {
