@@ -50,7 +50,7 @@ Tensor arange(int64_t start, int64_t end, int64_t step, TensorOptions o) {
 
 namespace {
 
-// Fills `t` (CPU, float32 staging) with stream values addressed by global linear index.
+// Fills `t` with stream values addressed by global linear index.
 template <class DrawRange>
 void fill_random(Tensor& t, const RandomSpec& spec, DrawRange&& draw) {
   Shape gshape = spec.global_shape.empty() ? t.shape() : spec.global_shape;
@@ -63,7 +63,9 @@ void fill_random(Tensor& t, const RandomSpec& spec, DrawRange&& draw) {
         << "random fill: slice offset " << shape_str(goff) << " + local shape "
         << shape_str(t.shape()) << " exceeds global shape " << shape_str(gshape);
   }
-  Tensor staging = empty(t.shape(), DType::F32);
+  // A contiguous float32 CPU tensor is filled in place; others through a float32 staging copy.
+  const bool direct = t.device().is_cpu() && t.dtype() == DType::F32 && t.is_contiguous();
+  Tensor staging = direct ? t : empty(t.shape(), DType::F32);
   float* out = staging.data<float>();
   const int64_t nd = static_cast<int64_t>(gshape.size());
   const int64_t n = t.numel();
@@ -72,6 +74,10 @@ void fill_random(Tensor& t, const RandomSpec& spec, DrawRange&& draw) {
     const int64_t row = nd ? t.shape()[nd - 1] : 1;
     const Shape gstrides = contiguous_strides(gshape);
     const int64_t rows = n / row;
+    // Rows on every thread: a weight is thousands of short rows, each below the draw's own
+    // parallel threshold, and its initialization ran on one core (a GPT-2 model took 1.5 s).
+    // Every value comes from its global index, so the result does not depend on the threads.
+#pragma omp parallel for schedule(static) if (n > 65536 && rows > 1)
     for (int64_t r = 0; r < rows; ++r) {
       int64_t rem = r, gidx = nd ? goff[nd - 1] : 0;
       for (int64_t d = nd - 2; d >= 0; --d) {
@@ -82,7 +88,7 @@ void fill_random(Tensor& t, const RandomSpec& spec, DrawRange&& draw) {
       draw(static_cast<uint64_t>(gidx), row, out + r * row);
     }
   }
-  copy_tensor(t, staging.to(Device::cpu()), false);
+  if (!direct) copy_tensor(t, staging.to(Device::cpu()), false);
 }
 
 }  // namespace

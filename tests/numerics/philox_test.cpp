@@ -116,6 +116,31 @@ TEST(Philox, RandomFactoriesArePartitionInvariant) {
   EXPECT_EQ(values(block), values(whole.narrow(0, 2, 3).narrow(1, 5, 4).contiguous()));
 }
 
+// Large fills run their rows on every thread, and a contiguous float32 tensor is filled in place
+// (others through a float32 staging copy). Each value depends only on its global index: the
+// in-place fill of a [700, 300] tensor equals the staged fill of a strided view of the same
+// shape and one serial Philox draw over the whole range, bitwise, for normal_ and uniform_;
+// a TP column shard (rows not contiguous in the global index space) equals its slice.
+TEST(Philox, LargeFillsMatchSerialDraws) {
+  const int64_t r = 700, c = 300;
+  const RandomSpec spec{77, 3, {}, {}};
+  std::vector<float> serial(static_cast<size_t>(r * c));
+  Philox::fill_normal(77, 3, 0, r * c, serial.data());
+  for (float& x : serial) x = static_cast<float>(0.5 + 2.0 * x);
+  Tensor direct = empty({r, c}, DType::F32);
+  normal_(direct, spec, 0.5, 2.0);
+  Tensor wide = empty({r, 2 * c}, DType::F32);
+  Tensor view = wide.narrow(1, 0, c);  // not contiguous: the staging path
+  normal_(view, spec, 0.5, 2.0);
+  EXPECT_EQ(values(direct), serial);
+  EXPECT_EQ(values(view.contiguous()), serial);
+  Philox::fill_uniform(77, 3, 0, r * c, serial.data());
+  uniform_(direct, spec);
+  EXPECT_EQ(values(direct), serial);
+  Tensor shard = randn({r, 100}, {77, 3, {r, c}, {0, 200}});
+  EXPECT_EQ(values(shard), values(randn({r, c}, spec).narrow(1, 200, 100).contiguous()));
+}
+
 TEST(Philox, SeedsAndStreamsDiffer) {
   std::vector<float> a = values(randn({1000}, {1, 0, {}, {}}));
   std::vector<float> b = values(randn({1000}, {2, 0, {}, {}}));
