@@ -100,8 +100,8 @@ struct KeyBlock {
   const A* do_all = nullptr;
 };
 
-// The two-pass kernels' K^T and V^T panels of every (batch, kv head), packed once up front: the
-// dQ pass's tasks (one per query block) would otherwise each pack every key they visit, which
+// The K^T and V^T panels of every (batch, kv head), packed once up front for both backwards: the
+// two-pass dQ tasks (one per query block) would otherwise each pack every key they visit, which
 // for one kv head at S = 2048 wrote ~270 MB per backward.
 template <class A>
 struct PackedHeads {
@@ -209,7 +209,7 @@ void backward_dkdv_kernel(const Problem& p, const BackwardRows<T>& r,
   }
 }
 
-// dK, dV and dQ in one pass: one task per (batch, kv head) packs the head's K^T, V^T and K rows
+// dK, dV and dQ in one pass: one task per (batch, kv head) packs the head's K rows
 // and its group's Q and dO rows once, then walks every key block and, for each, every visible
 // query tile of the group's heads, so dQ (of the group's heads, which no other task touches)
 // accumulates in the task's own buffer. Each tile's P and dS are computed once (5 products per
@@ -225,20 +225,17 @@ BackwardMode backward_mode() {
 }
 
 template <class T>
-void backward_fused_kernel(const Problem& p, const BackwardRows<T>& r, Tensor& dq, Tensor& dk,
-                           Tensor& dv) {
+void backward_fused_kernel(const Problem& p, const BackwardRows<T>& r,
+                           const PackedHeads<acc_t<T>>& heads, Tensor& dq, Tensor& dk, Tensor& dv) {
   using A = acc_t<T>;
   T* dqp = dq.data<T>();
   T* dkp = dk.data<T>();
   T* dvp = dv.data<T>();
   const int64_t tasks = p.batch * p.hkv;
-  const int64_t skp = round_up_panels(p.sk);
 #pragma omp parallel
   {
     thread_local Workspace<A> ws;
     ws.fit(p);
-    ws.grow(ws.kt, skp * p.d);
-    ws.grow(ws.vt, skp * p.dv);
     ws.grow(ws.krows, p.sk * p.d);
     A* gq_all = ws.grow(ws.gq_all, p.group * p.sq * p.d);
     A* q_all = ws.grow(ws.q_all, p.group * p.sq * p.d);
@@ -246,8 +243,6 @@ void backward_fused_kernel(const Problem& p, const BackwardRows<T>& r, Tensor& d
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t hk = t % p.hkv, b = t / p.hkv;
-      pack_transposed_panels(r.k, p.sk, b, hk, p.d, ws.kt.data());
-      pack_transposed_panels(r.v, p.sk, b, hk, p.dv, ws.vt.data());
       pack_rows(r.k, p.sk, b, hk, p.d, ws.krows.data());
       for (int64_t g = 0; g < p.group; ++g) {
         pack_rows(r.q, p.sq, b, hk * p.group + g, p.d, q_all + g * p.sq * p.d);
@@ -256,8 +251,8 @@ void backward_fused_kernel(const Problem& p, const BackwardRows<T>& r, Tensor& d
       std::fill(gq_all, gq_all + p.group * p.sq * p.d, A(0));
       for (int64_t j0 = 0; j0 < p.sk; j0 += kBlockKBackward) {
         KeyBlock<A> kb;
-        kb.kt = panels_at(ws.kt.data(), p.d, j0);
-        kb.vt = panels_at(ws.vt.data(), p.dv, j0);
+        kb.kt = heads.kt_at(p, b, hk, j0);
+        kb.vt = heads.vt_at(p, b, hk, j0);
         kb.krows = ws.krows.data() + j0 * p.d;
         kb.ldk = p.d;
         kb.q_all = q_all;
@@ -366,8 +361,8 @@ AttentionGrads attention_backward(const Tensor& grad_out, const Tensor& q_in, co
   Tensor delta = empty(lse_shape, {adt, q.device()});
   (void)cpu::blas_info();
   // The one-pass kernel when every thread gets several (batch, kv head) tasks and each thread's
-  // buffers (dQ, Q and dO of the group's heads, packed K^T, V^T and K: whole sequences) stay
-  // small; else the two finer-grained passes.
+  // buffers (dQ, Q and dO of the group's heads, K rows: whole sequences) and a kv head's packed
+  // K^T and V^T stay small; else the two finer-grained passes.
   const int64_t fused_bytes =
       (p.group * p.sq * (2 * p.d + p.dv) + round_up_panels(p.sk) * (2 * p.d + p.dv)) *
       static_cast<int64_t>(dtype_size(adt));
@@ -380,10 +375,10 @@ AttentionGrads attention_backward(const Tensor& grad_out, const Tensor& q_in, co
     const BackwardRows<scalar_t> r{rows_of<scalar_t>(q),        rows_of<scalar_t>(k),
                                    rows_of<scalar_t>(v),        rows_of<scalar_t>(dout),
                                    lse.data<acc_t<scalar_t>>(), delta.data<acc_t<scalar_t>>()};
+    const PackedHeads<acc_t<scalar_t>> heads = pack_heads(p, r);
     if (fused) {
-      backward_fused_kernel<scalar_t>(p, r, g.dq, g.dk, g.dv);
+      backward_fused_kernel<scalar_t>(p, r, heads, g.dq, g.dk, g.dv);
     } else {
-      const PackedHeads<acc_t<scalar_t>> heads = pack_heads(p, r);
       backward_dkdv_kernel<scalar_t>(p, r, heads, g.dk, g.dv);
       backward_dq_kernel<scalar_t>(p, r, heads, g.dq);
     }
