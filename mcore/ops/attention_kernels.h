@@ -170,7 +170,7 @@ inline int64_t round_up_panels(int64_t n) {
 // shootdowns, ~6% of a small attention call).
 template <class A>
 struct Workspace {
-  std::vector<A> q, dout, s, dp, acc0, acc1, m, l, kt, vt, krows, vrows, q_all, do_all, gq_all;
+  std::vector<A> q, dout, s, dp, acc0, acc1, m, l, kt, krows, vrows, q_all, do_all, gq_all;
   // Sizes the tile buffers for p; the packed-operand buffers are sized by grow() as used.
   void fit(const Problem& p) {
     grow(q, kBlockQ * p.d);
