@@ -152,6 +152,7 @@ std::vector<std::string> flags_from_checkpoint(const std::map<std::string, std::
                                  "rope_scaling_factor",
                                  "normalization",
                                  "layernorm_epsilon",
+                                 "layernorm_zero_centered_gamma",
                                  "openai_gelu",
                                  "qk_layernorm",
                                  "swiglu",

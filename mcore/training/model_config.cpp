@@ -18,6 +18,7 @@ transformer::TransformerConfig transformer_config_from_args(const Arguments& a) 
   c.attention_dropout = a.attention_dropout;
   c.normalization = a.normalization;
   c.layernorm_epsilon = a.layernorm_epsilon;
+  c.layernorm_zero_centered_gamma = a.layernorm_zero_centered_gamma;
   c.apply_residual_connection_post_layernorm = a.apply_residual_connection_post_layernorm;
   c.add_bias_linear = a.add_bias_linear;
   c.add_qkv_bias = a.add_qkv_bias;

@@ -25,11 +25,13 @@ NormSpec::Builder layer_norm_builder() {
     const TransformerConfig& c = *a.config;
     Slot<NormFn> slot;
     if (c.normalization == "RMSNorm") {
-      auto m = std::make_shared<nn::RMSNorm>(a.hidden_size, a.eps, c.params_dtype);
+      auto m = std::make_shared<nn::RMSNorm>(a.hidden_size, a.eps, c.params_dtype,
+                                             c.layernorm_zero_centered_gamma);
       slot.module = m;
       slot.forward = [m](const Tensor& x) { return m->forward(x); };
     } else {
-      auto m = std::make_shared<nn::LayerNorm>(a.hidden_size, a.eps, true, c.params_dtype);
+      auto m = std::make_shared<nn::LayerNorm>(a.hidden_size, a.eps, true, c.params_dtype,
+                                               c.layernorm_zero_centered_gamma);
       slot.module = m;
       slot.forward = [m](const Tensor& x) { return m->forward(x); };
     }

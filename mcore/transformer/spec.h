@@ -188,7 +188,9 @@ struct module_class {
 
 // ---- the built-in slot fillers ----
 // Megatron's local (non-Transformer-Engine) classes.
-NormSpec::Builder layer_norm_builder();  // LayerNorm or RMSNorm by config->normalization
+// LayerNorm or RMSNorm by config->normalization, zero-centred gamma by
+// config->layernorm_zero_centered_gamma.
+NormSpec::Builder layer_norm_builder();
 LinearSpec::Builder column_parallel_linear_builder();
 LinearSpec::Builder row_parallel_linear_builder();
 

@@ -45,6 +45,9 @@ struct TransformerConfig {
   // ---- layer structure ----
   std::string normalization = "LayerNorm";  // "LayerNorm" | "RMSNorm"
   double layernorm_epsilon = 1e-5;
+  // Norm weights stored as gamma - 1: they start at zero and the norms scale by (1 + weight)
+  // (Megatron's --apply-layernorm-1p; applied to LayerNorm and RMSNorm alike, as TE does).
+  bool layernorm_zero_centered_gamma = false;
   bool apply_residual_connection_post_layernorm = false;
   bool add_bias_linear = true;
   bool add_qkv_bias = false;  // qkv bias even when add_bias_linear is false (Qwen2)
