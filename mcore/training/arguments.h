@@ -182,6 +182,26 @@ struct Arguments {
   std::optional<int64_t> eval_interval;
   std::optional<int64_t> eval_iters = 100;
 
+  // ---- implementation knobs: accepted so Megatron launch scripts run, with a note that they
+  // change nothing here (validate_args prints it); mcore has one implementation of each ----
+  bool use_flash_attn = false;
+  bool use_mcore_models = false;
+  std::string transformer_impl = "transformer_engine";
+  bool masked_softmax_fusion = true;
+  bool bias_gelu_fusion = true;
+  bool bias_swiglu_fusion = true;
+  bool bias_dropout_fusion = true;
+  bool apply_rope_fusion = true;
+  bool persist_layer_norm = true;
+  bool gradient_accumulation_fusion = true;
+  bool cross_entropy_loss_fusion = false;
+  bool attention_softmax_in_fp32 = false;
+  bool use_cpu_initialization = false;
+  bool manual_gc = false;
+  std::string ckpt_format = "torch_dist";
+  std::string distributed_backend = "nccl";
+  int64_t num_dataset_builder_threads = 1;
+
   // ---- mcore ----
   std::optional<std::string> config;  // the --config file read
   bool help = false;

@@ -22,6 +22,7 @@
 #include "mcore/models/gpt/gpt_model.h"
 #include "mcore/nn/functional.h"
 #include "mcore/ops/cpu/blas.h"
+#include "mcore/optimizer/clip_grads.h"
 #include "mcore/optimizer/optimizer.h"
 #include "mcore/optimizer/optimizer_param_scheduler.h"
 #include "mcore/parallel_state/parallel_state.h"
@@ -182,6 +183,31 @@ std::vector<datasets::GPTBatch> next_batches(datasets::DataLoader& loader, int64
   return v;
 }
 
+// --distributed-timeout-minutes, unless MCORE_DISTRIBUTED_TIMEOUT_SECONDS overrides it (a
+// launcher-level setting that reaches every tool without editing its flags).
+std::chrono::seconds distributed_timeout(const Arguments& args) {
+  if (const char* env = std::getenv("MCORE_DISTRIBUTED_TIMEOUT_SECONDS")) {
+    char* end = nullptr;
+    const long long v = std::strtoll(env, &end, 10);
+    if (end != env && *end == '\0' && v > 0) return std::chrono::seconds(v);
+  }
+  return std::chrono::seconds(args.distributed_timeout_minutes * 60);
+}
+
+// Megatron's --log-params-norm: the L2 norm of the whole model, each element counted once (no
+// tensor-parallel replicas, no tied copy), over the model-parallel group.
+double params_norm(const NamedParameters& params) {
+  const int tp_rank = optimizer::default_tensor_model_parallel_rank();
+  std::vector<Tensor> values;
+  for (const auto& [name, p] : params) {
+    if (!optimizer::param_is_not_shared(*p) ||
+        !optimizer::param_is_not_tensor_parallel_duplicate(*p, tp_rank))
+      continue;
+    values.push_back(p->detach().to(DType::F32).to(Device::cpu()).contiguous());
+  }
+  return optimizer::get_grad_norm_fp32(values, 2.0, optimizer::default_grad_stats_parallel_group());
+}
+
 std::string format_eta(double seconds) {
   if (!(seconds >= 0) || !std::isfinite(seconds)) return "-";
   const int64_t s = static_cast<int64_t>(seconds);
@@ -198,9 +224,10 @@ int pretrain_gpt(Arguments& args) {
       << "--use-distributed-optimizer is not implemented yet; drop the flag";
   MCORE_CHECK(args.context_parallel_size == 1 && args.expert_model_parallel_size == 1)
       << "--context-parallel-size and --expert-model-parallel-size must be 1 in pretrain_gpt";
-  MCORE_CHECK(args.lr) << "--lr is required";
+  MCORE_CHECK(args.lr || args.skip_train) << "--lr is required";
+  if (!args.lr) args.lr = 0.0;  // evaluation only: the optimizer never steps
   install_exit_signal_handlers();
-  comm::set_timeout(std::chrono::seconds(args.distributed_timeout_minutes * 60));
+  comm::set_timeout(distributed_timeout(args));
 
   parallel_state::initialize_model_parallel(
       static_cast<int>(args.tensor_model_parallel_size),
@@ -246,31 +273,48 @@ int pretrain_gpt(Arguments& args) {
   auto opt = optimizer::get_megatron_optimizer(optimizer_config(args), model.named_parameters());
   MicrobatchCalculator mb(*args.global_batch_size, *args.micro_batch_size, dp_size,
                           args.rampup_batch_size.value_or(std::vector<int64_t>{}));
-  const int64_t train_iters =
-      args.train_iters ? *args.train_iters : mb.train_iters_for_samples(*args.train_samples);
-  optimizer::OptimizerParamScheduler scheduler(opt.get(), scheduler_config(args, train_iters));
+  // --skip-train (Megatron's evaluation-only run) needs neither a length nor a schedule.
+  const int64_t train_iters = args.train_iters     ? *args.train_iters
+                              : args.train_samples ? mb.train_iters_for_samples(*args.train_samples)
+                                                   : 0;
+  MCORE_CHECK(train_iters > 0 || args.skip_train)
+      << "one of --train-iters or --train-samples is required";
+  std::optional<optimizer::OptimizerParamScheduler> sched;
+  if (!args.skip_train) sched.emplace(opt.get(), scheduler_config(args, train_iters));
+  optimizer::OptimizerParamScheduler* scheduler = sched ? &*sched : nullptr;
 
   // ---- checkpoint ----
   TrainerState state;
-  if (auto loaded =
-          load_trainer_checkpoint(args, model.named_parameters(), opt.get(), &scheduler)) {
+  if (auto loaded = load_trainer_checkpoint(args, model.named_parameters(),
+                                            args.skip_train ? nullptr : opt.get(), scheduler)) {
     state = *loaded;
+  } else if (args.load) {
+    print_rank0(
+        strf("WARNING: no checkpoint found under --load %s; the model starts from its "
+             "random initialization (--exit-on-missing-checkpoint makes this an error)\n",
+             args.load->c_str()));
   }
   opt->set_iteration(state.iteration);
   args.consumed_train_samples = state.consumed_train_samples;
 
   // ---- data ----
-  const bool do_eval = args.eval_interval && args.eval_iters && *args.eval_iters > 0;
+  // Evaluation during training needs --eval-interval; the evaluation-only run needs none.
+  const bool do_eval = (args.eval_interval || args.skip_train) && args.eval_iters.value_or(0) > 0;
   const int64_t gbs = *args.global_batch_size;
   std::array<std::optional<int64_t>, 3> sizes;
-  sizes[0] = args.train_samples ? *args.train_samples : train_iters * gbs;
+  sizes[0] = args.skip_train ? 0 : args.train_samples ? *args.train_samples : train_iters * gbs;
   const int64_t eval_iters = do_eval ? *args.eval_iters : 0;
-  sizes[1] = do_eval ? (train_iters / *args.eval_interval + 1) * eval_iters * gbs : 0;
+  sizes[1] = !do_eval          ? 0
+             : args.skip_train ? state.consumed_valid_samples + eval_iters * gbs
+                               : (train_iters / *args.eval_interval + 1) * eval_iters * gbs;
   sizes[2] = eval_iters * gbs;
   datasets::SplitDatasets ds = build_datasets(args, *tokenizer, sizes);
-  MCORE_CHECK(ds[0]) << "the training split is empty (check --split and --data-path)";
-  datasets::DataLoader train_loader(ds[0], state.consumed_train_samples, *args.micro_batch_size,
-                                    dp_rank, dp_size);
+  std::unique_ptr<datasets::DataLoader> train_loader;
+  if (!args.skip_train) {
+    MCORE_CHECK(ds[0]) << "the training split is empty (check --split and --data-path)";
+    train_loader = std::make_unique<datasets::DataLoader>(ds[0], state.consumed_train_samples,
+                                                          *args.micro_batch_size, dp_rank, dp_size);
+  }
   std::unique_ptr<datasets::DataLoader> valid_loader;
   if (do_eval && ds[1]) {
     valid_loader = std::make_unique<datasets::DataLoader>(ds[1], state.consumed_valid_samples,
@@ -285,15 +329,19 @@ int pretrain_gpt(Arguments& args) {
     jsonl =
         std::make_unique<JsonlLogger>(*args.tensorboard_dir + "/metrics.jsonl", state.iteration);
   }
-  print_rank0(
-      strf("[after dataloaders are built] training for %lld iterations from iteration "
-           "%lld\n",
-           static_cast<long long>(train_iters), static_cast<long long>(state.iteration)));
+  if (args.skip_train) {
+    print_rank0(strf("skipping training (--skip-train is on): evaluating at iteration %lld\n",
+                     static_cast<long long>(state.iteration)));
+  } else {
+    print_rank0(
+        strf("[after dataloaders are built] training for %lld iterations from iteration %lld\n",
+             static_cast<long long>(train_iters), static_cast<long long>(state.iteration)));
+  }
 
   auto save = [&]() {
     if (!args.save) return;
     const std::string dir =
-        save_trainer_checkpoint(args, model.named_parameters(), opt.get(), &scheduler, state);
+        save_trainer_checkpoint(args, model.named_parameters(), opt.get(), scheduler, state);
     print_rank0(strf("  successfully saved checkpoint at iteration %7lld to %s\n",
                      static_cast<long long>(state.iteration), dir.c_str()));
   };
@@ -303,6 +351,10 @@ int pretrain_gpt(Arguments& args) {
   auto evaluate = [&](datasets::DataLoader& loader, const std::string& split,
                       const std::string& prefix, int64_t* consumed) {
     model.train(false);
+    // Evaluation draws no dropout, and must not shift the masks training draws after it: its
+    // steps would otherwise advance the RNG step, so changing --eval-interval or --eval-iters
+    // would change the training run (Megatron's evaluation consumes no random numbers).
+    const RngState rng = get_rng_state();
     double total = 0, count = 0;
     {
       NoGradGuard no_grad;
@@ -315,6 +367,7 @@ int pretrain_gpt(Arguments& args) {
         if (consumed) *consumed += mb.current_global_batch_size();
       }
     }
+    set_rng_state(rng);
     model.train(true);
     const double loss = data_parallel_loss(dp_group, total, count);
     const double ppl = std::exp(std::min(20.0, loss));
@@ -346,13 +399,13 @@ int pretrain_gpt(Arguments& args) {
   int64_t skipped_interval = 0, nan_interval = 0;
   bool saved_at_current = false;
   bool exit_now = false;
-  while (state.iteration < train_iters && !exit_now) {
+  while (!args.skip_train && state.iteration < train_iters && !exit_now) {
     const auto t0 = Clock::now();
     mb.update(state.consumed_train_samples);
     const int64_t num_mb = mb.num_microbatches();
     for (auto* d : model.ddp_ptrs()) d->zero_grad_buffer();
     opt->zero_grad();
-    auto batches = next_batches(train_loader, num_mb, "training", state.iteration,
+    auto batches = next_batches(*train_loader, num_mb, "training", state.iteration,
                                 state.consumed_train_samples);
     const StepLoss step = run_microbatches(model, batches, args, opt.get(), false, state.iteration);
     distributed::finalize_model_grads(model.ddp_ptrs(), args.calculate_per_token_loss
@@ -361,7 +414,7 @@ int pretrain_gpt(Arguments& args) {
     optimizer::StepResult sr = opt->step();
     const int64_t batch_size = mb.current_global_batch_size();
     if (sr.success) {
-      scheduler.step(batch_size);
+      scheduler->step(batch_size);
     } else {
       ++state.num_skipped_iterations;
       ++skipped_interval;
@@ -437,6 +490,8 @@ int pretrain_gpt(Arguments& args) {
       if (loss_count_interval) line += strf(" lm loss: %.6E |", avg_loss);
       line += strf(" loss scale: %.1f |", loss_scale);
       if (sr.grad_norm) line += strf(" grad norm: %.3f |", grad_norm);
+      if (args.log_params_norm)
+        line += strf(" params norm: %.3f |", params_norm(model.named_parameters()));
       line +=
           strf(" number of skipped iterations: %3lld |", static_cast<long long>(skipped_interval));
       line += strf(" number of nan iterations: %3lld |", static_cast<long long>(nan_interval));
@@ -489,8 +544,8 @@ int pretrain_gpt(Arguments& args) {
       exit_now = true;
     }
   }
-  if (args.save && !saved_at_current && state.iteration > 0) save();
-  if (!exit_now && do_eval && state.iteration >= train_iters) {
+  if (args.save && !args.skip_train && !saved_at_current && state.iteration > 0) save();
+  if (!exit_now && do_eval && (args.skip_train || state.iteration >= train_iters)) {
     // As Megatron's pretrain(): after training (and its checkpoint), the validation set once
     // more and the test set.
     if (valid_loader) {
@@ -514,7 +569,7 @@ int pretrain_gpt_main(int argc, char** argv) {
       return 0;
     }
     comm::InitOptions init;
-    init.timeout = std::chrono::seconds(args.distributed_timeout_minutes * 60);
+    init.timeout = distributed_timeout(args);
     init.device = init_device(args);  // cuda: the nccl backend
     comm::init_distributed(init);
     validate_args(args, comm::get_world_size(), comm::get_rank());

@@ -1,10 +1,11 @@
 #include "mcore/training/validate_args.h"
 
-#include "mcore/pipeline_parallel/stage_layers.h"
-
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
+
+#include "mcore/pipeline_parallel/stage_layers.h"
 
 #include "mcore/base/error.h"
 #include "mcore/models/presets.h"
@@ -20,6 +21,50 @@ namespace {
 
 void warn(const Arguments& a, const std::string& msg) {
   if (a.rank == 0) std::cerr << "WARNING: " << msg << "\n";
+}
+
+// Megatron flags that select among implementations or logging extras mcore doesn't have. They
+// are accepted so existing launch scripts run, and each one given says it changes nothing.
+void note_flags_without_effect(const Arguments& a) {
+  static const std::pair<const char*, const char*> kNotes[] = {
+      {"use_flash_attn", "--use-flash-attn: attention always runs mcore's fused blocked kernel"},
+      {"use_mcore_models", "--use-mcore-models: the models are always mcore's"},
+      {"transformer_impl", "--transformer-impl: mcore has one transformer implementation"},
+      {"masked_softmax_fusion", "--no-masked-softmax-fusion: the attention kernel is always fused"},
+      {"bias_gelu_fusion", "--no-bias-gelu-fusion: mcore picks its own fusions"},
+      {"bias_swiglu_fusion", "--no-bias-swiglu-fusion: mcore picks its own fusions"},
+      {"bias_dropout_fusion", "--no-bias-dropout-fusion: mcore picks its own fusions"},
+      {"apply_rope_fusion", "--no-rope-fusion: mcore picks its own fusions"},
+      {"persist_layer_norm", "--no-persist-layer-norm: mcore has one layer norm kernel"},
+      {"gradient_accumulation_fusion",
+       "--no-gradient-accumulation-fusion: mcore picks its own fusions"},
+      {"cross_entropy_loss_fusion", "--cross-entropy-loss-fusion: the loss is always fused"},
+      {"attention_softmax_in_fp32",
+       "--attention-softmax-in-fp32: the attention softmax always accumulates in fp32"},
+      {"use_cpu_initialization",
+       "--use-cpu-initialization: initial weights are the same on every device"},
+      {"manual_gc", "--manual-gc: there is no garbage collector"},
+      {"ckpt_format", "--ckpt-format: checkpoints are always mcore's sharded safetensors format"},
+      {"distributed_backend",
+       "--distributed-backend: ranks talk over MPI on CPU and NCCL with --device cuda"},
+      {"num_dataset_builder_threads",
+       "--num-dataset-builder-threads: datasets build on one thread"},
+      {"num_workers", "--num-workers: batches are read on the training thread"},
+      {"tensorboard_queue_size", "--tensorboard-queue-size: events are written as they come"},
+      {"timing_log_level", "--timing-log-level: mcore has no per-phase timers"},
+      {"log_timers_to_tensorboard", "--log-timers-to-tensorboard: mcore has no per-phase timers"},
+      {"log_progress", "--log-progress: no progress.txt is written"},
+      {"log_memory_to_tensorboard", "--log-memory-to-tensorboard: memory is always logged"},
+      {"log_validation_ppl_to_tensorboard",
+       "--log-validation-ppl-to-tensorboard: validation perplexity is always logged"},
+      {"exit_signal_handler",
+       "--exit-signal-handler: SIGTERM always saves a checkpoint (with --save) and exits"},
+      {"create_attention_mask_in_dataloader",
+       "--no-create-attention-mask-in-dataloader: masks are built only for "
+       "--reset-attention-mask"},
+  };
+  for (const auto& [dest, note] : kNotes)
+    if (a.is_set(dest)) warn(a, std::string(note) + "; the flag has no effect");
 }
 
 bool is_number(const std::string& s) {
@@ -212,7 +257,15 @@ void validate_args(Arguments& a, int64_t world_size, int64_t rank) {
     int64_t rest = layers, stages = pp;
     if (a.decoder_first_pipeline_num_layers) rest -= *a.decoder_first_pipeline_num_layers, --stages;
     if (a.decoder_last_pipeline_num_layers) rest -= *a.decoder_last_pipeline_num_layers, --stages;
-    ARG_CHECK(rest >= 0 && (stages == 0 ? rest == 0 : rest % stages == 0))
+    const int64_t edges = layers - rest;
+    ARG_CHECK(rest >= 0) << "--decoder-first/last-pipeline-num-layers put " << edges
+                         << " layers on the first and last stages, more than --num-layers ("
+                         << layers << ")";
+    ARG_CHECK(stages > 0 || rest == 0)
+        << "with " << pp << " pipeline stages, --decoder-first-pipeline-num-layers plus "
+        << "--decoder-last-pipeline-num-layers (" << edges << ") must equal --num-layers ("
+        << layers << ")";
+    ARG_CHECK(stages == 0 || rest % stages == 0)
         << "with uneven pipeline stages the remaining " << rest << " layers must split evenly over "
         << stages << " middle stages";
     layers_per_stage = std::max({a.decoder_first_pipeline_num_layers.value_or(0),
@@ -278,6 +331,11 @@ void validate_args(Arguments& a, int64_t world_size, int64_t rank) {
   }
   const int64_t h = *a.hidden_size, heads = *a.num_attention_heads,
                 tp = a.tensor_model_parallel_size;
+  for (auto [v, flag] :
+       {std::pair{&a.ffn_hidden_size, "--ffn-hidden-size"}, {&a.kv_channels, "--kv-channels"}}) {
+    ARG_CHECK(!*v || **v > 0) << flag << " must be positive, got " << **v
+                              << " (leave it out for the default)";
+  }
   if (!a.ffn_hidden_size) {
     // Megatron: SwiGLU's two input projections keep the parameter count near the 4h MLP's,
     // rounded down to a multiple of 64.
@@ -329,6 +387,10 @@ void validate_args(Arguments& a, int64_t world_size, int64_t rank) {
                                              "--lr-warmup-iters with --train-iters";
       ARG_CHECK(!(a.lr_warmup_fraction && a.lr_warmup_iters != 0))
           << "can only specify one of --lr-warmup-fraction and --lr-warmup-iters";
+      const int64_t decay = a.lr_decay_iters.value_or(*a.train_iters);
+      ARG_CHECK(a.lr_warmup_iters < decay)
+          << "--lr-warmup-iters (" << a.lr_warmup_iters << ") must be below the decay length ("
+          << decay << (a.lr_decay_iters ? ", --lr-decay-iters" : ", --train-iters") << ")";
     } else {
       ARG_CHECK(!a.lr_decay_iters) << "expected sample-based learning rate decay: use "
                                       "--lr-decay-samples with --train-samples";
@@ -336,6 +398,10 @@ void validate_args(Arguments& a, int64_t world_size, int64_t rank) {
                                            "--lr-warmup-samples with --train-samples";
       ARG_CHECK(!(a.lr_warmup_fraction && a.lr_warmup_samples != 0))
           << "can only specify one of --lr-warmup-fraction and --lr-warmup-samples";
+      const int64_t decay = a.lr_decay_samples.value_or(*a.train_samples);
+      ARG_CHECK(a.lr_warmup_samples < decay)
+          << "--lr-warmup-samples (" << a.lr_warmup_samples << ") must be below the decay length ("
+          << decay << (a.lr_decay_samples ? ", --lr-decay-samples" : ", --train-samples") << ")";
     }
     ARG_CHECK(a.lr) << "--lr is required";
   }
@@ -364,6 +430,27 @@ void validate_args(Arguments& a, int64_t world_size, int64_t rank) {
         << "--save needs --save-interval (a positive number of iterations)";
   }
   ARG_CHECK(a.log_interval > 0) << "--log-interval must be positive, got " << a.log_interval;
+  for (auto [v, flag] :
+       {std::pair{a.eval_interval, "--eval-interval"},
+        {a.exit_interval, "--exit-interval"},
+        {std::optional<int64_t>(a.tensorboard_log_interval), "--tensorboard-log-interval"}}) {
+    ARG_CHECK(!v || *v > 0) << flag << " must be positive, got " << *v;
+  }
+  ARG_CHECK(!a.eval_iters || *a.eval_iters >= 0)
+      << "--eval-iters must be >= 0, got " << *a.eval_iters << " (0 turns evaluation off)";
+  if (a.save) {
+    std::error_code ec;
+    ARG_CHECK(!std::filesystem::exists(*a.save, ec) || std::filesystem::is_directory(*a.save, ec))
+        << "--save " << *a.save << " exists and is not a directory";
+  }
+  for (auto [v, flag] : {std::pair{a.adam_beta1, "--adam-beta1"}, {a.adam_beta2, "--adam-beta2"}}) {
+    ARG_CHECK(v >= 0.0 && v < 1.0) << flag << " must lie in [0, 1), got " << v;
+  }
+  ARG_CHECK(a.adam_eps >= 0.0) << "--adam-eps must be >= 0, got " << a.adam_eps;
+  ARG_CHECK(a.dataloader_type.value_or("single") == "single")
+      << "--dataloader-type " << *a.dataloader_type
+      << " (a random order each epoch) is not implemented; use single, the default";
+  note_flags_without_effect(a);
   if (a.fp32_residual_connection) {
     ARG_CHECK(a.fp16 || a.bf16) << "residual connection in fp32 only supported when using fp16 "
                                    "or bf16";

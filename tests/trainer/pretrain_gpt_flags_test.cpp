@@ -1,0 +1,167 @@
+// End-to-end tests of pretrain_gpt's less common Megatron flags, run as users run the tool:
+//   - --skip-train evaluates the loaded checkpoint and neither trains nor saves;
+//   - evaluation does not shift the dropout masks of the training steps after it;
+//   - MCORE_DISTRIBUTED_TIMEOUT_SECONDS overrides --distributed-timeout-minutes;
+//   - --log-params-norm counts every element once, so TP=1 and TP=2 print the same norm;
+//   - implementation knobs of Megatron launch scripts are accepted with a note;
+//   - a --load without a checkpoint warns; zero intervals, bad shapes and betas are errors.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "tests/trainer/trainer_test_util.h"
+
+namespace mcore::training::trainer_test {
+namespace {
+
+const char* kTiny =
+    " --model gpt2-tiny --seq-length 32 --max-position-embeddings 64 --log-interval 1"
+    " --mock-data --micro-batch-size 2 --global-batch-size 4 --lr 1e-3 --seed 7";
+
+std::string pretrain() {
+  return "OMP_NUM_THREADS=1 " + tool("pretrain_gpt") + kTiny;
+}
+
+// The "params norm: X" values of the iteration lines, in order.
+std::vector<double> params_norms(const std::string& out) {
+  std::vector<double> v;
+  const std::regex re("params norm: ([0-9.]+)");
+  for (auto it = std::sregex_iterator(out.begin(), out.end(), re); it != std::sregex_iterator();
+       ++it)
+    v.push_back(std::stod((*it)[1]));
+  return v;
+}
+
+TEST(PretrainGPTFlags, SkipTrainEvaluatesTheCheckpointWithoutTrainingOrSaving) {
+  fs::path d = fresh_dir("skip_train");
+  const std::string ck = (d / "ck").string();
+  RunResult first =
+      run(pretrain() + " --train-iters 4 --save " + ck + " --save-interval 2 --exit-interval 2");
+  ASSERT_EQ(first.rc, 0) << first.output;
+  // With the training length and the schedule given, as in the original run's script.
+  RunResult r = run(pretrain() + " --train-iters 4 --load " + ck + " --save " + ck +
+                    " --save-interval 1 --skip-train --eval-iters 2");
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_NE(r.output.find("skipping training (--skip-train is on)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("validation loss at iteration 2 on validation set"), std::string::npos)
+      << r.output;
+  EXPECT_EQ(r.output.find("iteration        3/"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(d / "ck" / "iter_0000003")) << r.output;
+  EXPECT_FALSE(fs::exists(d / "ck" / "iter_0000004")) << r.output;
+  // Evaluation only: no training length, no learning rate.
+  std::string bare = pretrain();
+  bare.replace(bare.find(" --lr 1e-3"), 10, "");
+  RunResult e = run(bare + " --load " + ck + " --skip-train --eval-iters 2");
+  ASSERT_EQ(e.rc, 0) << e.output;
+  EXPECT_NE(e.output.find("validation loss at iteration 2 on validation set"), std::string::npos)
+      << e.output;
+  fs::remove_all(d);
+}
+
+TEST(PretrainGPTFlags, EvaluationDoesNotChangeTheTrainingRun) {
+  fs::path d = fresh_dir("eval_rng");
+  const std::string base =
+      pretrain() + " --train-iters 6 --hidden-dropout 0.1 --attention-dropout 0.1";
+  auto losses = [&](const std::string& extra, const std::string& name) {
+    RunResult r = run(base + extra + " --tensorboard-dir " + (d / name).string());
+    EXPECT_EQ(r.rc, 0) << r.output;
+    return read_losses(d / name);
+  };
+  const auto plain = losses(" --eval-iters 0", "plain");
+  const auto evaluated = losses(" --eval-interval 2 --eval-iters 2", "evaluated");
+  ASSERT_EQ(plain.size(), 6u);
+  ASSERT_EQ(evaluated.size(), 6u);
+  for (const auto& [it, v] : plain)
+    EXPECT_EQ(evaluated.at(it).first, v.first) << "iteration " << it;
+  fs::remove_all(d);
+}
+
+TEST(PretrainGPTFlags, TimeoutEnvironmentVariableOverridesTheFlag) {
+  // Two ranks told different lengths: the one that finishes first waits at the exit barrier
+  // for a rank still training. The variable's 5 s, not the flag's 10 minutes, must end it.
+  const std::string env = "MCORE_DISTRIBUTED_TIMEOUT_SECONDS=5 ";
+  std::string launch = mpirun(1);
+  launch.replace(launch.find("MCORE_DISTRIBUTED_TIMEOUT_SECONDS=60"), 36, env);
+  const std::string cmd = "timeout 120 " + launch + tool("pretrain_gpt") + kTiny +
+                          " --train-iters 2 : -np 1 " + tool("pretrain_gpt") + kTiny +
+                          " --train-iters 200";
+  const auto t0 = std::chrono::steady_clock::now();
+  RunResult r = run(cmd);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_NE(r.rc, 0) << r.output;
+  EXPECT_NE(r.rc, 124) << "still hanging after 120 s:\n" << r.output;
+  EXPECT_NE(r.output.find("(timeout 5 s;"), std::string::npos) << r.output;
+  EXPECT_LT(s, 100) << r.output;
+}
+
+TEST(PretrainGPTFlags, ParamsNormCountsEachElementOnce) {
+  const std::string flags = kTiny + std::string(" --train-iters 2 --log-params-norm");
+  RunResult one = run("OMP_NUM_THREADS=1 " + tool("pretrain_gpt") + flags);
+  RunResult two = run(mpirun(2) + tool("pretrain_gpt") + flags + " --tensor-model-parallel-size 2");
+  ASSERT_EQ(one.rc, 0) << one.output;
+  ASSERT_EQ(two.rc, 0) << two.output;
+  const auto a = params_norms(one.output), b = params_norms(two.output);
+  ASSERT_EQ(a.size(), 2u) << one.output;
+  ASSERT_EQ(b.size(), 2u) << two.output;
+  // Layer norms and row-parallel biases live on both TP ranks: counting them twice, or
+  // leaving out a shard, moves the norm by far more than the printed precision.
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_GT(a[i], 1.0);
+    EXPECT_NEAR(a[i], b[i], 2e-3) << one.output << two.output;
+  }
+}
+
+TEST(PretrainGPTFlags, ImplementationKnobsAreAcceptedWithANote) {
+  fs::path d = fresh_dir("knobs");
+  RunResult r = run(pretrain() +
+                    " --train-iters 1 --use-flash-attn --use-mcore-models --transformer-impl local"
+                    " --no-masked-softmax-fusion --no-gradient-accumulation-fusion"
+                    " --attention-softmax-in-fp32 --ckpt-format torch_dist --manual-gc --load " +
+                    (d / "nothing_here").string());
+  ASSERT_EQ(r.rc, 0) << r.output;
+  for (const char* flag : {"--use-flash-attn", "--transformer-impl", "--no-masked-softmax-fusion",
+                           "--ckpt-format", "--manual-gc"}) {
+    EXPECT_NE(r.output.find(std::string("WARNING: ") + flag), std::string::npos) << flag;
+  }
+  EXPECT_NE(r.output.find("has no effect"), std::string::npos) << r.output;
+  // A --load that names no checkpoint starts from scratch, and says so.
+  EXPECT_NE(r.output.find("no checkpoint found under --load"), std::string::npos) << r.output;
+  fs::remove_all(d);
+}
+
+TEST(PretrainGPTFlags, BadValuesExitNonZeroNamingTheFlag) {
+  fs::path d = fresh_dir("bad_values");
+  const std::string file = (d / "a_file").string();
+  run("touch " + file);
+  struct Case {
+    std::string extra, expect;
+  };
+  for (const Case& c :
+       {Case{" --train-iters 3 --eval-interval 0", "--eval-interval must be positive"},
+        Case{" --train-iters 3 --exit-interval 0", "--exit-interval must be positive"},
+        Case{" --train-iters 3 --tensorboard-log-interval 0", "--tensorboard-log-interval"},
+        Case{" --train-iters 3 --kv-channels 0", "--kv-channels must be positive"},
+        Case{" --train-iters 3 --ffn-hidden-size 0", "--ffn-hidden-size must be positive"},
+        Case{" --train-iters 3 --adam-beta1 1.5", "--adam-beta1 must lie in [0, 1)"},
+        Case{" --train-iters 3 --dataloader-type cyclic", "--dataloader-type cyclic"},
+        Case{" --train-iters 3 --save " + file + " --save-interval 1", "is not a directory"},
+        Case{" --train-iters 2 --lr-warmup-iters 2", "--lr-warmup-iters (2) must be below"}}) {
+    RunResult r = run(pretrain() + c.extra);
+    EXPECT_NE(r.rc, 0) << c.extra << "\n" << r.output;
+    EXPECT_NE(r.output.find(c.expect), std::string::npos) << c.extra << "\n" << r.output;
+  }
+  // First and last pipeline stages asking for more layers than the model has.
+  RunResult pp = run(mpirun(2) + tool("pretrain_gpt") + kTiny +
+                     " --train-iters 2 --num-layers 4 --pipeline-model-parallel-size 2"
+                     " --decoder-first-pipeline-num-layers 3 --decoder-last-pipeline-num-layers 3");
+  EXPECT_NE(pp.rc, 0) << pp.output;
+  EXPECT_NE(pp.output.find("more than --num-layers (4)"), std::string::npos) << pp.output;
+  fs::remove_all(d);
+}
+
+}  // namespace
+}  // namespace mcore::training::trainer_test
