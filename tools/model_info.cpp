@@ -4,6 +4,10 @@
 //   model_info                 every preset
 //   model_info llama3-8b ...   the named ones
 //   model_info --tp 8 NAME     also the parameters one tensor-parallel rank holds
+//
+// A --tp that the model build would reject (it must divide the attention heads, the query
+// groups and the FFN hidden size) is an error for a named preset; in the listing of every
+// preset, such rows show "-" and a note below the table says why and which sizes fit.
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -38,6 +42,43 @@ int64_t per_rank_parameters(const mcore::models::ModelPreset& p, int64_t tp) {
   return total;
 }
 
+// Why `tp` cannot shard preset `p`, or "" when it can. The check is the model build's own
+// (TransformerConfig::validate, which pretrain_gpt's config goes through), so model_info accepts
+// exactly the layouts training accepts. The padded vocabulary needs no check: Megatron pads it
+// to a multiple of 128 x tp.
+std::string tp_misfit(const mcore::models::ModelPreset& p, int64_t tp) {
+  mcore::transformer::TransformerConfig c = p.config;
+  c.tensor_model_parallel_size = tp;
+  try {
+    c.validate();
+  } catch (const mcore::Error& e) {
+    return e.message();
+  }
+  return "";
+}
+
+// The message for a --tp that does not fit preset `name`: the sizes it must divide, the build's
+// reason, and the sizes that do fit (the fix).
+std::string tp_error(const std::string& name, const mcore::models::ModelPreset& p, int64_t tp) {
+  const auto& c = p.config;
+  std::string fits;
+  for (int64_t t = 1; t <= c.num_attention_heads; ++t) {
+    if (!tp_misfit(p, t).empty()) continue;
+    if (!fits.empty()) fits += ", ";
+    fits += std::to_string(t);
+  }
+  const int64_t groups = c.num_query_groups;
+  std::string msg = "--tp " + std::to_string(tp) + " does not fit " + name + " (";
+  msg += std::to_string(c.num_attention_heads) + " attention heads, ";
+  if (groups != c.num_attention_heads) {
+    msg += std::to_string(groups) + (groups == 1 ? " query group, " : " query groups, ");
+  }
+  msg += "FFN hidden size " + std::to_string(c.ffn_hidden_size) + "; --tp must divide each): ";
+  msg += tp_misfit(p, tp);
+  msg += ". Sizes that fit: --tp " + fits;
+  return msg;
+}
+
 std::string grouped(int64_t n) {
   std::string s = std::to_string(n), out;
   for (size_t i = 0; i < s.size(); ++i) {
@@ -64,13 +105,23 @@ int main(int argc, char** argv) {
       names.push_back(a);
     }
   }
-  if (names.empty()) names = preset_names();
   if (tp < 1) {
     std::fprintf(stderr, "model_info: --tp must be a positive integer\n");
     return 2;
   }
+  // Named presets: a --tp the model build would reject is an error. The listing of every
+  // preset marks those rows instead, so `model_info --tp 2` still shows the presets it fits.
+  const bool listing_all = names.empty();
   try {
-    for (const std::string& name : names) (void)get_preset(name);  // every name, before output
+    for (const std::string& name : names) {  // every name, before output
+      const ModelPreset& p = get_preset(name);
+      if (!tp_misfit(p, tp).empty()) {
+        std::fprintf(stderr, "model_info: %s\n", tp_error(name, p, tp).c_str());
+        return 2;
+      }
+    }
+    if (listing_all) names = preset_names();
+    std::vector<std::string> notes;
     std::printf("%-14s %6s %6s %5s %4s %6s %7s %-9s %5s %16s %16s %s\n", "preset", "layers",
                 "hidden", "heads", "kv", "ffn", "vocab", "norm", "tied", "parameters", "published",
                 tp > 1 ? "per TP rank" : "");
@@ -78,6 +129,11 @@ int main(int argc, char** argv) {
       const ModelPreset& p = get_preset(name);
       const auto& c = p.config;
       const int64_t n = count_parameters(p);
+      const bool fits = tp_misfit(p, tp).empty();
+      const std::string per_rank = tp == 1 ? std::string()
+                                   : fits  ? grouped(per_rank_parameters(p, tp))
+                                           : std::string(1, '-');
+      if (!fits) notes.push_back("- " + tp_error(name, p, tp));
       std::string published = p.published_parameter_count
                                   ? grouped(p.published_parameter_count) +
                                         (n == p.published_parameter_count ? " ok" : " MISMATCH")
@@ -87,10 +143,10 @@ int main(int argc, char** argv) {
                   static_cast<long>(c.num_attention_heads), static_cast<long>(c.num_query_groups),
                   static_cast<long>(c.ffn_hidden_size), static_cast<long>(p.vocab_size),
                   c.normalization.c_str(), p.share_embeddings_and_output_weights ? "yes" : "no",
-                  grouped(n).c_str(), published.c_str(),
-                  tp > 1 ? grouped(per_rank_parameters(p, tp)).c_str() : "");
+                  grouped(n).c_str(), published.c_str(), per_rank.c_str());
       if (p.published_parameter_count && n != p.published_parameter_count) return 1;
     }
+    for (const std::string& note : notes) std::printf("%s\n", note.c_str());
   } catch (const mcore::Error& e) {
     std::fprintf(stderr, "model_info: %s\n", e.what());
     return 2;

@@ -58,5 +58,49 @@ TEST(ModelInfo, UnknownPresetAndBadTpFailClearly) {
   EXPECT_NE(r.output.find("--tp"), std::string::npos) << r.output;
 }
 
+// A --tp the model build rejects (TransformerConfig::validate: it must divide the heads, the query
+// groups and the FFN hidden size) gets no per-rank count: an error naming the numbers and the
+// sizes that fit. Llama 3 8B: 32 heads, 8 query groups -> 1, 2, 4, 8; 3 divides neither, 16 not
+// the groups. GPT-2 1.5B: 25 heads -> 1, 5, 25.
+TEST(ModelInfo, TensorParallelSizeTheModelBuildRejectsIsAnError) {
+  const std::string model_info = "OMP_NUM_THREADS=1 " + tool("model_info");
+  RunResult r = run(model_info + " --tp 3 llama3-8b");
+  EXPECT_EQ(r.rc, 2) << r.output;
+  EXPECT_EQ(r.output.find("4,0"), std::string::npos) << "no table, no count:\n" << r.output;
+  EXPECT_EQ(r.output.find("layers"), std::string::npos) << r.output;
+  for (const char* want : {"--tp 3 does not fit llama3-8b", "32 attention heads", "8 query groups",
+                           "num_attention_heads (32)", "tensor_model_parallel_size (3)",
+                           "Sizes that fit: --tp 1, 2, 4, 8"})
+    EXPECT_NE(r.output.find(want), std::string::npos) << want << "\n" << r.output;
+
+  // Heads divide, query groups do not.
+  r = run(model_info + " --tp 16 llama3-8b");
+  EXPECT_EQ(r.rc, 2) << r.output;
+  EXPECT_NE(r.output.find("num_query_groups (8)"), std::string::npos) << r.output;
+
+  // Checked before any output, whatever the order of the names.
+  r = run(model_info + " --tp 2 llama3-8b gpt2-1.5b");
+  EXPECT_EQ(r.rc, 2) << r.output;
+  EXPECT_EQ(r.output.find("layers"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--tp 2 does not fit gpt2-1.5b"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("Sizes that fit: --tp 1, 5, 25"), std::string::npos) << r.output;
+
+  // The listing of every preset still shows the ones --tp 2 fits, and marks the others: GPT-2
+  // 1.5B (25 heads) and mistral-tiny (1 query group).
+  r = run(model_info + " --tp 2");
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_NE(r.output.find(" 4,015,263,744"), std::string::npos) << r.output;
+  std::istringstream lines(r.output);
+  int marked = 0, notes = 0;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.size() > 2 && line.compare(line.size() - 2, 2, " -") == 0) ++marked;
+    if (line.rfind("- --tp 2 does not fit ", 0) == 0) ++notes;
+  }
+  EXPECT_EQ(marked, 2) << r.output;
+  EXPECT_EQ(notes, 2) << r.output;
+  EXPECT_NE(r.output.find("does not fit gpt2-1.5b"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("does not fit mistral-tiny"), std::string::npos) << r.output;
+}
+
 }  // namespace
 }  // namespace mcore::training::trainer_test
