@@ -9,7 +9,8 @@
 // (--num-layers, --hidden-size, --model PRESET, --tokenizer-type, ...). With --load they are
 // optional: the checkpoint's saved arguments fill every shape and tokenizer flag not given on
 // the command line. The checkpoint may have been saved under any tensor-parallel layout; the
-// loader stitches the shards back into whole tensors (TP = 1 here).
+// loader stitches the shards back into whole tensors (TP = 1 here). The model runs in fp32: the
+// weights of a --bf16/--fp16 checkpoint are cast on load (exactly).
 //
 // Output: the prompt followed by the generated text, streamed as it is produced; with
 // --num-samples N, N samples separated by a rule (sample i uses seed + i).
@@ -208,7 +209,7 @@ transformer::TransformerConfig config_from_args(const training::Arguments& a) {
   }
   args.hidden_dropout = 0.0;
   args.attention_dropout = 0.0;
-  args.params_dtype = "float32";  // checkpoints hold fp32 weights; CPU inference in fp32
+  args.params_dtype = "float32";  // CPU inference in fp32; bf16/fp16 weights are cast on load
   args.tensor_model_parallel_size = 1;
   args.pipeline_model_parallel_size = 1;
   args.sequence_parallel = false;
@@ -275,7 +276,11 @@ int run(int argc, char** argv) {
     for (auto& [name, p] : model.named_parameters())
       requests.push_back(dcp::ShardedTensor::whole("model." + name, *p));
     NoGradGuard no_grad;
-    dcp::LoadResult r = dcp::load_checkpoint(*dir, requests);
+    // A --bf16/--fp16 run's checkpoint: its weights widen to fp32 exactly, so the model
+    // generates from the weights the training run's forward passes used.
+    dcp::LoadOptions options;
+    options.allow_dtype_cast = true;
+    dcp::LoadResult r = dcp::load_checkpoint(*dir, requests, options);
     MCORE_CHECK(r.missing_keys.empty())
         << "checkpoint " << *dir << " lacks " << r.missing_keys.size()
         << " model tensors (first: " << r.missing_keys.front()

@@ -112,8 +112,8 @@ LoadResult load_checkpoint(const std::string& checkpoint_dir, std::vector<Sharde
         << shape_str(req.global_shape) << " (a different model configuration?)";
     MCORE_CHECK(t.dtype == req.data.dtype() || options.allow_dtype_cast)
         << "checkpoint " << checkpoint_dir << ": tensor \"" << req.key << "\" was saved as "
-        << dtype_name(t.dtype) << " but the model holds " << dtype_name(req.data.dtype())
-        << " (pass allow_dtype_cast to convert)";
+        << dtype_name(t.dtype) << " but is requested as " << dtype_name(req.data.dtype())
+        << " (request the saved dtype, or load with LoadOptions::allow_dtype_cast to convert)";
     // Assemble on the CPU, then move in one copy if the destination lives elsewhere.
     Tensor dst = req.data.device().is_cpu() ? req.data : empty(req.data.shape(), req.data.dtype());
     int64_t copied = 0;

@@ -53,9 +53,14 @@ dcp::ShardedTensor shard_like(const std::string& key, const Tensor& data,
                                    (l.tp_rank == 0 && l.dp_rank == 0 && copy == 0) ? 0 : 1);
 }
 
+constexpr const char* kOptimizerStatePrefix = "optimizer.state.";
+// The optimizer state that holds a bf16/fp16 parameter's fp32 main copy (the precise value of
+// the weight, of which the model's bf16/fp16 tensor is a rounding).
+constexpr const char* kFp32ParamState = "fp32_param";
+
 // "optimizer.state.<state>.<param name>" -> param name.
 std::string param_of_optimizer_key(const std::string& key) {
-  const std::string prefix = "optimizer.state.";
+  const std::string prefix = kOptimizerStatePrefix;
   MCORE_CHECK(key.rfind(prefix, 0) == 0) << "unexpected optimizer state key '" << key << "'";
   const size_t dot = key.find('.', prefix.size());
   MCORE_CHECK(dot != std::string::npos) << "unexpected optimizer state key '" << key << "'";
@@ -117,6 +122,15 @@ std::vector<dcp::ShardedTensor> step_shards(const NamedParameters& model,
         step_key(name, *p), t, (l.tp_rank == 0 && l.dp_rank == 0 && !copy) ? 0 : 1));
   }
   return shards;
+}
+
+std::string fp32_param_key(const std::string& checkpoint_param_name) {
+  return std::string(kOptimizerStatePrefix) + kFp32ParamState + "." + checkpoint_param_name;
+}
+
+// MegatronOptimizer keeps an fp32 main copy of exactly the bf16/fp16 parameters.
+bool has_fp32_main_param(const nn::Parameter& p) {
+  return p.dtype() == DType::BF16 || p.dtype() == DType::F16;
 }
 
 // Which checkpoint directory to load from, or nullopt.
@@ -194,19 +208,41 @@ std::optional<TrainerState> load_trainer_checkpoint(const Arguments& args,
   const bool load_optim = optimizer && !args.no_load_optim && !args.finetune;
   const bool load_rng = !args.no_load_rng && !args.finetune;
 
-  std::vector<dcp::ShardedTensor> requests = model_shards(model, l);
-  std::vector<dcp::ShardedTensor> step_requests;
+  // Model weights saved in another precision (a --bf16 checkpoint resumed in fp32, an fp32 one
+  // in bf16, bf16 <-> fp16) are cast on load, as torch's load_state_dict copies. A bf16/fp16
+  // run's optimizer state holds the fp32 master value of each weight; when that state is loaded
+  // the weight is cast from it rather than from its saved rounding, so that the run continues
+  // from the values the optimizer was updating.
+  std::vector<dcp::ShardedTensor> requests;
+  std::optional<std::pair<DType, DType>> converted;  // saved, this run's (for the log)
+  bool weights_from_fp32_params = false;
+  for (const auto& [name, p] : model) {
+    const std::string ckpt_name = checkpoint_name(name, *p);
+    std::string key = "model." + ckpt_name;
+    auto rec = meta.tensors.find(key);
+    if (rec != meta.tensors.end() && rec->second.dtype != p->dtype()) {
+      converted = {rec->second.dtype, p->dtype()};
+      if (load_optim && meta.tensors.count(fp32_param_key(ckpt_name))) {
+        key = fp32_param_key(ckpt_name);
+        weights_from_fp32_params = true;
+      }
+    }
+    requests.push_back(shard_like(key, *p, *p, l));
+  }
+  std::vector<Tensor> steps;
   std::vector<std::string> step_names;
   optimizer::OptimizerStateDict osd;
+  bool fp32_params_from_weights = false;
   if (load_optim) {
     MCORE_CHECK(s.contains("optimizer"))
         << "checkpoint " << *dir << " holds no optimizer state (saved with --no-save-optim?); "
         << "pass --no-load-optim to load only the model";
     // The optimizer allocates its state lazily, so the keys come from the checkpoint: for every
     // kind of state saved ("exp_avg", ...) and every local parameter, one receiving tensor of the
-    // parameter's local shape when the checkpoint holds that state for it.
+    // parameter's local shape when the checkpoint holds that state for it. load_checkpoint fills
+    // the tensors in place, so osd holds the loaded values.
     std::set<std::string> states;
-    const std::string prefix = "optimizer.state.";
+    const std::string prefix = kOptimizerStatePrefix;
     for (const auto& [key, rec] : meta.tensors) {
       if (key.rfind(prefix, 0) != 0) continue;
       const std::string name = param_of_optimizer_key(key);
@@ -214,6 +250,8 @@ std::optional<TrainerState> load_trainer_checkpoint(const Arguments& args,
     }
     for (const auto& state_name : states) {
       for (const auto& [name, p] : model) {
+        // This run keeps no main copy of an fp32 parameter: the saved one became its weight.
+        if (state_name == kFp32ParamState && !has_fp32_main_param(*p)) continue;
         const std::string key = prefix + state_name + "." + name;
         auto rec = meta.tensors.find(prefix + state_name + "." + checkpoint_name(name, *p));
         if (rec == meta.tensors.end()) continue;
@@ -223,29 +261,46 @@ std::optional<TrainerState> load_trainer_checkpoint(const Arguments& args,
     osd.meta = s.at("optimizer");
     auto os = optimizer_shards(model, osd, l);
     requests.insert(requests.end(), os.begin(), os.end());
+    // A checkpoint of an fp32 run has no main copies: this bf16/fp16 run's come from the saved
+    // fp32 weights themselves, not from their rounding to this run's precision.
+    for (const auto& [name, p] : model) {
+      const std::string key = prefix + kFp32ParamState + "." + name;
+      if (!has_fp32_main_param(*p) || osd.tensors.count(key)) continue;
+      Tensor main = zeros(p->shape(), DType::F32);
+      osd.tensors[key] = main;
+      requests.push_back(shard_like("model." + checkpoint_name(name, *p), main, *p, l));
+      fp32_params_from_weights = true;
+    }
     // Per-parameter step counts: saved by whichever rank holds the parameter (the metadata's
     // copy comes from rank 0 alone, which under pipeline parallelism lacks other stages').
     for (const auto& [name, p] : model) {
       const std::string key = step_key(name, *p);
       if (!meta.tensors.count(key)) continue;
-      step_requests.push_back(dcp::ShardedTensor::whole(key, zeros({1}, DType::I64)));
+      steps.push_back(zeros({1}, DType::I64));
+      requests.push_back(dcp::ShardedTensor::whole(key, steps.back()));
       step_names.push_back(name);
     }
   }
-  const size_t num_optimizer_requests = osd.tensors.size();
-  requests.insert(requests.end(), step_requests.begin(), step_requests.end());
   {
     NoGradGuard no_grad;
-    dcp::load_checkpoint(*dir, requests);
+    dcp::LoadOptions options;
+    options.allow_dtype_cast = true;
+    dcp::load_checkpoint(*dir, requests, options);
   }
   if (load_optim) {
-    size_t i = requests.size() - step_requests.size() - num_optimizer_requests;
-    for (auto& [key, t] : osd.tensors) t = requests[i++].data;
-    for (const std::string& name : step_names)
-      osd.meta["step"][name] = requests[i++].data.data<int64_t>()[0];
+    for (size_t i = 0; i < steps.size(); ++i)
+      osd.meta["step"][step_names[i]] = steps[i].data<int64_t>()[0];
     optimizer->load_state_dict(osd);
   } else if (optimizer) {
     optimizer->reload_model_params();  // fp32 main params from the loaded model weights
+  }
+  const bool rank0 = comm::is_initialized() && comm::get_rank() == 0;
+  if (converted && rank0) {
+    std::printf(" checkpoint parameters are %s, this run's %s: converted on load%s%s\n",
+                dtype_name(converted->first), dtype_name(converted->second),
+                weights_from_fp32_params ? " from the checkpoint's fp32 main params" : "",
+                fp32_params_from_weights ? "; fp32 main params from the saved fp32 weights" : "");
+    std::fflush(stdout);
   }
 
   TrainerState st;
@@ -267,7 +322,7 @@ std::optional<TrainerState> load_trainer_checkpoint(const Arguments& args,
     rng.step = s.at("rng_state").at("step").get<uint64_t>();
     set_rng_state(rng);
   }
-  if (comm::is_initialized() && comm::get_rank() == 0) {
+  if (rank0) {
     std::printf(" successfully loaded checkpoint from %s [ t %d, p %d ] at iteration %lld\n",
                 dir->c_str(), static_cast<int>(args.tensor_model_parallel_size),
                 static_cast<int>(args.pipeline_model_parallel_size),

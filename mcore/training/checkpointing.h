@@ -8,6 +8,15 @@
 //   save_trainer_checkpoint(args, iteration, model, optimizer, scheduler, state);
 //   auto loaded = load_trainer_checkpoint(args, model, optimizer, scheduler);  // --load
 //
+// A checkpoint saved in another precision loads (fp32, --bf16 and --fp16 runs resume each
+// other's checkpoints): weights are cast to this run's dtype. When the optimizer state is
+// loaded the precise fp32 values carry over: a run resuming a bf16/fp16 checkpoint in another
+// precision casts its weights from the checkpoint's fp32 main params
+// (optimizer.state.fp32_param.*) rather than from their saved rounding, and a bf16/fp16 run
+// resuming an fp32 checkpoint takes its main params from the saved fp32 weights. exp_avg and
+// exp_avg_sq are fp32 in every precision. With --no-load-optim or --finetune only the model
+// tensors are read (main params from them, as Megatron).
+//
 // Loading honours --no-load-optim, --no-load-rng and --finetune. The checkpoint loaded is the
 // one latest_checkpointed_iteration.txt names (verified: a corrupt one is an error naming the
 // problem), or, without that file, the newest valid iter_* directory.
