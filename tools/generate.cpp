@@ -29,6 +29,7 @@
 #include "mcore/models/gpt/gpt_model.h"
 #include "mcore/tokenizers/tokenizer.h"
 #include "mcore/training/arguments.h"
+#include "mcore/training/checkpointing.h"
 #include "mcore/training/training.h"
 #include "mcore/training/validate_args.h"
 
@@ -272,9 +273,8 @@ int run(int argc, char** argv) {
                          padded_vocab, max_seq, mo);
 
   if (dir) {
-    std::vector<dcp::ShardedTensor> requests;
-    for (auto& [name, p] : model.named_parameters())
-      requests.push_back(dcp::ShardedTensor::whole("model." + name, *p));
+    std::vector<dcp::ShardedTensor> requests =
+        training::model_load_requests(model.named_parameters(), *meta);
     NoGradGuard no_grad;
     // A --bf16/--fp16 run's checkpoint: its weights widen to fp32 exactly, so the model
     // generates from the weights the training run's forward passes used.

@@ -76,8 +76,9 @@ Tensor load_global_tensor(const std::string& checkpoint_dir, const std::string& 
 // checksum and holds the listed tensors; throws an Error naming the first problem.
 void verify_checkpoint(const std::string& checkpoint_dir);
 
-// The directory latest_checkpointed_iteration.txt points at (iter_XXXXXXX or release), or
-// nullopt when the file does not exist. A malformed file is an error.
+// The directory latest_checkpointed_iteration.txt points at, as a path under save_dir
+// (<save_dir>/iter_XXXXXXX or <save_dir>/release), or nullopt when the file does not exist. A
+// malformed file is an error.
 std::optional<std::string> read_latest_checkpoint_dir(const std::string& save_dir);
 
 // Auto-resume: the valid checkpoint with the highest iteration under save_dir (iter_XXXXXXX

@@ -1,5 +1,6 @@
 #include "mcore/training/checkpointing.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -19,7 +20,13 @@ namespace dcp = dist_checkpointing;
 
 struct Layout {
   int tp_rank = 0, tp_size = 1, dp_rank = 0;
+  // Loading only: > 1 when the checkpoint is from before kStridedShardsSection and was saved
+  // under this TP size, with each rank's stride-2 tensor stored whole as its contiguous shard.
+  int64_t legacy_strided_tp = 0;
 };
+
+// Marks checkpoints that save partition_stride parameters block by block (append_shards).
+constexpr const char* kStridedShardsSection = "strided_shards_global";
 
 Layout current_layout() {
   Layout l;
@@ -39,18 +46,63 @@ std::string checkpoint_name(const std::string& name, const nn::Parameter& param)
   return param.shared && param.shared_embedding ? kWordEmbeddingName : name;
 }
 
-// A tensor laid out like `param`: split along its partition dim over TP ranks, otherwise
-// replicated over TP; replicated over DP always. Only one rank of each replica set writes it.
-dcp::ShardedTensor shard_like(const std::string& key, const Tensor& data,
-                              const nn::Parameter& param, const Layout& l) {
+// The pieces of a tensor laid out like `param`, appended to `out`: split along its partition dim
+// over TP ranks, otherwise replicated over TP; replicated over DP always. Only one rank of each
+// replica set writes a piece. A parameter with partition_stride s (SwiGLU's fused [gate; up]
+// fc1: s = 2) holds s blocks, block j being its slice of the global tensor's j-th part, so each
+// block goes to its own place: rank r of tp holds fragment j * tp + r of s * tp (Megatron's
+// apply_swiglu_sharded_factory). Saved as one contiguous shard, [gate_0; up_0; gate_1; up_1]
+// would pass for the global [gate; up] and load wrongly under any other TP size.
+void append_shards(std::vector<dcp::ShardedTensor>& out, const std::string& key, const Tensor& data,
+                   const nn::Parameter& param, const Layout& l) {
   // The tied copy on the last stage duplicates the first stage's embedding: never written.
   const int64_t copy = (param.shared && param.shared_embedding) ? 1 : 0;
-  if (param.tensor_model_parallel && param.partition_dim >= 0 && l.tp_size > 1) {
-    return dcp::ShardedTensor::from_rank_offsets(
-        key, data, {{param.partition_dim, l.tp_rank, l.tp_size}}, l.dp_rank + copy);
+  const bool legacy = l.legacy_strided_tp > 1 && param.partition_stride > 1;
+  if (!(param.tensor_model_parallel && param.partition_dim >= 0 && (l.tp_size > 1 || legacy))) {
+    out.push_back(dcp::ShardedTensor::whole(
+        key, data, (l.tp_rank == 0 && l.dp_rank == 0 && copy == 0) ? 0 : 1));
+    return;
   }
-  return dcp::ShardedTensor::whole(key, data,
-                                   (l.tp_rank == 0 && l.dp_rank == 0 && copy == 0) ? 0 : 1);
+  NoGradGuard no_grad;  // the pieces are views for copying in and out, not graph nodes
+  const int64_t dim = param.partition_dim, stride = std::max(1, param.partition_stride);
+  const int64_t block = data.size(dim) / stride;
+  MCORE_CHECK(block * stride == data.size(dim))
+      << "checkpoint: \"" << key << "\" has " << data.size(dim) << " rows along dim " << dim
+      << ", not a multiple of its partition stride " << stride;
+  for (int64_t j = 0; j < stride; ++j) {
+    Tensor piece = stride == 1 ? data : data.narrow(dim, j * block, block);
+    dcp::ShardedTensor st = dcp::ShardedTensor::from_rank_offsets(
+        key, piece, {{dim, j * l.tp_size + l.tp_rank, stride * l.tp_size}}, l.dp_rank + copy);
+    if (stride == 1 || l.legacy_strided_tp <= 1) {
+      out.push_back(std::move(st));
+      continue;
+    }
+    // A legacy checkpoint holds global row i of block j at its saving rank r = i / b (b = rows
+    // per block per rank there), row r * stride * b + j * b + i % b. Request the piece in runs
+    // that stay within one saving rank's block.
+    const int64_t rows = st.global_shape[dim] / stride, b = rows / l.legacy_strided_tp;
+    MCORE_CHECK(b * l.legacy_strided_tp == rows)
+        << "checkpoint: \"" << key << "\" has " << rows << " rows per block, not divisible by "
+        << "the tensor parallel size " << l.legacy_strided_tp << " it was saved under";
+    const int64_t first = st.global_offset[dim] - j * rows;  // this piece's first row in block j
+    for (int64_t i = first; i < first + block;) {
+      const int64_t run = std::min(first + block, (i / b + 1) * b) - i;
+      dcp::ShardedTensor part = st;
+      part.data = piece.narrow(dim, i - first, run);
+      part.global_offset[dim] = (i / b) * stride * b + j * b + i % b;
+      out.push_back(std::move(part));
+      i += run;
+    }
+  }
+}
+
+// Checkpoints from before kStridedShardsSection saved stride-2 parameters rank by rank: the TP
+// size they were saved under when that matters (> 1), else 0.
+int64_t legacy_strided_tp(const dcp::CheckpointMetadata& meta) {
+  if (meta.sections.value(kStridedShardsSection, false)) return 0;
+  const int64_t tp =
+      meta.parallel_layout.value("tensor_model_parallel_size", static_cast<int64_t>(1));
+  return tp > 1 ? tp : 0;
 }
 
 constexpr const char* kOptimizerStatePrefix = "optimizer.state.";
@@ -78,9 +130,8 @@ std::map<std::string, nn::ParameterPtr> params_by_name(const NamedParameters& mo
 
 std::vector<dcp::ShardedTensor> model_shards(const NamedParameters& model, const Layout& l) {
   std::vector<dcp::ShardedTensor> shards;
-  for (auto& [name, p] : model) {
-    shards.push_back(shard_like("model." + checkpoint_name(name, *p), *p, *p, l));
-  }
+  for (auto& [name, p] : model)
+    append_shards(shards, "model." + checkpoint_name(name, *p), *p, *p, l);
   return shards;
 }
 
@@ -99,7 +150,7 @@ std::vector<dcp::ShardedTensor> optimizer_shards(const NamedParameters& model,
     auto it = params.find(param_of_optimizer_key(key));
     MCORE_CHECK(it != params.end())
         << "optimizer state '" << key << "' belongs to no parameter of the model";
-    shards.push_back(shard_like(optimizer_checkpoint_key(key, *it->second), t, *it->second, l));
+    append_shards(shards, optimizer_checkpoint_key(key, *it->second), t, *it->second, l);
   }
   return shards;
 }
@@ -172,6 +223,7 @@ std::string save_trainer_checkpoint(const Arguments& args, const NamedParameters
   s["num_skipped_iterations"] = state.num_skipped_iterations;
   s["num_nan_iterations"] = state.num_nan_iterations;
   s["checkpoint_version"] = 3.0;
+  s[kStridedShardsSection] = true;
   s["args"] = format_args(args);
   if (!args.no_save_rng) {
     const RngState rng = get_rng_state();
@@ -204,9 +256,10 @@ std::optional<TrainerState> load_trainer_checkpoint(const Arguments& args,
   }
   const dcp::CheckpointMetadata meta = dcp::CheckpointMetadata::read(*dir);
   const nlohmann::json& s = meta.sections;
-  const Layout l = current_layout();
+  Layout l = current_layout();
   const bool load_optim = optimizer && !args.no_load_optim && !args.finetune;
   const bool load_rng = !args.no_load_rng && !args.finetune;
+  l.legacy_strided_tp = legacy_strided_tp(meta);
 
   // Model weights saved in another precision (a --bf16 checkpoint resumed in fp32, an fp32 one
   // in bf16, bf16 <-> fp16) are cast on load, as torch's load_state_dict copies. A bf16/fp16
@@ -227,7 +280,7 @@ std::optional<TrainerState> load_trainer_checkpoint(const Arguments& args,
         weights_from_fp32_params = true;
       }
     }
-    requests.push_back(shard_like(key, *p, *p, l));
+    append_shards(requests, key, *p, *p, l);
   }
   std::vector<Tensor> steps;
   std::vector<std::string> step_names;
@@ -268,7 +321,7 @@ std::optional<TrainerState> load_trainer_checkpoint(const Arguments& args,
       if (!has_fp32_main_param(*p) || osd.tensors.count(key)) continue;
       Tensor main = zeros(p->shape(), DType::F32);
       osd.tensors[key] = main;
-      requests.push_back(shard_like("model." + checkpoint_name(name, *p), main, *p, l));
+      append_shards(requests, "model." + checkpoint_name(name, *p), main, *p, l);
       fp32_params_from_weights = true;
     }
     // Per-parameter step counts: saved by whichever rank holds the parameter (the metadata's
@@ -330,6 +383,26 @@ std::optional<TrainerState> load_trainer_checkpoint(const Arguments& args,
     std::fflush(stdout);
   }
   return st;
+}
+
+std::optional<int64_t> checkpoint_padded_vocab_size(const Arguments& args) {
+  if (!args.load) return std::nullopt;
+  const std::optional<std::string> dir = checkpoint_to_load(*args.load);
+  if (!dir) return std::nullopt;
+  const dcp::CheckpointMetadata meta = dcp::CheckpointMetadata::read(*dir);
+  auto it = meta.tensors.find(std::string("model.") + kWordEmbeddingName);
+  if (it == meta.tensors.end() || it->second.global_shape.empty()) return std::nullopt;
+  return it->second.global_shape[0];
+}
+
+std::vector<dcp::ShardedTensor> model_load_requests(const NamedParameters& model,
+                                                    const dcp::CheckpointMetadata& meta) {
+  Layout l = current_layout();
+  l.legacy_strided_tp = legacy_strided_tp(meta);
+  std::vector<dcp::ShardedTensor> requests;
+  for (const auto& [name, p] : model)
+    append_shards(requests, "model." + checkpoint_name(name, *p), *p, *p, l);
+  return requests;
 }
 
 }  // namespace mcore::training

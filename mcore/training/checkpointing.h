@@ -25,7 +25,10 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "mcore/dist_checkpointing/metadata.h"
+#include "mcore/dist_checkpointing/sharded_tensor.h"
 #include "mcore/nn/module.h"
 #include "mcore/optimizer/optimizer.h"
 #include "mcore/optimizer/optimizer_param_scheduler.h"
@@ -58,5 +61,18 @@ std::optional<TrainerState> load_trainer_checkpoint(const Arguments& args,
                                                     const NamedParameters& model,
                                                     optimizer::MegatronOptimizer* optimizer,
                                                     optimizer::OptimizerParamScheduler* scheduler);
+
+// The padded vocabulary size (word-embedding rows) of the checkpoint --load would load, or
+// nullopt without one. Megatron pads the vocabulary to a multiple of 128 x TP, so a checkpoint
+// saved under another TP size may have more or fewer padding rows than this run would make.
+std::optional<int64_t> checkpoint_padded_vocab_size(const Arguments& args);
+
+// Requests that fill `model`'s parameters (this process's tensor-parallel shards; the whole
+// tensors when model parallelism is not initialized) from the checkpoint `meta` describes, for
+// dist_checkpointing::load_checkpoint. They place SwiGLU's fused [gate; up] fc1 (partition
+// stride 2) by its blocks, and read checkpoints of older mcore versions, which stored it rank by
+// rank, from where those put it.
+std::vector<dist_checkpointing::ShardedTensor> model_load_requests(
+    const NamedParameters& model, const dist_checkpointing::CheckpointMetadata& meta);
 
 }  // namespace mcore::training

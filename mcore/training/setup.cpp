@@ -1,6 +1,11 @@
 #include "mcore/training/setup.h"
 
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+
 #include "mcore/base/error.h"
+#include "mcore/training/checkpointing.h"
 
 namespace mcore::training {
 
@@ -113,6 +118,41 @@ optimizer::OptimizerConfig optimizer_config(const Arguments& a) {
   c.clip_grad = a.clip_grad;
   c.check_for_nan_in_grad = a.check_for_nan_in_loss_and_grad;
   return c;
+}
+
+// The environment variable is a launcher-level setting that reaches every tool without editing
+// its flags.
+std::chrono::seconds distributed_timeout(const Arguments& args) {
+  if (const char* env = std::getenv("MCORE_DISTRIBUTED_TIMEOUT_SECONDS")) {
+    char* end = nullptr;
+    const long long v = std::strtoll(env, &end, 10);
+    if (end != env && *end == '\0' && v > 0) return std::chrono::seconds(v);
+  }
+  return std::chrono::seconds(args.distributed_timeout_minutes * 60);
+}
+
+// The vocabulary padding is a function of the TP size (a multiple of 128 x TP): a checkpoint
+// saved under another TP size has other padding rows. They are model rows like any other (the
+// output layer gives them logits), so the run takes the checkpoint's size when its TP size can
+// split it, and the checkpoint loads unchanged under the new layout.
+void adopt_checkpoint_vocab_size(Arguments& args, int64_t vocab_size) {
+  const std::optional<int64_t> saved = checkpoint_padded_vocab_size(args);
+  if (!saved || *saved == *args.padded_vocab_size) return;
+  MCORE_CHECK(*saved >= vocab_size) << "the checkpoint under --load " << *args.load << " has "
+                                    << *saved << " vocabulary rows, fewer than the tokenizer's "
+                                    << vocab_size << " tokens (wrong tokenizer?)";
+  MCORE_CHECK(*saved % args.tensor_model_parallel_size == 0)
+      << "the checkpoint under --load " << *args.load << " has " << *saved
+      << " vocabulary rows, which tensor parallel size " << args.tensor_model_parallel_size
+      << " cannot split evenly";
+  if (args.rank == 0) {
+    std::printf(
+        "using the checkpoint's padded vocabulary size %lld (this layout would pad to "
+        "%lld)\n",
+        static_cast<long long>(*saved), static_cast<long long>(*args.padded_vocab_size));
+    std::fflush(stdout);
+  }
+  args.padded_vocab_size = *saved;
 }
 
 }  // namespace mcore::training

@@ -183,17 +183,6 @@ std::vector<datasets::GPTBatch> next_batches(datasets::DataLoader& loader, int64
   return v;
 }
 
-// --distributed-timeout-minutes, unless MCORE_DISTRIBUTED_TIMEOUT_SECONDS overrides it (a
-// launcher-level setting that reaches every tool without editing its flags).
-std::chrono::seconds distributed_timeout(const Arguments& args) {
-  if (const char* env = std::getenv("MCORE_DISTRIBUTED_TIMEOUT_SECONDS")) {
-    char* end = nullptr;
-    const long long v = std::strtoll(env, &end, 10);
-    if (end != env && *end == '\0' && v > 0) return std::chrono::seconds(v);
-  }
-  return std::chrono::seconds(args.distributed_timeout_minutes * 60);
-}
-
 // Megatron's --log-params-norm: the L2 norm of the whole model, each element counted once (no
 // tensor-parallel replicas, no tied copy), over the model-parallel group.
 double params_norm(const NamedParameters& params) {
@@ -247,6 +236,7 @@ int pretrain_gpt(Arguments& args) {
   // ---- tokenizer, vocabulary, model ----
   auto tokenizer = build_tokenizer_from_args(args);
   set_padded_vocab_size(args, tokenizer->vocab_size());
+  adopt_checkpoint_vocab_size(args, tokenizer->vocab_size());
   print_args(args);
   set_rng_state(RngState{static_cast<uint64_t>(args.seed), 0});
   transformer::TransformerConfig config = transformer_config_from_args(args);
