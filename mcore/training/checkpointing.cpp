@@ -395,6 +395,10 @@ std::optional<int64_t> checkpoint_padded_vocab_size(const Arguments& args) {
   return it->second.global_shape[0];
 }
 
+std::vector<dcp::ShardedTensor> model_sharded_tensors(const NamedParameters& model) {
+  return model_shards(model, current_layout());
+}
+
 std::vector<dcp::ShardedTensor> model_load_requests(const NamedParameters& model,
                                                     const dcp::CheckpointMetadata& meta) {
   Layout l = current_layout();

@@ -67,6 +67,12 @@ std::optional<TrainerState> load_trainer_checkpoint(const Arguments& args,
 // saved under another TP size may have more or fewer padding rows than this run would make.
 std::optional<int64_t> checkpoint_padded_vocab_size(const Arguments& args);
 
+// `model`'s parameters as this process's pieces of the global tensors, keyed "model.<name>"
+// with global layer numbers (Megatron's sharded_state_dict), for
+// dist_checkpointing::save_checkpoint: tensor-parallel shards with their global offsets, one
+// writer per data-parallel replica set, SwiGLU's fused fc1 placed block by block.
+std::vector<dist_checkpointing::ShardedTensor> model_sharded_tensors(const NamedParameters& model);
+
 // Requests that fill `model`'s parameters (this process's tensor-parallel shards; the whole
 // tensors when model parallelism is not initialized) from the checkpoint `meta` describes, for
 // dist_checkpointing::load_checkpoint. They place SwiGLU's fused [gate; up] fc1 (partition

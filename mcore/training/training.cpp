@@ -330,6 +330,9 @@ int pretrain_gpt(Arguments& args) {
 
   auto save = [&]() {
     if (!args.save) return;
+    // Announced first, as Megatron does, so a log cut off by a kill shows a save was under way.
+    print_rank0(strf(" saving checkpoint at iteration %7lld to %s\n",
+                     static_cast<long long>(state.iteration), args.save->c_str()));
     const std::string dir =
         save_trainer_checkpoint(args, model.named_parameters(), opt.get(), scheduler, state);
     print_rank0(strf("  successfully saved checkpoint at iteration %7lld to %s\n",
