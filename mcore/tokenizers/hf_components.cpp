@@ -6,6 +6,7 @@
 #include "mcore/tokenizers/byte_level.h"
 #include "mcore/tokenizers/split_pattern.h"
 #include "mcore/tokenizers/unicode.h"
+#include "mcore/tokenizers/unicode_normalize.h"
 
 namespace mcore::tokenizers::hf {
 namespace {
@@ -85,17 +86,10 @@ struct StripNormalizer : Normalizer {
   }
 };
 
-// NFC by quick check only: text that passes it is already NFC and stays unchanged (nearly all
-// text does; composing normalization tables are not implemented). Text that fails is reported
-// rather than tokenized differently from Hugging Face.
+// Unicode NFC (UAX #15), as the `tokenizers` crate applies it: decomposed and non-canonically
+// ordered text is composed. Text already in NFC passes the quick check and is left untouched.
 struct NfcNormalizer : Normalizer {
-  void normalize(std::string& s) const override {
-    size_t where = 0;
-    MCORE_CHECK(nfc_quick_check(s, &where))
-        << "HuggingFaceTokenizer: the NFC normalizer would change this text (at byte " << where
-        << ": decomposed or non-canonical characters); mcore implements NFC only for text "
-           "already in NFC. Normalize the corpus to NFC before tokenizing";
-  }
+  void normalize(std::string& s) const override { nfc_normalize_in_place(s); }
 };
 
 // ---- pre-tokenizers ----

@@ -1,9 +1,9 @@
 // The pieces of a Hugging Face tokenizer.json pipeline that mcore implements: normalizers
-// (Sequence, Prepend, Replace, Strip, NFC on already-composed text), pre-tokenizers (ByteLevel,
-// Split with the GPT-2 / Llama-3 / Qwen2 regexes, Metaspace, Sequence) and decoders (ByteLevel,
-// Metaspace, Replace, ByteFallback, Fuse, Strip, Sequence), each with the semantics of the Rust
-// `tokenizers` crate. A component this file does not know is an error at load time naming its
-// type, never a silent difference.
+// (Sequence, Prepend, Replace, Strip, NFC), pre-tokenizers (ByteLevel, Split with the GPT-2 /
+// Llama-3 / Qwen2 regexes, Metaspace, Sequence) and decoders (ByteLevel, Metaspace, Replace,
+// ByteFallback, Fuse, Strip, Sequence), each with the semantics of the Rust `tokenizers` crate.
+// A component this file does not know is an error at load time naming its type, never a silent
+// difference.
 #pragma once
 
 #include <deque>
