@@ -319,6 +319,20 @@ int run(int argc, char** argv) {
     // decoding the whole continuation and printing what is new.
     std::vector<tokenizers::TokenId> generated;
     std::string printed;
+    // The continuation is decoded after the prompt's tokens, not alone: decoding is not
+    // concatenative for every tokenizer (SentencePiece drops a leading space of the first piece;
+    // NullTokenizer separates ids by spaces), so the text printed after the prompt is what
+    // decoding prompt + continuation adds to decoding the prompt.
+    const std::vector<tokenizers::TokenId> context = tokenizer->encode(g.prompt);
+    const std::string context_text = tokenizer->decode(context);
+    auto continuation_text = [&] {
+      std::vector<tokenizers::TokenId> all = context;
+      all.insert(all.end(), generated.begin(), generated.end());
+      std::string full = tokenizer->decode(all);
+      if (full.compare(0, context_text.size(), context_text) == 0)
+        return full.substr(context_text.size());
+      return tokenizer->decode(generated);
+    };
     // The prompt is echoed once the first token exists, after the prefill's log lines.
     bool echoed = false;
     auto echo_prompt = [&] {
@@ -335,7 +349,7 @@ int run(int argc, char** argv) {
         return;  // an id the tokenizer cannot print (e.g. ByteTokenizer's unused ids >= 256)
       }
       generated.push_back(id);
-      std::string text = tokenizer->decode(generated);
+      std::string text = continuation_text();
       if (text.size() > printed.size() && text.compare(0, printed.size(), printed) == 0) {
         std::string fresh = text.substr(printed.size());
         // Hold back a trailing replacement character (an incomplete UTF-8 sequence).
@@ -347,7 +361,7 @@ int run(int argc, char** argv) {
     };
     inference::GenerationResult r = inference::generate(model, prompt, o, max_seq);
     echo_prompt();
-    const std::string text = tokenizer->decode(generated);
+    const std::string text = continuation_text();
     if (text.size() > printed.size() && text.compare(0, printed.size(), printed) == 0)
       std::printf("%s", text.substr(printed.size()).c_str());
     std::printf("\n");

@@ -72,17 +72,19 @@ double all_reduce_scalar(const comm::ProcessGroupPtr& group, double v, comm::Red
 
 // One step's microbatches through this rank's model chunks with the pipeline schedule (or
 // without one). The loss reported is a ratio sum / count, shared from the last pipeline stage
-// to every rank and summed over data-parallel ranks by the caller: by default the sum of the
-// microbatches' masked mean token losses over the number of microbatches (Megatron's mean of
-// means); with --calculate-per-token-loss the sum of all token losses over the number of loss
-// tokens, and backward starts from the unnormalized sum (finalize_model_grads divides the
-// gradients by the global token count). Dropout masks are keyed by the RNG step, set from the
-// microbatch's place in the global batch (microbatch m of data-parallel rank r holds the
+// to every rank and summed over data-parallel ranks by the caller: the sum of all masked token
+// losses over the number of loss tokens, as Megatron-LM reports `lm loss` (its loss_func's
+// reporting pair). The gradients follow Megatron's objective: by default each microbatch's
+// masked mean token loss over the number of microbatches (a mean of means, which equals the
+// reported value whenever every microbatch has as many loss tokens); with
+// --calculate-per-token-loss backward starts from the unnormalized sum (finalize_model_grads
+// divides the gradients by the global token count). Dropout masks are keyed by the RNG step, set
+// from the microbatch's place in the global batch (microbatch m of data-parallel rank r holds the
 // global batch's micro-slot m * dp + r), so that every schedule, recompute, and data-parallel
 // size with the same micro batch size draws the same masks for the same samples.
 struct StepLoss {
   double loss_sum = 0;
-  double count = 0;       // microbatches, or loss tokens with --calculate-per-token-loss
+  double count = 0;       // loss tokens
   double num_tokens = 0;  // this rank's loss tokens (last pipeline stage; 0 elsewhere)
   pipeline_parallel::ScheduleStats stats;
 };
@@ -115,8 +117,8 @@ StepLoss run_microbatches(GPTModelChunks& model, const std::vector<datasets::GPT
                   last ? b.labels : Tensor());
     if (!last) return {out, {}, 0.0};
     Tensor loss = F::sum(F::mul(out, b.loss_mask));
+    const double value = loss.item();  // reported: the token-loss sum
     if (!a.calculate_per_token_loss) loss = F::scale(loss, 1.0 / std::max(mask_sum, 1.0));
-    const double value = loss.item();
     if (!forward_only && a.check_for_nan_in_loss_and_grad && !a.fp16 && !std::isfinite(value)) {
       MCORE_CHECK(false) << "Rank " << comm::get_rank() << ": found "
                          << (std::isnan(value) ? "NaN" : "Inf")
@@ -152,7 +154,7 @@ StepLoss run_microbatches(GPTModelChunks& model, const std::vector<datasets::GPT
   for (const auto& reported : res.losses_reduced)
     for (const auto& [name, v] : reported)
       if (name == "lm loss") sum += v;
-  double count = a.calculate_per_token_loss ? res.num_tokens : static_cast<double>(num_mb);
+  double count = res.num_tokens;
   // Only the last pipeline stage computed the loss: share it along the pipeline.
   if (parallel_state::get_pipeline_model_parallel_world_size() > 1) {
     const bool last = parallel_state::is_pipeline_last_stage();
@@ -417,13 +419,15 @@ int pretrain_gpt(Arguments& args) {
     args.consumed_train_samples = state.consumed_train_samples;
     saved_at_current = false;
 
+    // As Megatron's training_log: a skipped step (fp16 overflow) adds nothing to the interval's
+    // mean loss, and counts as a nan iteration when its loss was not finite.
     const double loss = data_parallel_loss(dp_group, step.loss_sum, step.count);
-    if (!std::isfinite(loss)) {
-      ++state.num_nan_iterations;
-      ++nan_interval;
-    } else {
+    if (sr.success) {
       loss_sum_interval += loss;
       ++loss_count_interval;
+    } else if (!std::isfinite(loss)) {
+      ++state.num_nan_iterations;
+      ++nan_interval;
     }
     const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
     interval_time += elapsed;
@@ -464,20 +468,25 @@ int pretrain_gpt(Arguments& args) {
       const double avg_loss =
           loss_count_interval ? loss_sum_interval / static_cast<double>(loss_count_interval) : 0;
       const MemoryGib mem = memory_gib(device);
+      // Megatron's fields in its order (FORMATS.md), ours after them.
+      const auto wall = std::chrono::system_clock::now();
+      const std::time_t now = std::chrono::system_clock::to_time_t(wall);
+      const long long micros =
+          std::chrono::duration_cast<std::chrono::microseconds>(wall.time_since_epoch()).count() %
+          1000000;
       char ts[32];
-      std::time_t now = std::time(nullptr);
       std::strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S", std::localtime(&now));
       std::string line =
-          strf(" [%s] iteration %8lld/%8lld |", ts, static_cast<long long>(state.iteration),
-               static_cast<long long>(train_iters));
+          strf(" [%s.%06lld] iteration %8lld/%8lld |", ts, micros,
+               static_cast<long long>(state.iteration), static_cast<long long>(train_iters));
       line +=
           strf(" consumed samples: %12lld |", static_cast<long long>(state.consumed_train_samples));
       line += strf(" elapsed time per iteration (ms): %.1f |", ms);
-      line += strf(
-          " throughput per GPU (TFLOP/s/GPU): %.1f |",
-          num_floating_point_operations(args, batch_size) / (ms * 1e-3 * 1e12 * args.world_size));
-      line += strf(" tokens per second: %.0f |",
-                   static_cast<double>(batch_size * *args.seq_length) / (ms * 1e-3));
+      if (args.log_throughput) {
+        line += strf(
+            " throughput per GPU (TFLOP/s/GPU): %.1f |",
+            num_floating_point_operations(args, batch_size) / (ms * 1e-3 * 1e12 * args.world_size));
+      }
       line += strf(" learning rate: %.6E |", lr);
       line += strf(" global batch size: %5lld |", static_cast<long long>(batch_size));
       if (loss_count_interval) line += strf(" lm loss: %.6E |", avg_loss);
@@ -488,6 +497,8 @@ int pretrain_gpt(Arguments& args) {
       line +=
           strf(" number of skipped iterations: %3lld |", static_cast<long long>(skipped_interval));
       line += strf(" number of nan iterations: %3lld |", static_cast<long long>(nan_interval));
+      line += strf(" tokens per second: %.0f |",
+                   static_cast<double>(batch_size * *args.seq_length) / (ms * 1e-3));
       // CPU: resident set; GPU: the caching allocator's allocated bytes (and reserved).
       line += strf(" mem (GiB): %.2f, peak %.2f |", mem.current, mem.peak);
       if (device.is_cuda()) line += strf(" mem reserved (GiB): %.2f |", mem.reserved);

@@ -37,7 +37,8 @@ void note_flags_without_effect(const Arguments& a) {
       {"apply_rope_fusion", "--no-rope-fusion: mcore picks its own fusions"},
       {"persist_layer_norm", "--no-persist-layer-norm: mcore has one layer norm kernel"},
       {"gradient_accumulation_fusion",
-       "--no-gradient-accumulation-fusion: mcore picks its own fusions"},
+       "--no-gradient-accumulation-fusion: weight gradients are always made in the parameter "
+       "dtype and then added to the fp32 grad buffer, Megatron's unfused path"},
       {"cross_entropy_loss_fusion", "--cross-entropy-loss-fusion: the loss is always fused"},
       {"attention_softmax_in_fp32",
        "--attention-softmax-in-fp32: the attention softmax always accumulates in fp32"},

@@ -132,8 +132,12 @@ class GenerateTool : public ::testing::Test {
     o.sampling = sampling;
     o.vocab_size = tok->vocab_size();
     auto r = inference::generate(*model_, ids, o, 64);
-    std::vector<tokenizers::TokenId> gen(r.tokens.begin(), r.tokens.end());
-    return prompt + tok->decode(gen) + "\n";
+    // The continuation as decoded after the prompt's tokens (NullTokenizer puts a space
+    // between ids, the prompt's last and the first generated one included).
+    std::vector<tokenizers::TokenId> all = tok->encode(prompt);
+    const std::string before = tok->decode(all);
+    all.insert(all.end(), r.tokens.begin(), r.tokens.end());
+    return prompt + tok->decode(all).substr(before.size()) + "\n";
   }
 
   fs::path dir_;

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
 #include <regex>
 #include <string>
 #include <vector>
@@ -130,6 +131,60 @@ TEST(PretrainGPTFlags, ImplementationKnobsAreAcceptedWithANote) {
   EXPECT_NE(r.output.find("has no effect"), std::string::npos) << r.output;
   // A --load that names no checkpoint starts from scratch, and says so.
   EXPECT_NE(r.output.find("no checkpoint found under --load"), std::string::npos) << r.output;
+  fs::remove_all(d);
+}
+
+// Megatron-LM's iteration line (FORMATS.md): its fields in its order, microseconds in the
+// timestamp, throughput only with --log-throughput, mcore's own fields after the nan count.
+TEST(PretrainGPTFlags, IterationLineHasMegatronsFieldsInOrder) {
+  RunResult r = run(pretrain() + " --train-iters 1 --log-throughput");
+  ASSERT_EQ(r.rc, 0) << r.output;
+  const std::regex line(
+      R"( \[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}\] iteration        1/       1 \|)"
+      R"( consumed samples:            4 \| elapsed time per iteration \(ms\): [0-9.]+ \|)"
+      R"( throughput per GPU \(TFLOP/s/GPU\): [0-9.]+ \| learning rate: [0-9.E+-]+ \|)"
+      R"( global batch size:     4 \| lm loss: [0-9.E+-]+ \| loss scale: 1\.0 \|)"
+      R"( grad norm: [0-9.]+ \| number of skipped iterations:   0 \|)"
+      R"( number of nan iterations:   0 \| tokens per second: [0-9]+ \|)");
+  EXPECT_TRUE(std::regex_search(r.output, line)) << r.output;
+  RunResult plain = run(pretrain() + " --train-iters 1");
+  ASSERT_EQ(plain.rc, 0) << plain.output;
+  EXPECT_EQ(plain.output.find("throughput per GPU"), std::string::npos) << plain.output;
+}
+
+// The logged lm loss is all loss tokens' mean, as Megatron-LM reports it, whichever loss the
+// gradients follow: with --eod-mask-loss the microbatches have different numbers of loss tokens,
+// and a mean of the microbatch means would differ from it.
+TEST(PretrainGPTFlags, LoggedLossIsTheMeanOverAllLossTokens) {
+  fs::path d = fresh_dir("token_mean");
+  {
+    // Documents of 3 to 40 bytes: every 32-token sample holds a different number of EODs.
+    std::ofstream f(d / "docs.jsonl");
+    for (int i = 0; i < 300; ++i)
+      f << "{\"text\": \"" << std::string(3 + (i * 7919) % 38, static_cast<char>('a' + i % 26))
+        << "\"}\n";
+  }
+  RunResult prep = run(tool("preprocess_data") + " --input " + (d / "docs.jsonl").string() +
+                       " --output-prefix " + (d / "docs").string() +
+                       " --tokenizer-type ByteTokenizer --append-eod --workers 1");
+  ASSERT_EQ(prep.rc, 0) << prep.output;
+  const std::string base =
+      "OMP_NUM_THREADS=1 " + tool("pretrain_gpt") +
+      " --num-layers 2 --hidden-size 64 --num-attention-heads 4 --seq-length 32"
+      " --max-position-embeddings 32 --tokenizer-type ByteTokenizer --data-path " +
+      (d / "docs_text_document").string() +
+      " --split 98,2,0 --micro-batch-size 2 --global-batch-size 8 --train-iters 1 --lr 1e-3"
+      " --eod-mask-loss --log-interval 1 --data-cache-path " +
+      (d / "cache").string();
+  auto first_loss = [&](const std::string& extra) {
+    RunResult r = run(base + extra);
+    EXPECT_EQ(r.rc, 0) << r.output;
+    std::smatch m;
+    const std::regex re("\\| lm loss: ([0-9.E+-]+) \\|");
+    EXPECT_TRUE(std::regex_search(r.output, m, re)) << r.output;
+    return m.empty() ? std::string() : m[1].str();
+  };
+  EXPECT_EQ(first_loss(""), first_loss(" --calculate-per-token-loss"));
   fs::remove_all(d);
 }
 
