@@ -74,8 +74,8 @@ BlendedDataset::BlendedDataset(std::vector<std::shared_ptr<const SampleDataset>>
         << "The " << split_name(split_) << " blend oversamples the contributing datasets and, "
         << "for example, requests " << used[d] << " samples from dataset number " << d
         << " in excess of its size " << datasets_[d]->size()
-        << ". Increase mid_level_dataset_surplus (currently " << config_->mid_level_dataset_surplus
-        << "), e.g. two- or ten-fold.";
+        << ". Increase --mid-level-dataset-surplus (mid_level_dataset_surplus, currently "
+        << config_->mid_level_dataset_surplus << "), e.g. two- or ten-fold.";
   if (config_->path_to_cache) {
     make_dirs(*config_->path_to_cache);
     const int64_t n = static_cast<int64_t>(dataset_index_.size());

@@ -141,6 +141,7 @@ struct Arguments {
   std::optional<std::vector<std::string>> valid_data_path;
   std::optional<std::vector<std::string>> test_data_path;
   std::optional<std::string> data_cache_path;
+  double mid_level_dataset_surplus = 0.005;
   bool mock_data = false;
   std::optional<int64_t> seq_length;
   int64_t num_workers = 2;

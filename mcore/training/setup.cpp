@@ -53,6 +53,7 @@ datasets::SplitDatasets build_datasets(const Arguments& a, const tokenizers::Tok
     cfg.split = a.split.value_or("969,30,1");
   }
   cfg.path_to_cache = a.data_cache_path;
+  cfg.mid_level_dataset_surplus = a.mid_level_dataset_surplus;
   cfg.mmap_bin_files = a.mmap_bin_files;
   cfg.reset_position_ids = a.reset_position_ids;
   cfg.reset_attention_mask = a.reset_attention_mask;

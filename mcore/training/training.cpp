@@ -297,7 +297,7 @@ int pretrain_gpt(Arguments& args) {
   sizes[0] = args.skip_train ? 0 : args.train_samples ? *args.train_samples : train_iters * gbs;
   const int64_t eval_iters = do_eval ? *args.eval_iters : 0;
   sizes[1] = !do_eval          ? 0
-             : args.skip_train ? state.consumed_valid_samples + eval_iters * gbs
+             : args.skip_train ? eval_iters * gbs
                                : (train_iters / *args.eval_interval + 1) * eval_iters * gbs;
   sizes[2] = eval_iters * gbs;
   datasets::SplitDatasets ds = build_datasets(args, *tokenizer, sizes);
@@ -309,8 +309,10 @@ int pretrain_gpt(Arguments& args) {
   }
   std::unique_ptr<datasets::DataLoader> valid_loader;
   if (do_eval && ds[1]) {
-    valid_loader = std::make_unique<datasets::DataLoader>(ds[1], state.consumed_valid_samples,
-                                                          *args.micro_batch_size, dp_rank, dp_size);
+    // An evaluation-only run reads the split from its start, as Megatron's --skip-train does.
+    valid_loader = std::make_unique<datasets::DataLoader>(
+        ds[1], args.skip_train ? 0 : state.consumed_valid_samples, *args.micro_batch_size, dp_rank,
+        dp_size);
   }
 
   // ---- logging ----

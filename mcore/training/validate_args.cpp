@@ -448,6 +448,8 @@ void validate_args(Arguments& a, int64_t world_size, int64_t rank) {
     ARG_CHECK(v >= 0.0 && v < 1.0) << flag << " must lie in [0, 1), got " << v;
   }
   ARG_CHECK(a.adam_eps >= 0.0) << "--adam-eps must be >= 0, got " << a.adam_eps;
+  ARG_CHECK(a.mid_level_dataset_surplus >= 0.0)
+      << "--mid-level-dataset-surplus must be >= 0, got " << a.mid_level_dataset_surplus;
   ARG_CHECK(a.dataloader_type.value_or("single") == "single")
       << "--dataloader-type " << *a.dataloader_type
       << " (a random order each epoch) is not implemented; use single, the default";

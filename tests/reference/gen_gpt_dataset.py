@@ -79,6 +79,13 @@ CASES = [
          seed=99, seq=12, sizes=[250, 20, 0]),
     dict(name="blend_unweighted", data_path=["A", "B", "C"], split="80,10,10", seed=5, seq=16,
          sizes=[60, 10, None]),
+    # Weights whose products with the sample count are often whole numbers: ties between the
+    # datasets' errors, which megatron-core breaks with an unfused multiply and subtract (an FMA
+    # there picks another dataset at ~15% of positions).
+    dict(name="blend_ties_three", data_path=["0.45", "A", "0.35", "B", "0.2", "C"],
+         split="100,0,0", seed=13, seq=8, sizes=[600, 0, 0]),
+    dict(name="blend_ties_nine_two", data_path=["9", "A", "2", "B"], split="100,0,0", seed=14,
+         seq=8, sizes=[500, 0, 0]),
     dict(name="single_weighted", data_path=["1.0", "B"], split="90,8,2", seed=2, seq=20,
          sizes=[80, 8, 2]),
     dict(name="per_split", per_split=[["2", "A", "1", "C"], ["B"], None], seed=21, seq=16,

@@ -203,6 +203,7 @@ TEST(PretrainGPTFlags, BadValuesExitNonZeroNamingTheFlag) {
         Case{" --train-iters 3 --ffn-hidden-size 0", "--ffn-hidden-size must be positive"},
         Case{" --train-iters 3 --adam-beta1 1.5", "--adam-beta1 must lie in [0, 1)"},
         Case{" --train-iters 3 --dataloader-type cyclic", "--dataloader-type cyclic"},
+        Case{" --train-iters 3 --mid-level-dataset-surplus -1", "--mid-level-dataset-surplus must"},
         Case{" --train-iters 3 --save " + file + " --save-interval 1", "is not a directory"},
         Case{" --train-iters 2 --lr-warmup-iters 2", "--lr-warmup-iters (2) must be below"}}) {
     RunResult r = run(pretrain() + c.extra);
