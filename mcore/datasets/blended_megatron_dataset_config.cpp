@@ -1,5 +1,6 @@
 #include "mcore/datasets/blended_megatron_dataset_config.h"
 
+#include <cmath>
 #include <cstdlib>
 #include <regex>
 
@@ -48,7 +49,11 @@ double numpy_sum(const std::vector<double>& v) {
 }
 
 std::vector<double> normalize(const std::vector<double>& weights) {
+  for (double w : weights)
+    MCORE_CHECK(std::isfinite(w) && w >= 0)
+        << "blend weights must be non-negative numbers, got " << w;
   const double s = numpy_sum(weights);
+  MCORE_CHECK(s > 0) << "blend weights sum to 0: give at least one dataset a positive weight";
   std::vector<double> out(weights.size());
   for (size_t i = 0; i < weights.size(); ++i) out[i] = weights[i] / s;
   return out;

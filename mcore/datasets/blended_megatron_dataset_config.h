@@ -31,7 +31,8 @@ using SplitMatrix = std::vector<std::optional<std::pair<double, double>>>;
 
 // numpy.sum of a float64 array (pairwise summation, bit-identical to numpy).
 double numpy_sum(const std::vector<double>& v);
-// Megatron's utils.normalize: w / numpy.sum(w).
+// Megatron's utils.normalize: w / numpy.sum(w). Negative, non-finite or all-zero weights are an
+// error (Megatron would divide by zero).
 std::vector<double> normalize(const std::vector<double>& weights);
 // parse_and_normalize_split("969,30,1") -> [0.969, 0.03, 0.001].
 std::vector<double> parse_and_normalize_split(const std::string& split);

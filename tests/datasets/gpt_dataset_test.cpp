@@ -174,7 +174,8 @@ std::vector<std::string> listing(const fs::path& dir) {
 }
 
 TEST(GPTDatasetReference, EveryCaseMatchesMegatronCore) {
-  if (!has_ref(G, "single_a_train_tokens")) FAIL() << "reference data missing: the reference_data CTest fixture must run first";
+  if (!has_ref(G, "single_a_train_tokens"))
+    FAIL() << "reference data missing: the reference_data CTest fixture must run first";
   const json manifest = load_manifest();
   int cases = 0;
   for (const auto& c : manifest["cases"]) {
@@ -222,7 +223,8 @@ TEST(GPTDatasetReference, EveryCaseMatchesMegatronCore) {
 
 // A valid-looking but damaged or stale cache is rebuilt, never trusted.
 TEST(GPTDatasetCache, CorruptOrStaleCacheIsRebuilt) {
-  if (!has_ref(G, "single_a_train_tokens")) FAIL() << "reference data missing: the reference_data CTest fixture must run first";
+  if (!has_ref(G, "single_a_train_tokens"))
+    FAIL() << "reference data missing: the reference_data CTest fixture must run first";
   const json manifest = load_manifest();
   const json* c = nullptr;
   for (const auto& x : manifest["cases"])
@@ -293,6 +295,17 @@ TEST(GPTDatasetSplits, SplitParsingAndMatrixMatchMegatron) {
   auto sz = get_size_per_split_per_dataset({0.3, 0.7}, {1000, 100, 10}, 0.005);
   EXPECT_EQ(sz[0], (std::array<int64_t, 3>{302, 31, 4}));
   EXPECT_EQ(sz[1], (std::array<int64_t, 3>{704, 71, 8}));
+  // Weights that cannot be normalized are errors that say so (not a blend of NaNs).
+  for (const auto& [bad, says] :
+       {std::pair<std::vector<double>, std::string>{{0.0, 0.0}, "sum to 0"},
+        {{0.5, -0.5, 1.0}, "non-negative"}}) {
+    try {
+      normalize(bad);
+      ADD_FAILURE() << "no error for " << says;
+    } catch (const Error& e) {
+      EXPECT_NE(e.message().find(says), std::string::npos) << e.message();
+    }
+  }
 }
 
 TEST(GPTDatasetHash, PythonJsonAndMd5) {
