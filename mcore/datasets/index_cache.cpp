@@ -2,12 +2,16 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
+#include <random>
 #include <regex>
 #include <sstream>
+#include <string_view>
 
 #include "mcore/base/error.h"
 
@@ -32,8 +36,41 @@ void widen(const char* src, size_t n, int64_t* out) {
   }
 }
 
+// A temporary name no other writer uses: the pid alone repeats across hosts sharing a file
+// system and across containers (both running as pid 1, say), whose writers then clobbered each
+// other's file. Host name, pid and a random draw make it unique.
 std::string unique_tmp(const std::string& path) {
-  return path + ".tmp." + std::to_string(::getpid());
+  char host[64] = {};
+  ::gethostname(host, sizeof(host) - 1);
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  return path + ".tmp." + host + "." + std::to_string(::getpid()) + "." +
+         std::to_string(rng() % 1000000000);
+}
+
+// Writes `parts` to `path` through a temporary file renamed into place, so readers see the old
+// file or the whole new one. On failure the temporary file is removed and the error names the
+// cause (e.g. no space left on the device).
+void write_atomic(const std::string& path, std::initializer_list<std::string_view> parts) {
+  const std::string tmp = unique_tmp(path);
+  bool ok;
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    MCORE_CHECK(f) << "cannot write '" << tmp << "': " << std::strerror(errno);
+    for (std::string_view p : parts) f.write(p.data(), static_cast<std::streamsize>(p.size()));
+    f.flush();
+    ok = static_cast<bool>(f);
+  }
+  const int err = errno;
+  if (!ok) {
+    std::remove(tmp.c_str());
+    MCORE_FAIL() << "error writing '" << tmp << "': " << std::strerror(err);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int rename_err = errno;
+    std::remove(tmp.c_str());
+    MCORE_FAIL() << "cannot rename '" << tmp << "' to '" << path
+                 << "': " << std::strerror(rename_err);
+  }
 }
 
 }  // namespace
@@ -85,20 +122,10 @@ void save_index_npy(const std::string& path, const std::string& descr,
         std::memcpy(&data[8 * i], &v, 8);
     }
   }
-  const std::string tmp = unique_tmp(path);
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    MCORE_CHECK(f) << "cannot write '" << tmp << "'";
-    f.write("\x93NUMPY\x01\x00", 8);
-    const uint16_t len = static_cast<uint16_t>(header.size());
-    f.write(reinterpret_cast<const char*>(&len), 2);
-    f.write(header.data(), static_cast<std::streamsize>(header.size()));
-    f.write(data.data(), static_cast<std::streamsize>(data.size()));
-    f.flush();
-    MCORE_CHECK(f) << "error writing '" << tmp << "'";
-  }
-  MCORE_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0)
-      << "cannot rename '" << tmp << "' to '" << path << "'";
+  const uint16_t len = static_cast<uint16_t>(header.size());
+  write_atomic(path, {std::string_view("\x93NUMPY\x01\x00", 8),
+                      std::string_view(reinterpret_cast<const char*>(&len), 2), header,
+                      std::string_view(data.data(), data.size())});
 }
 
 IndexArray load_index_npy(const std::string& path) {
@@ -168,16 +195,7 @@ IndexArray load_index_npy(const std::string& path) {
 }
 
 void write_text_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = unique_tmp(path);
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    MCORE_CHECK(f) << "cannot write '" << tmp << "'";
-    f << text;
-    f.flush();
-    MCORE_CHECK(f) << "error writing '" << tmp << "'";
-  }
-  MCORE_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0)
-      << "cannot rename '" << tmp << "' to '" << path << "'";
+  write_atomic(path, {text});
 }
 
 bool read_text(const std::string& path, std::string* text) {

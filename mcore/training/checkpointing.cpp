@@ -1,7 +1,13 @@
 #include "mcore/training/checkpointing.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -386,13 +392,38 @@ std::optional<TrainerState> load_trainer_checkpoint(const Arguments& args,
 }
 
 std::optional<int64_t> checkpoint_padded_vocab_size(const Arguments& args) {
-  if (!args.load) return std::nullopt;
-  const std::optional<std::string> dir = checkpoint_to_load(*args.load);
-  if (!dir) return std::nullopt;
+  if (!args.load || !std::filesystem::exists(*args.load)) return std::nullopt;
+  // Metadata only: the load that follows verifies the files it reads; verifying every shard
+  // here as well would read the whole checkpoint once more on every rank.
+  std::optional<std::string> dir = dcp::read_latest_checkpoint_dir(*args.load);
+  if (!dir) dir = checkpoint_to_load(*args.load);
+  if (!dir || !std::filesystem::exists(std::filesystem::path(*dir) / "metadata.json"))
+    return std::nullopt;
   const dcp::CheckpointMetadata meta = dcp::CheckpointMetadata::read(*dir);
   auto it = meta.tensors.find(std::string("model.") + kWordEmbeddingName);
   if (it == meta.tensors.end() || it->second.global_shape.empty()) return std::nullopt;
   return it->second.global_shape[0];
+}
+
+void lock_save_directory(const std::string& save_dir) {
+  static int held_fd = -1;  // held for the life of the process; the kernel drops it at exit
+  if (held_fd >= 0) return;
+  std::error_code ec;
+  std::filesystem::create_directories(save_dir, ec);
+  const std::string path = (std::filesystem::path(save_dir) / ".mcore_save.lock").string();
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  MCORE_CHECK(fd >= 0) << "--save " << save_dir << ": cannot create " << path << ": "
+                       << std::strerror(errno);
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    ::close(fd);
+    MCORE_CHECK(err != EWOULDBLOCK)
+        << "--save " << save_dir << " is in use by another running job (it holds " << path
+        << "); two jobs saving to one directory would delete and corrupt each other's "
+           "checkpoints. Give this run its own --save directory";
+    MCORE_FAIL() << "--save " << save_dir << ": cannot lock " << path << ": " << std::strerror(err);
+  }
+  held_fd = fd;
 }
 
 std::vector<dcp::ShardedTensor> model_sharded_tensors(const NamedParameters& model) {

@@ -62,6 +62,12 @@ std::optional<TrainerState> load_trainer_checkpoint(const Arguments& args,
                                                     optimizer::MegatronOptimizer* optimizer,
                                                     optimizer::OptimizerParamScheduler* scheduler);
 
+// Rank 0 of a run with --save: takes an exclusive lock on <save_dir>/.mcore_save.lock for the
+// life of the process, and fails naming the directory when another running job holds it (two
+// jobs saving to one directory delete and overwrite each other's checkpoints). flock(2): local
+// file systems and NFSv4; elsewhere it may not see the other job.
+void lock_save_directory(const std::string& save_dir);
+
 // The padded vocabulary size (word-embedding rows) of the checkpoint --load would load, or
 // nullopt without one. Megatron pads the vocabulary to a multiple of 128 x TP, so a checkpoint
 // saved under another TP size may have more or fewer padding rows than this run would make.

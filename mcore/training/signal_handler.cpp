@@ -7,11 +7,11 @@ namespace {
 
 volatile std::sig_atomic_t g_signal = 0;
 
+// The first SIGTERM/SIGINT asks for a checkpoint and a clean exit at the end of the step; the
+// handler then steps aside, so a second one (an impatient Ctrl-C) ends the process at once.
 void on_signal(int sig) {
-  if (g_signal != 0) {
-    std::signal(sig, SIG_DFL);  // second signal: give the user their default behaviour back
-  }
   g_signal = sig;
+  std::signal(sig, SIG_DFL);
 }
 
 }  // namespace

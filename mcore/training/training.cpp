@@ -31,6 +31,7 @@
 #include "mcore/tokenizers/tokenizer.h"
 #include "mcore/training/checkpointing.h"
 #include "mcore/training/jsonl_logger.h"
+#include "mcore/training/microbatch_step.h"
 #include "mcore/training/microbatches.h"
 #include "mcore/training/model_provider.h"
 #include "mcore/training/setup.h"
@@ -61,114 +62,6 @@ std::string strf(const char* fmt, ...) {
   std::vsnprintf(buf, sizeof(buf), fmt, ap);
   va_end(ap);
   return buf;
-}
-
-double all_reduce_scalar(const comm::ProcessGroupPtr& group, double v, comm::ReduceOp op) {
-  if (!group || group->size() == 1) return v;
-  Tensor t = from_vector<double>({v}).to(comm::group_device(*group));
-  group->all_reduce(t, op);
-  return t.item();
-}
-
-// One step's microbatches through this rank's model chunks with the pipeline schedule (or
-// without one). The loss reported is a ratio sum / count, shared from the last pipeline stage
-// to every rank and summed over data-parallel ranks by the caller: the sum of all masked token
-// losses over the number of loss tokens, as Megatron-LM reports `lm loss` (its loss_func's
-// reporting pair). The gradients follow Megatron's objective: by default each microbatch's
-// masked mean token loss over the number of microbatches (a mean of means, which equals the
-// reported value whenever every microbatch has as many loss tokens); with
-// --calculate-per-token-loss backward starts from the unnormalized sum (finalize_model_grads
-// divides the gradients by the global token count). Dropout masks are keyed by the RNG step, set
-// from the microbatch's place in the global batch (microbatch m of data-parallel rank r holds the
-// global batch's micro-slot m * dp + r), so that every schedule, recompute, and data-parallel
-// size with the same micro batch size draws the same masks for the same samples.
-struct StepLoss {
-  double loss_sum = 0;
-  double count = 0;       // loss tokens
-  double num_tokens = 0;  // this rank's loss tokens (last pipeline stage; 0 elsewhere)
-  pipeline_parallel::ScheduleStats stats;
-};
-
-StepLoss run_microbatches(GPTModelChunks& model, const std::vector<datasets::GPTBatch>& batches,
-                          const Arguments& a, optimizer::MegatronOptimizer* opt, bool forward_only,
-                          int64_t iteration) {
-  const uint64_t base_step = get_rng_state().step;
-  const int64_t num_mb = static_cast<int64_t>(batches.size());
-  const int64_t dp_size = parallel_state::get_data_parallel_world_size();
-  const int64_t dp_rank = parallel_state::get_data_parallel_rank();
-  auto forward_step = [&](int64_t mb, int chunk, const Tensor& input,
-                          bool last) -> pipeline_parallel::ForwardStepOutput {
-    RngState r = get_rng_state();
-    r.step = base_step + static_cast<uint64_t>(mb * dp_size + dp_rank) + 1;
-    set_rng_state(r);
-    models::GPTModel& m = *model.chunks[static_cast<size_t>(chunk)];
-    if (input.defined()) m.set_input_tensor(input);
-    // The loss-mask sum is taken on the host before the batch moves to the model's device.
-    const datasets::GPTBatch& host = batches[static_cast<size_t>(mb)];
-    double mask_sum = 0;
-    if (last) {
-      const Tensor mask = host.loss_mask.contiguous();
-      const float* mk = mask.data<float>();
-      for (int64_t i = 0; i < mask.numel(); ++i) mask_sum += mk[i];
-    }
-    const datasets::GPTBatch b = batch_to_device(host, model.device);
-    Tensor out =
-        m.forward(b.tokens, b.position_ids, a.reset_attention_mask ? b.attention_mask : Tensor(),
-                  last ? b.labels : Tensor());
-    if (!last) return {out, {}, 0.0};
-    Tensor loss = F::sum(F::mul(out, b.loss_mask));
-    const double value = loss.item();  // reported: the token-loss sum
-    if (!a.calculate_per_token_loss) loss = F::scale(loss, 1.0 / std::max(mask_sum, 1.0));
-    if (!forward_only && a.check_for_nan_in_loss_and_grad && !a.fp16 && !std::isfinite(value)) {
-      MCORE_CHECK(false) << "Rank " << comm::get_rank() << ": found "
-                         << (std::isnan(value) ? "NaN" : "Inf")
-                         << " in local forward loss calculation at iteration " << iteration + 1;
-    }
-    return {loss, {{"lm loss", value}}, mask_sum};
-  };
-  pipeline_parallel::ScheduleConfig sc;
-  sc.num_microbatches = num_mb;
-  sc.num_model_chunks = static_cast<int>(model.chunks.size());
-  sc.forward_only = forward_only;
-  sc.calculate_per_token_loss = a.calculate_per_token_loss;
-  const transformer::TransformerConfig& cfg = model.chunks[0]->config();
-  int64_t seq = *a.seq_length;
-  if (cfg.sequence_parallel) seq /= cfg.tensor_model_parallel_size;
-  sc.p2p.tensor_shape = {seq, *a.micro_batch_size, cfg.hidden_size};
-  sc.p2p.pipeline_dtype = cfg.params_dtype;
-  sc.p2p.variable_seq_lengths = a.variable_seq_lengths;
-  sc.p2p.device = model.device;
-  sc.microbatch_group_size_per_vp_stage =
-      static_cast<int>(a.microbatch_group_size_per_vp_stage.value_or(0));
-  if (!forward_only) {
-    sc.ddp = model.ddp_ptrs();
-    sc.grad_scale_func = [opt](const Tensor& loss) { return opt->scale_loss(loss); };
-  }
-  auto fb = pipeline_parallel::get_forward_backward_func(sc.num_model_chunks);
-  pipeline_parallel::ForwardBackwardResult res = fb(forward_step, sc);
-  RngState r = get_rng_state();
-  r.step = base_step + static_cast<uint64_t>(num_mb * dp_size);
-  set_rng_state(r);
-
-  double sum = 0;
-  for (const auto& reported : res.losses_reduced)
-    for (const auto& [name, v] : reported)
-      if (name == "lm loss") sum += v;
-  double count = res.num_tokens;
-  // Only the last pipeline stage computed the loss: share it along the pipeline.
-  if (parallel_state::get_pipeline_model_parallel_world_size() > 1) {
-    const bool last = parallel_state::is_pipeline_last_stage();
-    const auto& pp = parallel_state::get_pipeline_model_parallel_group();
-    sum = all_reduce_scalar(pp, last ? sum : 0.0, comm::ReduceOp::kSum);
-    count = all_reduce_scalar(pp, last ? count : 0.0, comm::ReduceOp::kSum);
-  }
-  return {sum, count, res.num_tokens, res.stats};
-}
-
-// sum / count of a step's loss over the data-parallel ranks.
-double data_parallel_loss(const comm::ProcessGroupPtr& dp_group, double sum, double count) {
-  return all_reduce_scalar(dp_group, sum, comm::ReduceOp::kSum) /
-         std::max(all_reduce_scalar(dp_group, count, comm::ReduceOp::kSum), 1.0);
 }
 
 // The next `n` microbatches of `loader`, or an error naming the split and iteration.
@@ -230,6 +123,7 @@ int pretrain_gpt(Arguments& args) {
   const int dp_rank = parallel_state::get_data_parallel_rank();
   const int dp_size = parallel_state::get_data_parallel_world_size();
   comm::ProcessGroupPtr dp_group = parallel_state::get_data_parallel_group();
+  if (args.save && !args.skip_train && rank == 0) lock_save_directory(*args.save);
   const Device device = select_training_device(args);
   // Name the GEMM backend and its kernel at start, before the data and the model: a CPU run
   // would otherwise print it at its first GEMM, in the first iteration.
@@ -300,7 +194,12 @@ int pretrain_gpt(Arguments& args) {
              : args.skip_train ? eval_iters * gbs
                                : (train_iters / *args.eval_interval + 1) * eval_iters * gbs;
   sizes[2] = eval_iters * gbs;
-  datasets::SplitDatasets ds = build_datasets(args, *tokenizer, sizes);
+  // As Megatron: rank 0 builds (and caches) the dataset indices while the others wait, then they
+  // read its caches instead of every rank building and writing the same files.
+  datasets::SplitDatasets ds;
+  if (rank == 0) ds = build_datasets(args, *tokenizer, sizes);
+  comm::world()->barrier();
+  if (rank != 0) ds = build_datasets(args, *tokenizer, sizes);
   std::unique_ptr<datasets::DataLoader> train_loader;
   if (!args.skip_train) {
     MCORE_CHECK(ds[0]) << "the training split is empty (check --split and --data-path)";
@@ -323,6 +222,17 @@ int pretrain_gpt(Arguments& args) {
     jsonl =
         std::make_unique<JsonlLogger>(*args.tensorboard_dir + "/metrics.jsonl", state.iteration);
   }
+  // A log that cannot be written (a full disk) stops with a warning; training and its
+  // checkpoints go on rather than losing the work since the last save.
+  auto log_safely = [&](const auto& write) {
+    try {
+      write();
+    } catch (const Error& e) {
+      std::fprintf(stderr, "WARNING: TensorBoard/JSONL logging stopped: %s\n", e.what());
+      tb.reset();
+      jsonl.reset();
+    }
+  };
   if (args.skip_train) {
     print_rank0(strf("skipping training (--skip-train is on): evaluating at iteration %lld\n",
                      static_cast<long long>(state.iteration)));
@@ -372,16 +282,18 @@ int pretrain_gpt(Arguments& args) {
                             split.c_str(), prefix.c_str(), loss, ppl);
     std::string bar(line.size() + 1, '-');
     print_rank0(bar + "\n" + line + "\n" + bar + "\n");
-    if (tb)
-      tb->add_scalars({{"lm loss " + split, loss}, {"lm loss " + split + " ppl", ppl}},
-                      state.iteration);
-    if (jsonl) {
-      nlohmann::ordered_json rec;
-      rec["iteration"] = state.iteration;
-      rec[split + " lm loss"] = loss;
-      rec[split + " lm loss PPL"] = ppl;
-      jsonl->log(rec);
-    }
+    log_safely([&] {
+      if (tb)
+        tb->add_scalars({{"lm loss " + split, loss}, {"lm loss " + split + " ppl", ppl}},
+                        state.iteration);
+      if (jsonl) {
+        nlohmann::ordered_json rec;
+        rec["iteration"] = state.iteration;
+        rec[split + " lm loss"] = loss;
+        rec[split + " lm loss PPL"] = ppl;
+        jsonl->log(rec);
+      }
+    });
   };
   auto iteration_prefix = [&] {
     return strf("iteration %lld", static_cast<long long>(state.iteration));
@@ -395,7 +307,11 @@ int pretrain_gpt(Arguments& args) {
   int64_t loss_count_interval = 0;
   int64_t skipped_interval = 0, nan_interval = 0;
   bool saved_at_current = false;
-  bool exit_now = false;
+  // A signal during setup (index building, loading) ends the run before it trains.
+  bool exit_now =
+      all_reduce_scalar(comm::world(), received_exit_signal(), comm::ReduceOp::kMax) != 0;
+  const bool stopped_in_setup = exit_now;
+  if (exit_now) print_rank0("exiting program after receiving a signal during setup\n");
   while (!args.skip_train && state.iteration < train_iters && !exit_now) {
     const auto t0 = Clock::now();
     mb.update(state.consumed_train_samples);
@@ -453,7 +369,7 @@ int pretrain_gpt(Arguments& args) {
           {"elapsed time per iteration (ms)", elapsed * 1e3},
           {"throughput (TFLOP/s/GPU)", tflops},
           {"tokens per second", tokens_per_s}};
-      jsonl->log_iteration(state.iteration, metrics);
+      log_safely([&] { jsonl->log_iteration(state.iteration, metrics); });
     }
     if (tb && state.iteration % args.tensorboard_log_interval == 0) {
       const MemoryGib mem = memory_gib(device);
@@ -463,7 +379,7 @@ int pretrain_gpt(Arguments& args) {
       if (args.log_loss_scale_to_tensorboard) v.push_back({"loss-scale", loss_scale});
       v.push_back({device.is_cuda() ? "mem-allocated-gib" : "mem-rss-gib", mem.current});
       v.push_back({"mem-peak-gib", mem.peak});
-      tb->add_scalars(v, state.iteration);
+      log_safely([&] { tb->add_scalars(v, state.iteration); });
     }
     if (state.iteration % args.log_interval == 0) {
       const double ms = interval_time * 1e3 / static_cast<double>(interval_iters);
@@ -529,7 +445,7 @@ int pretrain_gpt(Arguments& args) {
                        static_cast<int>(sig), static_cast<long long>(state.iteration)));
       exit_now = true;
     }
-    if (args.exit_duration_in_mins) {
+    if (args.exit_duration_in_mins && *args.exit_duration_in_mins > 0) {  // Megatron: 0 is off
       const double minutes =
           std::chrono::duration<double>(Clock::now() - start_time).count() / 60.0;
       if (all_reduce_scalar(comm::world(), minutes, comm::ReduceOp::kMax) >
@@ -550,7 +466,11 @@ int pretrain_gpt(Arguments& args) {
       exit_now = true;
     }
   }
-  if (args.save && !args.skip_train && !saved_at_current && state.iteration > 0) save();
+  // Megatron's final save: unless the iteration is a multiple of --save-interval (that save
+  // exists already, e.g. a run resumed at its --train-iters) or the run stopped during setup.
+  if (args.save && !args.skip_train && !saved_at_current && !stopped_in_setup &&
+      state.iteration > 0 && state.iteration % *args.save_interval != 0)
+    save();
   if (!exit_now && do_eval && (args.skip_train || state.iteration >= train_iters)) {
     // As Megatron's pretrain(): after training (and its checkpoint), the validation set once
     // more and the test set.
@@ -563,7 +483,9 @@ int pretrain_gpt(Arguments& args) {
       evaluate(test_loader, "test", iteration_prefix() + " on test set", nullptr);
     }
   }
-  if (tb) tb->flush(true);
+  log_safely([&] {
+    if (tb) tb->flush(true);
+  });
   return 0;
 }
 

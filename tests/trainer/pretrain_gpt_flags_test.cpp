@@ -188,6 +188,35 @@ TEST(PretrainGPTFlags, LoggedLossIsTheMeanOverAllLossTokens) {
   fs::remove_all(d);
 }
 
+// Two jobs saving into one directory would delete and overwrite each other's checkpoints: the
+// second one to start refuses, naming the directory. A run resumed at its --train-iters whose
+// iteration is a multiple of --save-interval leaves that checkpoint as it is (Megatron's final
+// save rule); --exit-duration-in-mins 0 is off.
+TEST(PretrainGPTFlags, SaveDirectoryOfARunningJobIsRefused) {
+  fs::path d = fresh_dir("save_lock");
+  const std::string ck = (d / "ck").string();
+  const std::string first =
+      pretrain() + " --train-iters 100000 --save " + ck + " --save-interval 1000";
+  const std::string second = pretrain() + " --train-iters 2 --save " + ck + " --save-interval 1";
+  RunResult r = run("sh -c '" + first + " >/dev/null 2>&1 & pid=$!; sleep 3; " + second +
+                    "; rc=$?; kill $pid; wait $pid; exit $rc'");
+  EXPECT_NE(r.rc, 0) << r.output;
+  EXPECT_NE(r.output.find("is in use by another running job"), std::string::npos) << r.output;
+
+  RunResult a = run(pretrain() + " --train-iters 2 --save " + ck + " --save-interval 2");
+  ASSERT_EQ(a.rc, 0) << a.output;
+  const auto written = fs::last_write_time(d / "ck" / "iter_0000002" / "metadata.json");
+  RunResult b = run(pretrain() + " --train-iters 2 --load " + ck + " --save " + ck +
+                    " --save-interval 2 --exit-duration-in-mins 0");
+  ASSERT_EQ(b.rc, 0) << b.output;
+  EXPECT_EQ(b.output.find("saving checkpoint"), std::string::npos) << b.output;
+  EXPECT_EQ(fs::last_write_time(d / "ck" / "iter_0000002" / "metadata.json"), written);
+  RunResult c = run(pretrain() + " --train-iters 3 --exit-duration-in-mins 0");
+  ASSERT_EQ(c.rc, 0) << c.output;
+  EXPECT_NE(c.output.find("iteration        3/       3"), std::string::npos) << c.output;
+  fs::remove_all(d);
+}
+
 TEST(PretrainGPTFlags, BadValuesExitNonZeroNamingTheFlag) {
   fs::path d = fresh_dir("bad_values");
   const std::string file = (d / "a_file").string();
