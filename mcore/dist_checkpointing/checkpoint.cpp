@@ -307,20 +307,29 @@ std::string save_checkpoint(const std::string& save_dir, int64_t iteration,
   collective_step(g, what, [&] {
     if (rank == 0) begin_save(save_dir, iteration);
   });
-  RankShardFile mine;
-  collective_step(g, what, [&] { mine = write_rank_shards(tmp, rank, shards); });
-  std::vector<RankShardFile> all;
-  if (g != nullptr && g->size() > 1) {
-    for (const std::string& s : all_gather_strings(*g, mine.to_json().dump())) {
-      all.push_back(RankShardFile::from_json(json::parse(s)));
+  try {
+    RankShardFile mine;
+    collective_step(g, what, [&] { mine = write_rank_shards(tmp, rank, shards); });
+    std::vector<RankShardFile> all;
+    if (g != nullptr && g->size() > 1) {
+      for (const std::string& s : all_gather_strings(*g, mine.to_json().dump())) {
+        all.push_back(RankShardFile::from_json(json::parse(s)));
+      }
+    } else {
+      all.push_back(mine);
     }
-  } else {
-    all.push_back(mine);
+    collective_step(g, what, [&] {
+      if (rank == 0) finish_save(save_dir, iteration, all, common);
+    });
+  } catch (const Error&) {
+    // Every rank throws together (collective_step); rank 0 removes the partial shards so that a
+    // save that ran out of disk does not keep the disk full. The previous checkpoint stays.
+    if (rank == 0) {
+      std::error_code ec;
+      fs::remove_all(tmp, ec);
+    }
+    throw;
   }
-  std::string final_dir;
-  collective_step(g, what, [&] {
-    if (rank == 0) final_dir = finish_save(save_dir, iteration, all, common);
-  });
   return get_checkpoint_dir(save_dir, iteration);
 }
 

@@ -240,7 +240,17 @@ TEST(Checkpoint, SaveRejectsShardsThatDoNotTileTheTensor) {
         dc::save_checkpoint(dir.str(), 5, {ShardedTensor{"a", zeros({4, 4}), {8, 4}, {6, 0}}});
       },
       {"\"a\"", "does not fit"});
+  // save_checkpoint failing after the shards are written (they leave half the tensor unsaved):
+  // the partial shards are removed, so a save that ran out of disk does not keep it full.
+  expect_error(
+      [&] {
+        dc::save_checkpoint(dir.str(), 6, {ShardedTensor{"b", zeros({4, 4}), {8, 4}, {0, 0}}});
+      },
+      {"\"b\"", "cover 16 of 32"});
+  EXPECT_FALSE(fs::exists(dir / "iter_0000006.tmp"));
+  EXPECT_FALSE(fs::exists(dir / "iter_0000005.tmp"));
   // Nothing was published by the failed saves.
+  EXPECT_FALSE(fs::exists(dir / "iter_0000006"));
   EXPECT_FALSE(fs::exists(dir / "iter_0000005"));
   EXPECT_FALSE(fs::exists(dir / "latest_checkpointed_iteration.txt"));
   EXPECT_FALSE(dc::find_latest_valid_checkpoint(dir.str()).has_value());
