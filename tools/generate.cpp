@@ -78,6 +78,7 @@ std::vector<std::string> take_generate_flags(int argc, char** argv, GenerateFlag
       g.max_new_tokens = number(to_i);
     } else if (a == "--temperature") {
       g.sampling.temperature = number(to_d);
+      if (g.sampling.temperature == 0.0) g.sampling.greedy = true;  // the T -> 0 limit
     } else if (a == "--top-k") {
       g.sampling.top_k = number(to_i);
     } else if (a == "--top-p") {
@@ -294,7 +295,10 @@ int run(int argc, char** argv) {
   std::vector<int64_t> prompt;
   for (auto id : tokenizer->encode(g.prompt)) prompt.push_back(id);
   if (prompt.empty()) prompt.push_back(tokenizer->eod());  // start a fresh document
-  if (config.position_embedding_type == "learned_absolute") {
+  // Learned positions end at the table; a RoPE model given --max-position-embeddings (or saved
+  // with it) is held to it as well, as Megatron refuses prompt + new tokens beyond it. The KV
+  // cache is sized from this bound too.
+  if (config.position_embedding_type == "learned_absolute" || args.max_position_embeddings) {
     const int64_t room = max_seq - static_cast<int64_t>(prompt.size());
     MCORE_CHECK(room > 0) << "the prompt (" << prompt.size() << " tokens) fills the model's "
                           << max_seq << " positions";

@@ -355,6 +355,26 @@ const std::vector<Row>& rows() {
       store({"--num-dataset-builder-threads"}, "num_dataset_builder_threads",
             &A::num_dataset_builder_threads,
             "Number of parallel threads per rank for dataset builder."),
+      store({"--empty-unused-memory-level"}, "empty_unused_memory_level",
+            &A::empty_unused_memory_level,
+            "Call torch.cuda.empty_cache() each iteration (training and eval), to reduce "
+            "fragmentation.",
+            {"0", "1", "2"}),
+      on({"--overlap-p2p-communication"}, "overlap_p2p_comm", &A::overlap_p2p_comm,
+         "Overlap pipeline parallel communication with forward and backward chunks."),
+      off({"--no-overlap-p2p-communication"}, "overlap_p2p_comm", &A::overlap_p2p_comm,
+          "Do not overlap pipeline parallel communication."),
+      on({"--overlap-p2p-communication-warmup-flush"}, "overlap_p2p_comm_warmup_flush",
+         &A::overlap_p2p_comm_warmup_flush,
+         "Overlap pipeline communication in the warmup and flush phases."),
+      // features mcore lacks (validate_args refuses them)
+      on({"--distribute-saved-activations"}, "distribute_saved_activations",
+         &A::distribute_saved_activations,
+         "Distribute recomputed activations across the model parallel group."),
+      list({"--recompute-modules"}, "recompute_modules", &A::recompute_modules, -1,
+           "The submodules to recompute (selective recompute)."),
+      on({"--cpu-offloading"}, "cpu_offloading", &A::cpu_offloading,
+         "Offload activations and weights to the CPU."),
   };
   return t;
 }

@@ -202,6 +202,13 @@ struct Arguments {
   std::string ckpt_format = "torch_dist";
   std::string distributed_backend = "nccl";
   int64_t num_dataset_builder_threads = 1;
+  int64_t empty_unused_memory_level = 0;
+  bool overlap_p2p_comm = true;
+  bool overlap_p2p_comm_warmup_flush = false;
+  // Features mcore lacks: accepted by the parser only to be refused with a clear message.
+  bool distribute_saved_activations = false;
+  std::optional<std::vector<std::string>> recompute_modules;
+  bool cpu_offloading = false;
 
   // ---- mcore ----
   std::optional<std::string> config;  // the --config file read

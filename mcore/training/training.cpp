@@ -385,7 +385,10 @@ int pretrain_gpt(Arguments& args) {
       const double ms = interval_time * 1e3 / static_cast<double>(interval_iters);
       const double avg_loss =
           loss_count_interval ? loss_sum_interval / static_cast<double>(loss_count_interval) : 0;
-      const MemoryGib mem = memory_gib(device);
+      // The largest rank's memory (pipeline stages differ: the first holds the most in flight).
+      MemoryGib mem = memory_gib(device);
+      mem.current = all_reduce_scalar(comm::world(), mem.current, comm::ReduceOp::kMax);
+      mem.peak = all_reduce_scalar(comm::world(), mem.peak, comm::ReduceOp::kMax);
       // Megatron's fields in its order (FORMATS.md), ours after them.
       const auto wall = std::chrono::system_clock::now();
       const std::time_t now = std::chrono::system_clock::to_time_t(wall);
@@ -418,7 +421,7 @@ int pretrain_gpt(Arguments& args) {
       line += strf(" tokens per second: %.0f |",
                    static_cast<double>(batch_size * *args.seq_length) / (ms * 1e-3));
       // CPU: resident set; GPU: the caching allocator's allocated bytes (and reserved).
-      line += strf(" mem (GiB): %.2f, peak %.2f |", mem.current, mem.peak);
+      line += strf(" mem (GiB, max over ranks): %.2f, peak %.2f |", mem.current, mem.peak);
       if (device.is_cuda()) line += strf(" mem reserved (GiB): %.2f |", mem.reserved);
       line += " ETA: " + format_eta(ms * 1e-3 * static_cast<double>(train_iters - state.iteration));
       print_rank0(line + "\n");

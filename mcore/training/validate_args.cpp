@@ -50,6 +50,14 @@ void note_flags_without_effect(const Arguments& a) {
        "--distributed-backend: ranks talk over MPI on CPU and NCCL with --device cuda"},
       {"num_dataset_builder_threads",
        "--num-dataset-builder-threads: datasets build on one thread"},
+      {"empty_unused_memory_level",
+       "--empty-unused-memory-level: mcore's allocators keep and reuse their blocks"},
+      {"overlap_p2p_comm",
+       "--(no-)overlap-p2p-communication: pipeline sends and receives are "
+       "batched as the schedule issues them"},
+      {"overlap_p2p_comm_warmup_flush",
+       "--overlap-p2p-communication-warmup-flush: pipeline sends and receives are batched as the "
+       "schedule issues them"},
       {"num_workers", "--num-workers: batches are read on the training thread"},
       {"tensorboard_queue_size", "--tensorboard-queue-size: events are written as they come"},
       {"timing_log_level", "--timing-log-level: mcore has no per-phase timers"},
@@ -453,6 +461,14 @@ void validate_args(Arguments& a, int64_t world_size, int64_t rank) {
   ARG_CHECK(a.dataloader_type.value_or("single") == "single")
       << "--dataloader-type " << *a.dataloader_type
       << " (a random order each epoch) is not implemented; use single, the default";
+  for (auto [set, flag] :
+       {std::pair{a.distribute_saved_activations, "--distribute-saved-activations"},
+        {a.recompute_modules.has_value(), "--recompute-modules"},
+        {a.cpu_offloading, "--cpu-offloading"}}) {
+    ARG_CHECK(!set) << flag
+                    << " is not implemented in mcore; drop the flag (selective recompute "
+                       "covers core attention; --recompute-granularity full the whole layer)";
+  }
   note_flags_without_effect(a);
   if (a.fp32_residual_connection) {
     ARG_CHECK(a.fp16 || a.bf16) << "residual connection in fp32 only supported when using fp16 "

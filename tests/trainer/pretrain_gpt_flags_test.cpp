@@ -121,11 +121,12 @@ TEST(PretrainGPTFlags, ImplementationKnobsAreAcceptedWithANote) {
   RunResult r = run(pretrain() +
                     " --train-iters 1 --use-flash-attn --use-mcore-models --transformer-impl local"
                     " --no-masked-softmax-fusion --no-gradient-accumulation-fusion"
-                    " --attention-softmax-in-fp32 --ckpt-format torch_dist --manual-gc --load " +
+                    " --attention-softmax-in-fp32 --ckpt-format torch_dist --manual-gc"
+                    " --empty-unused-memory-level 1 --no-overlap-p2p-communication --load " +
                     (d / "nothing_here").string());
   ASSERT_EQ(r.rc, 0) << r.output;
   for (const char* flag : {"--use-flash-attn", "--transformer-impl", "--no-masked-softmax-fusion",
-                           "--ckpt-format", "--manual-gc"}) {
+                           "--ckpt-format", "--manual-gc", "--empty-unused-memory-level"}) {
     EXPECT_NE(r.output.find(std::string("WARNING: ") + flag), std::string::npos) << flag;
   }
   EXPECT_NE(r.output.find("has no effect"), std::string::npos) << r.output;
@@ -232,6 +233,8 @@ TEST(PretrainGPTFlags, BadValuesExitNonZeroNamingTheFlag) {
         Case{" --train-iters 3 --ffn-hidden-size 0", "--ffn-hidden-size must be positive"},
         Case{" --train-iters 3 --adam-beta1 1.5", "--adam-beta1 must lie in [0, 1)"},
         Case{" --train-iters 3 --dataloader-type cyclic", "--dataloader-type cyclic"},
+        Case{" --train-iters 3 --distribute-saved-activations", "is not implemented in mcore"},
+        Case{" --train-iters 3 --cpu-offloading", "--cpu-offloading is not implemented"},
         Case{" --train-iters 3 --mid-level-dataset-surplus -1", "--mid-level-dataset-surplus must"},
         Case{" --train-iters 3 --save " + file + " --save-interval 1", "is not a directory"},
         Case{" --train-iters 2 --lr-warmup-iters 2", "--lr-warmup-iters (2) must be below"}}) {
