@@ -195,8 +195,11 @@ std::optional<std::string> checkpoint_to_load(const std::string& load_dir) {
   if (!std::filesystem::exists(load_dir)) return std::nullopt;
   if (auto latest = dcp::read_latest_checkpoint_dir(load_dir)) {
     const std::string dir = *latest;  // already save_dir/iter_XXXXXXX
+    // Rank 0 checks every file once, for an early error naming the checkpoint; each rank's load
+    // checks the files it reads again, so the other ranks need not read the whole checkpoint.
+    const bool verify = !comm::is_initialized() || comm::get_rank() == 0;
     try {
-      dcp::verify_checkpoint(dir);
+      if (verify) dcp::verify_checkpoint(dir);
     } catch (const Error& e) {
       MCORE_CHECK(false) << "--load " << load_dir << ": the latest checkpoint (" << dir
                          << ", named by " << dcp::kLatestFileName
