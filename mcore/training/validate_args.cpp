@@ -147,8 +147,12 @@ void apply_model_preset(Arguments& a) {
   set("num_layers", a.num_layers, c.num_layers);
   set("hidden_size", a.hidden_size, c.hidden_size);
   set("num_attention_heads", a.num_attention_heads, c.num_attention_heads);
-  set("ffn_hidden_size", a.ffn_hidden_size, c.ffn_hidden_size);
-  if (c.kv_channels != c.hidden_size / c.num_attention_heads)
+  // Sizes that follow from the hidden size and head count: a preset's own values hold for its
+  // shape, and a run that changes that shape gets Megatron's defaults for them instead
+  // (4 h or SwiGLU's 8h/3 FFN, h / heads channels), unless it gives them too.
+  const bool reshaped = a.is_set("hidden_size") || a.is_set("num_attention_heads");
+  if (!reshaped) set("ffn_hidden_size", a.ffn_hidden_size, c.ffn_hidden_size);
+  if (!reshaped && c.kv_channels != c.hidden_size / c.num_attention_heads)
     set("kv_channels", a.kv_channels, c.kv_channels);
   if (c.num_query_groups != c.num_attention_heads) {
     set("group_query_attention", a.group_query_attention, true);

@@ -494,6 +494,14 @@ TEST(Arguments, ModelPresetFillsShapesNotGiven) {
   EXPECT_FALSE(g.untie_embeddings_and_output_weights);
   EXPECT_EQ(*g.max_position_embeddings, 1024);
   EXPECT_ERROR(parse_args({"p", "--model", "gpt5"}), "unknown model preset 'gpt5'");
+  // A preset reshaped by --hidden-size or --num-attention-heads leaves the sizes that follow
+  // from its shape to Megatron's defaults (validate_args: 4 h, h / heads), unless given too.
+  Arguments r = parse_args({"p", "--model", "gpt2-tiny", "--hidden-size", "256"});
+  EXPECT_FALSE(r.ffn_hidden_size.has_value());
+  EXPECT_FALSE(r.kv_channels.has_value());
+  Arguments f =
+      parse_args({"p", "--model", "gpt2-tiny", "--hidden-size", "256", "--ffn-hidden-size", "300"});
+  EXPECT_EQ(*f.ffn_hidden_size, 300);
 }
 
 TEST(Arguments, PrintsMegatronsBlock) {
