@@ -292,8 +292,8 @@ int run(int argc, char** argv) {
     std::fprintf(stderr, "generate: no --load given; sampling from a randomly initialized model\n");
   }
 
-  std::vector<int64_t> prompt;
-  for (auto id : tokenizer->encode(g.prompt)) prompt.push_back(id);
+  const std::vector<tokenizers::TokenId> prompt_tokens = tokenizer->encode(g.prompt);
+  std::vector<int64_t> prompt(prompt_tokens.begin(), prompt_tokens.end());
   if (prompt.empty()) prompt.push_back(tokenizer->eod());  // start a fresh document
   // Learned positions end at the table; a RoPE model given --max-position-embeddings (or saved
   // with it) is held to it as well, as Megatron refuses prompt + new tokens beyond it. The KV
@@ -327,7 +327,7 @@ int run(int argc, char** argv) {
     // concatenative for every tokenizer (SentencePiece drops a leading space of the first piece;
     // NullTokenizer separates ids by spaces), so the text printed after the prompt is what
     // decoding prompt + continuation adds to decoding the prompt.
-    const std::vector<tokenizers::TokenId> context = tokenizer->encode(g.prompt);
+    const std::vector<tokenizers::TokenId>& context = prompt_tokens;
     const std::string context_text = tokenizer->decode(context);
     auto continuation_text = [&] {
       std::vector<tokenizers::TokenId> all = context;

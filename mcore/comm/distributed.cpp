@@ -52,12 +52,8 @@ std::map<std::string, BackendFactory>& registry() {
 }
 
 int64_t timeout_from_env() {
-  if (const char* env = std::getenv("MCORE_DISTRIBUTED_TIMEOUT_SECONDS")) {
-    char* end = nullptr;
-    long long v = std::strtoll(env, &end, 10);
-    if (end != env && v > 0) return v;
-  }
-  return 600;
+  const auto env = timeout_from_environment();
+  return env ? env->count() : 600;
 }
 
 std::atomic<int64_t>& timeout_seconds() {
@@ -173,6 +169,15 @@ void set_timeout(std::chrono::seconds timeout) {
   MCORE_CHECK(timeout.count() > 0)
       << "set_timeout: the distributed timeout must be positive, got " << timeout.count() << " s";
   timeout_seconds() = timeout.count();
+}
+
+std::optional<std::chrono::seconds> timeout_from_environment() {
+  if (const char* env = std::getenv("MCORE_DISTRIBUTED_TIMEOUT_SECONDS")) {
+    char* end = nullptr;
+    const long long v = std::strtoll(env, &end, 10);
+    if (end != env && v > 0) return std::chrono::seconds(v);
+  }
+  return std::nullopt;
 }
 
 std::chrono::seconds get_timeout() {

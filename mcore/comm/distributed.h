@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "mcore/comm/process_group.h"
@@ -59,6 +60,9 @@ const std::string& backend_name();
 // Bound on every blocking wait (Work::wait). set_timeout applies to waits that start afterwards.
 void set_timeout(std::chrono::seconds timeout);
 std::chrono::seconds get_timeout();
+// MCORE_DISTRIBUTED_TIMEOUT_SECONDS when set to a positive number of seconds: the default
+// timeout, and for tools the override of their own timeout flag.
+std::optional<std::chrono::seconds> timeout_from_environment();
 
 // Whether a wait yields the CPU between polls: true when this node runs more ranks than it has
 // cores (mpirun --oversubscribe), so that the peer it waits for can run; else it spins, as

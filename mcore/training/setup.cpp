@@ -2,9 +2,9 @@
 
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 
 #include "mcore/base/error.h"
+#include "mcore/comm/distributed.h"
 #include "mcore/training/checkpointing.h"
 
 namespace mcore::training {
@@ -124,12 +124,8 @@ optimizer::OptimizerConfig optimizer_config(const Arguments& a) {
 // The environment variable is a launcher-level setting that reaches every tool without editing
 // its flags.
 std::chrono::seconds distributed_timeout(const Arguments& args) {
-  if (const char* env = std::getenv("MCORE_DISTRIBUTED_TIMEOUT_SECONDS")) {
-    char* end = nullptr;
-    const long long v = std::strtoll(env, &end, 10);
-    if (end != env && *end == '\0' && v > 0) return std::chrono::seconds(v);
-  }
-  return std::chrono::seconds(args.distributed_timeout_minutes * 60);
+  return comm::timeout_from_environment().value_or(
+      std::chrono::seconds(args.distributed_timeout_minutes * 60));
 }
 
 // The vocabulary padding is a function of the TP size (a multiple of 128 x TP): a checkpoint
