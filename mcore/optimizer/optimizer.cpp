@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <set>
+#include <unordered_map>
 
 #include "mcore/base/error.h"
 #include "mcore/nn/functional/basic.h"
@@ -9,6 +10,7 @@
 #include "mcore/ops/elementwise.h"
 #include "mcore/ops/multi_tensor.h"
 #include "mcore/ops/sgd.h"
+#include "mcore/optimizer/distrib_optimizer.h"
 #include "mcore/tensor/factory.h"
 
 namespace mcore::optimizer {
@@ -41,12 +43,14 @@ std::vector<ParamGroup> get_param_groups(
 MegatronOptimizer::MegatronOptimizer(std::vector<ParamGroup> param_groups,
                                      const OptimizerConfig& config,
                                      std::unique_ptr<MegatronGradScaler> grad_scaler,
-                                     comm::ProcessGroupPtr grad_stats_parallel_group, int tp_rank)
+                                     comm::ProcessGroupPtr grad_stats_parallel_group, int tp_rank,
+                                     std::shared_ptr<const DistributedOptimizerShards> shards)
     : config_(config),
       groups_(std::move(param_groups)),
       grad_scaler_(std::move(grad_scaler)),
       grad_stats_group_(std::move(grad_stats_parallel_group)),
-      tp_rank_(tp_rank) {
+      tp_rank_(tp_rank),
+      shards_(std::move(shards)) {
   std::set<std::string> names;
   std::set<const nn::Parameter*> params;
   std::string first_name;
@@ -85,7 +89,15 @@ MegatronOptimizer::MegatronOptimizer(std::vector<ParamGroup> param_groups,
       slot.name = np.name;
       slot.model = p;
       slot.mixed = is_bf16_or_fp16(d);
-      slot.main_param = slot.mixed ? p->detach().to(DType::F32) : p->detach();
+      slot.end = p->numel();
+      slot.model_part = p->detach();
+      if (shards_) {
+        const auto r = shards_->local_range(*p);
+        slot.begin = r.begin;
+        slot.end = r.end;
+        slot.model_part = slot.model_part.reshape({p->numel()}).narrow(0, r.begin, r.size());
+      }
+      slot.main_param = slot.mixed ? slot.model_part.to(DType::F32) : slot.model_part;
       slots.push_back(std::move(slot));
     }
   }
@@ -133,12 +145,17 @@ bool MegatronOptimizer::prepare_grads() {
   std::vector<Tensor> grads;
   for (auto& slots : slots_) {
     for (Slot& s : slots) {
-      const Tensor& src = s.model->main_grad.defined() ? s.model->main_grad : s.model->grad();
+      Tensor src = s.model->main_grad.defined() ? s.model->main_grad : s.model->grad();
       s.grad = Tensor();
       if (!src.defined()) continue;
+      // The distributed optimizer reads this rank's part of the reduce-scattered buffer.
+      if (shards_) src = src.reshape({src.numel()}).narrow(0, s.begin, s.end - s.begin);
       MCORE_CHECK(src.numel() == s.main_param.numel())
           << "MegatronOptimizer: gradient of '" << s.name << "' has shape "
           << shape_str(src.shape()) << " but the parameter " << shape_str(s.model->shape());
+      MCORE_CHECK(!shards_ || s.model->main_grad.defined())
+          << "MegatronOptimizer: parameter '" << s.name << "' has no main_grad; the "
+          << "distributed optimizer needs the model wrapped in DistributedDataParallel";
       if (src.dtype() == DType::F32 && src.is_contiguous()) {
         s.grad = src;  // in place, as Megatron: unscaling and clipping act on it
       } else {
@@ -149,7 +166,7 @@ bool MegatronOptimizer::prepare_grads() {
         s.grad_buffer.copy_(src_view);
         s.grad = s.grad_buffer;
       }
-      grads.push_back(s.grad);
+      if (s.grad.numel() > 0) grads.push_back(s.grad);
     }
   }
   if (!grad_scaler_) return false;
@@ -168,7 +185,7 @@ std::vector<Tensor> MegatronOptimizer::get_main_grads_for_grad_norm() const {
   std::vector<Tensor> out;
   for (const auto& slots : slots_) {
     for (const Slot& s : slots) {
-      if (s.grad.defined() && param_is_not_shared(*s.model) &&
+      if (s.grad.defined() && s.grad.numel() > 0 && param_is_not_shared(*s.model) &&
           param_is_not_tensor_parallel_duplicate(*s.model, tp_rank_)) {
         out.push_back(s.grad);
       }
@@ -191,7 +208,7 @@ void MegatronOptimizer::clip_by_total_norm(double clip_grad, double total_norm) 
   std::vector<Tensor> grads;
   for (auto& slots : slots_) {
     for (Slot& s : slots) {
-      if (s.grad.defined()) grads.push_back(s.grad);
+      if (s.grad.defined() && s.grad.numel() > 0) grads.push_back(s.grad);
     }
   }
   clip_grad_by_total_norm_fp32(grads, clip_grad, total_norm);
@@ -210,10 +227,11 @@ bool MegatronOptimizer::step_with_ready_grads() {
         s.state.clear();
         for (size_t i = 0; i < names.size(); ++i) s.state.push_back(zeros_like(s.main_param));
       }
-      ++s.step;
-      update(s, groups_[gi]);
+      ++s.step;  // counted on every rank, so saved step counts agree whoever saves
+      if (s.main_param.numel() > 0) update(s, groups_[gi]);
     }
   }
+  if (shards_) shards_->all_gather_params();
   return true;
 }
 
@@ -241,7 +259,7 @@ StepResult MegatronOptimizer::step() {
 void MegatronOptimizer::reload_model_params() {
   for (auto& slots : slots_) {
     for (Slot& s : slots) {
-      if (s.mixed) s.main_param.copy_(s.model->detach());
+      if (s.mixed) s.main_param.copy_(s.model_part);
     }
   }
 }
@@ -270,7 +288,47 @@ OptimizerStateDict MegatronOptimizer::state_dict() const {
   }
   sd.meta = {{"optimizer", name()}, {"param_groups", groups}, {"step", steps}};
   if (grad_scaler_) sd.meta["grad_scaler"] = grad_scaler_->state_dict();
+  if (shards_) {
+    // Each rank holds its part of every state tensor: join the parts, so that the state saved
+    // is the whole tensors a non-distributed run saves (loadable under any layout).
+    std::unordered_map<const nn::Parameter*, const Slot*> slot_of;
+    for (const auto& slots : slots_) {
+      for (const Slot& s : slots) slot_of[s.model.get()] = &s;
+    }
+    std::vector<std::string> kinds = names;
+    kinds.push_back("fp32_param");
+    for (size_t i = 0; i < kinds.size(); ++i) {
+      const bool main = i == names.size();
+      auto held = [&](const nn::Parameter& p) -> const Tensor* {
+        auto it = slot_of.find(&p);
+        if (it == slot_of.end()) return nullptr;
+        const Slot& s = *it->second;
+        if (main) return s.mixed ? &s.main_param : nullptr;
+        return i < s.state.size() ? &s.state[i] : nullptr;
+      };
+      shards_->gather(
+          DType::F32,
+          [&](const nn::Parameter& p) {
+            const Tensor* t = held(p);
+            const auto r = shards_->local_range(p);
+            return t ? *t : zeros({r.size()}, {DType::F32, p.device()});
+          },
+          [&](const nn::Parameter& p, const Tensor& whole) {
+            if (!held(p)) return;
+            const Slot& s = *slot_of.at(&p);
+            sd.tensors[kStatePrefix + kinds[i] + "." + s.name] = whole.view(p.shape()).clone();
+          });
+    }
+  }
   return sd;
+}
+
+Tensor MegatronOptimizer::part_of(const Slot& s, const std::string& key, const Tensor& t) const {
+  MCORE_CHECK(t.numel() == s.model->numel())
+      << "MegatronOptimizer::load_state_dict: '" << key << "' has shape " << shape_str(t.shape())
+      << " but the parameter's state is " << shape_str(s.model->shape());
+  if (!shards_) return t;
+  return t.reshape({t.numel()}).narrow(0, s.begin, s.end - s.begin);
 }
 
 void MegatronOptimizer::load_state_dict(const OptimizerStateDict& sd) {
@@ -282,15 +340,13 @@ void MegatronOptimizer::load_state_dict(const OptimizerStateDict& sd) {
   MCORE_CHECK(groups.size() == groups_.size())
       << "MegatronOptimizer::load_state_dict: " << groups.size() << " saved param groups, "
       << groups_.size() << " here";
-  auto copy_into = [&](Tensor& dst, const std::string& key) {
+  // Saved tensors are whole; with the distributed optimizer each rank takes its part.
+  auto copy_into = [&](const Slot& s, Tensor& dst, const std::string& key) {
     auto it = sd.tensors.find(key);
     MCORE_CHECK(it != sd.tensors.end())
         << "MegatronOptimizer::load_state_dict: no '" << key << "' in the saved state";
-    MCORE_CHECK(it->second.numel() == dst.numel())
-        << "MegatronOptimizer::load_state_dict: '" << key << "' has shape "
-        << shape_str(it->second.shape()) << " but the parameter's state is "
-        << shape_str(dst.shape());
-    dst.copy_(it->second.shape() == dst.shape() ? it->second : it->second.reshape(dst.shape()));
+    const Tensor src = part_of(s, key, it->second);
+    dst.copy_(src.shape() == dst.shape() ? src : src.reshape(dst.shape()));
   };
   const std::vector<std::string> names = state_names();
   for (size_t gi = 0; gi < groups_.size(); ++gi) {
@@ -305,11 +361,11 @@ void MegatronOptimizer::load_state_dict(const OptimizerStateDict& sd) {
       if (s.step > 0) {
         for (const std::string& n : names) {
           Tensor t = zeros_like(s.main_param);
-          copy_into(t, kStatePrefix + n + "." + s.name);
+          copy_into(s, t, kStatePrefix + n + "." + s.name);
           s.state.push_back(t);
         }
       }
-      if (s.mixed) copy_into(s.main_param, kStatePrefix + "fp32_param." + s.name);
+      if (s.mixed) copy_into(s, s.main_param, kStatePrefix + "fp32_param." + s.name);
     }
   }
   if (grad_scaler_ && meta.contains("grad_scaler")) {
@@ -338,7 +394,7 @@ void Adam::update(Slot& s, const ParamGroup& group) {
     ops::add_(grad, s.main_param, group.weight_decay);
   }
   if (s.mixed) {
-    Tensor model = s.model->detach();
+    Tensor model = s.model_part;
     ops::adam_step_with_main_(model, s.main_param, grad, s.state[0], s.state[1], s.step, c);
   } else {
     ops::adam_step_(s.main_param, grad, s.state[0], s.state[1], s.step, c);
@@ -360,7 +416,7 @@ void SGD::update(Slot& s, const ParamGroup& group) {
   // A buffer holds nothing before the first update (PyTorch's None): it is set to the grad.
   const bool first = s.step == 1;
   if (s.mixed) {
-    Tensor model = s.model->detach();
+    Tensor model = s.model_part;
     ops::sgd_step_with_main_(model, s.main_param, s.grad, buf, first, c);
   } else {
     ops::sgd_step_(s.main_param, s.grad, buf, first, c);
@@ -370,7 +426,8 @@ void SGD::update(Slot& s, const ParamGroup& group) {
 std::unique_ptr<MegatronOptimizer> get_megatron_optimizer(
     const OptimizerConfig& config,
     const std::vector<std::pair<std::string, nn::ParameterPtr>>& named_parameters,
-    comm::ProcessGroupPtr grad_stats_parallel_group, int tp_rank) {
+    comm::ProcessGroupPtr grad_stats_parallel_group, int tp_rank,
+    std::shared_ptr<const DistributedOptimizerShards> shards) {
   std::unique_ptr<MegatronGradScaler> scaler;
   if (config.fp16 || config.bf16) {
     if (config.loss_scale > 0.0) {
@@ -384,11 +441,11 @@ std::unique_ptr<MegatronOptimizer> get_megatron_optimizer(
   auto groups = get_param_groups(named_parameters);
   if (config.optimizer == "adam") {
     return std::make_unique<Adam>(std::move(groups), config, std::move(scaler),
-                                  std::move(grad_stats_parallel_group), tp_rank);
+                                  std::move(grad_stats_parallel_group), tp_rank, shards);
   }
   if (config.optimizer == "sgd") {
     return std::make_unique<SGD>(std::move(groups), config, std::move(scaler),
-                                 std::move(grad_stats_parallel_group), tp_rank);
+                                 std::move(grad_stats_parallel_group), tp_rank, shards);
   }
   MCORE_FAIL() << "get_megatron_optimizer: optimizer '" << config.optimizer
                << "' is not supported; expected 'adam' or 'sgd' (--optimizer)";

@@ -32,6 +32,8 @@
 
 namespace mcore::optimizer {
 
+class DistributedOptimizerShards;  // distrib_optimizer.h
+
 struct NamedParameter {
   std::string name;  // unique within the optimizer: keys its saved state
   nn::ParameterPtr param;
@@ -74,12 +76,18 @@ class MegatronOptimizer {
  public:
   // grad_scaler: required for fp16 params (error otherwise), optional for bf16, unused for
   // fp32. grad_stats_parallel_group: where the norm, zero count and found-inf are reduced
-  // (Megatron: the model-parallel group). tp_rank: tensor-parallel rank for the duplicate rule.
+  // (Megatron: the model-parallel group; with the distributed optimizer, every rank).
+  // tp_rank: tensor-parallel rank for the duplicate rule. shards: the distributed optimizer's
+  // sharding (Megatron's DistributedOptimizer): each parameter's state, main copy and update
+  // cover only this data-parallel rank's part of it, the gradient comes from DDP's
+  // reduce-scattered buffer, and step() ends by all-gathering the weights. state_dict() and
+  // load_state_dict() still speak whole tensors (collectives over the data-parallel group).
   MegatronOptimizer(
       std::vector<ParamGroup> param_groups, const OptimizerConfig& config,
       std::unique_ptr<MegatronGradScaler> grad_scaler = nullptr,
       comm::ProcessGroupPtr grad_stats_parallel_group = default_grad_stats_parallel_group(),
-      int tp_rank = default_tensor_model_parallel_rank());
+      int tp_rank = default_tensor_model_parallel_rank(),
+      std::shared_ptr<const DistributedOptimizerShards> shards = nullptr);
   virtual ~MegatronOptimizer() = default;
   MegatronOptimizer(const MegatronOptimizer&) = delete;
   MegatronOptimizer& operator=(const MegatronOptimizer&) = delete;
@@ -108,8 +116,11 @@ class MegatronOptimizer {
   // The fp32 grads that enter the norm this step (after prepare_grads): not shared, not a
   // tensor-parallel duplicate.
   std::vector<Tensor> get_main_grads_for_grad_norm() const;
-  // The fp32 parameter the update runs on (the model param itself when it is fp32).
+  // The fp32 parameter the update runs on (the model param itself when it is fp32); with the
+  // distributed optimizer, this rank's flattened part of it.
   const Tensor& main_param(const nn::Parameter& param) const;
+  // The distributed optimizer's sharding, or nullptr.
+  const DistributedOptimizerShards* shards() const { return shards_.get(); }
 
   // Copies model params into the fp32 main params (after loading model weights without the
   // optimizer state: --no-load-optim, --finetune).
@@ -130,8 +141,12 @@ class MegatronOptimizer {
   struct Slot {
     std::string name;
     nn::ParameterPtr model;
-    bool mixed = false;         // bf16/fp16 model param with an fp32 main copy
-    Tensor main_param;          // fp32: shares the model param's storage unless mixed
+    bool mixed = false;  // bf16/fp16 model param with an fp32 main copy
+    // The model param's elements this slot updates: the whole param, or (distributed
+    // optimizer) the flat range [begin, end) of its elements that this rank owns.
+    Tensor model_part;
+    int64_t begin = 0, end = 0;
+    Tensor main_param;          // fp32: shares model_part's storage unless mixed
     Tensor grad_buffer;         // fp32 copy of a bf16/fp16 grad, kept across steps
     Tensor grad;                // this step's fp32 grad (undefined: no grad, not updated)
     int64_t step = 0;           // updates applied (torch's per-parameter state['step'])
@@ -146,6 +161,8 @@ class MegatronOptimizer {
 
  private:
   void clip_by_total_norm(double clip_grad, double total_norm);
+  // The whole saved tensor `t` (any shape with the param's numel), cut to the slot's part.
+  Tensor part_of(const Slot& s, const std::string& key, const Tensor& t) const;
 
   OptimizerConfig config_;
   std::vector<ParamGroup> groups_;
@@ -155,6 +172,7 @@ class MegatronOptimizer {
   int tp_rank_;
   int64_t iteration_ = 0;
   int64_t num_skipped_ = 0;
+  std::shared_ptr<const DistributedOptimizerShards> shards_;
 };
 
 // torch.optim.AdamW with Megatron's OptimizerConfig (decoupled_weight_decay false: torch Adam's
@@ -186,10 +204,12 @@ class SGD : public MegatronOptimizer {
 // Megatron's get_megatron_optimizer for one model chunk list: default param groups, the loss
 // scaler its rules pick (loss_scale > 0: constant; else fp16: dynamic with growth 2, backoff
 // 0.5, --loss-scale-window, --hysteresis; else none) and Adam or SGD by config.optimizer.
+// shards: see MegatronOptimizer (nullptr: not distributed).
 std::unique_ptr<MegatronOptimizer> get_megatron_optimizer(
     const OptimizerConfig& config,
     const std::vector<std::pair<std::string, nn::ParameterPtr>>& named_parameters,
     comm::ProcessGroupPtr grad_stats_parallel_group = default_grad_stats_parallel_group(),
-    int tp_rank = default_tensor_model_parallel_rank());
+    int tp_rank = default_tensor_model_parallel_rank(),
+    std::shared_ptr<const DistributedOptimizerShards> shards = nullptr);
 
 }  // namespace mcore::optimizer

@@ -23,6 +23,7 @@
 #include "mcore/nn/functional.h"
 #include "mcore/ops/cpu/blas.h"
 #include "mcore/optimizer/clip_grads.h"
+#include "mcore/optimizer/distrib_optimizer.h"
 #include "mcore/optimizer/optimizer.h"
 #include "mcore/optimizer/optimizer_param_scheduler.h"
 #include "mcore/parallel_state/parallel_state.h"
@@ -104,8 +105,6 @@ std::string format_eta(double seconds) {
 int pretrain_gpt(Arguments& args) {
   using Clock = std::chrono::steady_clock;
   const auto start_time = Clock::now();
-  MCORE_CHECK(!args.use_distributed_optimizer)
-      << "--use-distributed-optimizer is not implemented yet; drop the flag";
   MCORE_CHECK(args.context_parallel_size == 1 && args.expert_model_parallel_size == 1)
       << "--context-parallel-size and --expert-model-parallel-size must be 1 in pretrain_gpt";
   MCORE_CHECK(args.lr || args.skip_train) << "--lr is required";
@@ -142,6 +141,7 @@ int pretrain_gpt(Arguments& args) {
   ddp_config.bucket_size = args.ddp_bucket_size;
   ddp_config.average_in_collective = args.ddp_average_in_collective;
   ddp_config.calculate_per_token_loss = args.calculate_per_token_loss;
+  ddp_config.use_distributed_optimizer = args.use_distributed_optimizer;
   // Under fp16 an inf gradient is the loss scaler's business (the step is skipped), not an
   // error.
   ddp_config.check_for_nan_in_grad = args.check_for_nan_in_loss_and_grad && !args.fp16;
@@ -156,7 +156,16 @@ int pretrain_gpt(Arguments& args) {
   }
 
   // ---- optimizer, schedule, batch sizes ----
-  auto opt = optimizer::get_megatron_optimizer(optimizer_config(args), model.named_parameters());
+  // The distributed optimizer updates this data-parallel rank's shard of each parameter, so its
+  // grad norm, zero count and overflow check are reduced over every rank (Megatron's
+  // DistributedOptimizer), not only the model-parallel ones.
+  std::shared_ptr<const optimizer::DistributedOptimizerShards> shards;
+  if (args.use_distributed_optimizer)
+    shards = std::make_shared<optimizer::DistributedOptimizerShards>(model.ddp_ptrs());
+  auto opt = optimizer::get_megatron_optimizer(
+      optimizer_config(args), model.named_parameters(),
+      shards ? comm::world() : optimizer::default_grad_stats_parallel_group(),
+      parallel_state::get_tensor_model_parallel_rank(), shards);
   MicrobatchCalculator mb(*args.global_batch_size, *args.micro_batch_size, dp_size,
                           args.rampup_batch_size.value_or(std::vector<int64_t>{}));
   // --skip-train (Megatron's evaluation-only run) needs neither a length nor a schedule.

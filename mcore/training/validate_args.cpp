@@ -58,6 +58,9 @@ void note_flags_without_effect(const Arguments& a) {
       {"overlap_p2p_comm_warmup_flush",
        "--overlap-p2p-communication-warmup-flush: pipeline sends and receives are batched as the "
        "schedule issues them"},
+      {"overlap_param_gather",
+       "--overlap-param-gather: the distributed optimizer all-gathers the updated weights at the "
+       "end of each step"},
       {"num_workers", "--num-workers: batches are read on the training thread"},
       {"tensorboard_queue_size", "--tensorboard-queue-size: events are written as they come"},
       {"timing_log_level", "--timing-log-level: mcore has no per-phase timers"},
