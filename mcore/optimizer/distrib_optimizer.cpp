@@ -55,12 +55,12 @@ DistributedOptimizerShards::Range DistributedOptimizerShards::local_range(
 void DistributedOptimizerShards::gather_buffer(
     const distributed::ParamAndGradBuffer& buffer, DType dtype,
     const std::function<Tensor(const nn::Parameter&)>& local,
-    const std::function<void(const nn::Parameter&, const Tensor&)>& full) const {
+    const std::function<void(const nn::Parameter&, const Tensor&)>& full, Tensor flat) const {
   const distributed::ParamLayout& layout = buffer.layout();
   if (layout.numel() == 0) return;
   const int64_t dp = group_->size(), rank = group_->rank();
   NoGradGuard no_grad;
-  Tensor flat = zeros({layout.numel()}, {dtype, buffer.grad_data().device()});
+  if (!flat.defined()) flat = zeros({layout.numel()}, {dtype, buffer.grad_data().device()});
   const auto& params = buffer.params();
   for (size_t k = 0; k < params.size(); ++k) {
     const Range range = entries_.at(params[k].get()).range;
@@ -75,8 +75,8 @@ void DistributedOptimizerShards::gather_buffer(
   for (const auto& [start, end] : layout.bucket_indices) {
     const int64_t shard = (end - start) / dp;
     if (shard == 0) continue;
-    // The input is a copy: MPI forbids an input that aliases the output.
-    const Tensor mine = flat.narrow(0, start + rank * shard, shard).clone();
+    // In place: this rank's shard already sits at its slot of the bucket.
+    const Tensor mine = flat.narrow(0, start + rank * shard, shard);
     Tensor all = flat.narrow(0, start, end - start);
     group_->all_gather(all, mine);
   }
@@ -103,9 +103,15 @@ void DistributedOptimizerShards::all_gather_params() const {
     Tensor dst = p.detach();
     dst.copy_(t.view(p.shape()));
   };
+  // The step has consumed the gradients: where the grad buffer has the parameters' dtype (fp32
+  // training) it is the staging area, as Megatron reuses it, so the gather needs no second
+  // model-sized buffer. zero_grad_buffer() clears it before the next backward.
   for (auto* ddp : chunks_) {
-    for (const auto& buffer : ddp->buffers())
-      gather_buffer(*buffer, buffer->param_dtype(), local, full);
+    for (const auto& buffer : ddp->buffers()) {
+      const bool reuse = buffer->grad_dtype() == buffer->param_dtype();
+      gather_buffer(*buffer, buffer->param_dtype(), local, full,
+                    reuse ? buffer->grad_data() : Tensor());
+    }
   }
 }
 

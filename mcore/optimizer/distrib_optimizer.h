@@ -40,7 +40,8 @@ class DistributedOptimizerShards {
   const comm::ProcessGroupPtr& data_parallel_group() const { return group_; }
 
   // Every rank's updated part of every parameter, joined into the parameters (collective over
-  // the data-parallel group).
+  // the data-parallel group). Where the grad buffer has the parameters' dtype it is used as the
+  // staging area, so call this only once the step has consumed the gradients.
   void all_gather_params() const;
 
   // Assembles a per-parameter quantity from the ranks' parts: `local(param)` returns this rank's
@@ -51,9 +52,11 @@ class DistributedOptimizerShards {
               const std::function<void(const nn::Parameter&, const Tensor&)>& full) const;
 
  private:
+  // flat: the staging tensor (the buffer's layout, `dtype`), or undefined to allocate one.
   void gather_buffer(const distributed::ParamAndGradBuffer& buffer, DType dtype,
                      const std::function<Tensor(const nn::Parameter&)>& local,
-                     const std::function<void(const nn::Parameter&, const Tensor&)>& full) const;
+                     const std::function<void(const nn::Parameter&, const Tensor&)>& full,
+                     Tensor flat = Tensor()) const;
 
   struct Entry {
     const distributed::ParamAndGradBuffer* buffer;
