@@ -171,6 +171,7 @@ struct Arguments {
   int64_t log_interval = 100;
   bool log_throughput = false;
   bool log_params_norm = false;
+  bool log_num_zeros_in_grad = false;
   bool log_progress = false;
   int64_t timing_log_level = 0;
   std::optional<std::string> tensorboard_dir;
@@ -205,8 +206,36 @@ struct Arguments {
   int64_t empty_unused_memory_level = 0;
   bool overlap_p2p_comm = true;
   bool overlap_p2p_comm_warmup_flush = false;
+  bool async_save = false;
+  bool ckpt_fully_parallel_save = true;
+  bool ckpt_fully_parallel_load = false;
+  bool ckpt_assume_constant_structure = false;
+  std::string dist_ckpt_strictness = "assume_ok_unexpected";
+  bool use_dist_ckpt = false;
+  bool auto_detect_ckpt_format = false;
+  std::optional<std::string> wandb_project, wandb_exp_name, wandb_save_dir, wandb_entity;
+  std::string attention_backend = "auto";
+  bool async_tensor_model_parallel_allreduce = true;
+  bool tp_comm_overlap = false;
+  bool tp_comm_bulk_wgrad = true;
+  bool tp_comm_bulk_dgrad = true;
+  std::string cross_entropy_fusion_impl = "native";
+  bool log_straggler = false;
+  std::optional<int64_t> logging_level;
+  bool optimizer_cpu_offload = false;
+  bool use_precision_aware_optimizer = false;
+  // Megatron's old spelling of --position-embedding-type rope.
+  bool use_rotary_position_embeddings = false;
+  // Accepted at their defaults only (validate_args refuses other values).
+  std::string rerun_mode = "disabled";
+  int64_t num_distributed_optimizer_instances = 1;
+  std::string main_grads_dtype = "fp32", main_params_dtype = "fp32", exp_avg_dtype = "fp32",
+              exp_avg_sq_dtype = "fp32";
   // Features mcore lacks: accepted by the parser only to be refused with a clear message.
   bool distribute_saved_activations = false;
+  bool use_torch_fsdp2 = false;
+  bool use_legacy_models = false;
+  std::optional<std::string> fp8_format;
   std::optional<std::vector<std::string>> recompute_modules;
   bool cpu_offloading = false;
 

@@ -118,6 +118,7 @@ optimizer::OptimizerConfig optimizer_config(const Arguments& a) {
   c.sgd_momentum = a.sgd_momentum;
   c.clip_grad = a.clip_grad;
   c.check_for_nan_in_grad = a.check_for_nan_in_loss_and_grad;
+  c.log_num_zeros_in_grad = a.log_num_zeros_in_grad;
   return c;
 }
 

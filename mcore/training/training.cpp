@@ -386,6 +386,7 @@ int pretrain_gpt(Arguments& args) {
           {"lm loss", loss},        {"learning-rate", lr},  {"batch-size", double(batch_size)},
           {"grad-norm", grad_norm}, {"throughput", tflops}, {"tokens-per-second", tokens_per_s}};
       if (args.log_loss_scale_to_tensorboard) v.push_back({"loss-scale", loss_scale});
+      if (sr.num_zeros_in_grad) v.push_back({"num-zeros", double(*sr.num_zeros_in_grad)});
       v.push_back({device.is_cuda() ? "mem-allocated-gib" : "mem-rss-gib", mem.current});
       v.push_back({"mem-peak-gib", mem.peak});
       log_safely([&] { tb->add_scalars(v, state.iteration); });
@@ -422,6 +423,8 @@ int pretrain_gpt(Arguments& args) {
       if (loss_count_interval) line += strf(" lm loss: %.6E |", avg_loss);
       line += strf(" loss scale: %.1f |", loss_scale);
       if (sr.grad_norm) line += strf(" grad norm: %.3f |", grad_norm);
+      if (sr.num_zeros_in_grad)
+        line += strf(" num zeros: %.1f |", static_cast<double>(*sr.num_zeros_in_grad));
       if (args.log_params_norm)
         line += strf(" params norm: %.3f |", params_norm(model.named_parameters()));
       line +=

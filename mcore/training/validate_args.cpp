@@ -62,6 +62,40 @@ void note_flags_without_effect(const Arguments& a) {
        "--overlap-param-gather: the distributed optimizer all-gathers the updated weights at the "
        "end of each step"},
       {"num_workers", "--num-workers: batches are read on the training thread"},
+      {"async_save", "--async-save: checkpoints are saved synchronously (the same files)"},
+      {"ckpt_fully_parallel_save",
+       "--(no-)ckpt-fully-parallel-save: every rank always writes its own shards"},
+      {"ckpt_fully_parallel_load",
+       "--ckpt-fully-parallel-load: every rank always reads the shards it needs"},
+      {"ckpt_assume_constant_structure",
+       "--ckpt-assume-constant-structure: each save is planned afresh"},
+      {"dist_ckpt_strictness",
+       "--dist-ckpt-strictness: a key missing from the checkpoint is always an error"},
+      {"use_dist_ckpt", "--use-dist-ckpt: checkpoints are always mcore's sharded format"},
+      {"auto_detect_ckpt_format",
+       "--auto-detect-ckpt-format: checkpoints are always mcore's sharded format"},
+      {"wandb_project",
+       "--wandb-project: there is no Weights & Biases logging; metrics go to --tensorboard-dir "
+       "(event files and metrics.jsonl)"},
+      {"wandb_exp_name", "--wandb-exp-name: there is no Weights & Biases logging"},
+      {"wandb_save_dir", "--wandb-save-dir: there is no Weights & Biases logging"},
+      {"wandb_entity", "--wandb-entity: there is no Weights & Biases logging"},
+      {"attention_backend", "--attention-backend: attention always runs mcore's fused kernel"},
+      {"async_tensor_model_parallel_allreduce",
+       "--no-async-tensor-model-parallel-allreduce: deprecated in Megatron-LM"},
+      {"tp_comm_overlap",
+       "--tp-comm-overlap: tensor-parallel collectives are not overlapped with GEMMs"},
+      {"tp_comm_bulk_wgrad", "--disable-tp-comm-bulk-wgrad: there is no TP comm overlap"},
+      {"tp_comm_bulk_dgrad", "--disable-tp-comm-bulk-dgrad: there is no TP comm overlap"},
+      {"cross_entropy_fusion_impl",
+       "--cross-entropy-fusion-impl: the loss is always mcore's fused kernel"},
+      {"log_straggler", "--log-straggler: no straggler detection"},
+      {"logging_level", "--logging-level: mcore logs at one level"},
+      {"optimizer_cpu_offload",
+       "--optimizer-cpu-offload: on CPU ranks the optimizer state is in host memory already; "
+       "with --device cuda it stays on the GPU"},
+      {"use_precision_aware_optimizer",
+       "--use-precision-aware-optimizer: main grads, main params and Adam state are fp32"},
       {"tensorboard_queue_size", "--tensorboard-queue-size: events are written as they come"},
       {"timing_log_level", "--timing-log-level: mcore has no per-phase timers"},
       {"log_timers_to_tensorboard", "--log-timers-to-tensorboard: mcore has no per-phase timers"},
@@ -187,6 +221,8 @@ void validate_args(Arguments& a, int64_t world_size, int64_t rank) {
   ARG_CHECK(world_size >= 1) << "world size must be >= 1, got " << world_size;
   a.world_size = world_size;
   a.rank = rank;
+  // Megatron-LM's validate_args: the old flag selects RoPE.
+  if (a.use_rotary_position_embeddings) a.position_embedding_type = "rope";
 
   ARG_CHECK(!(a.fp16 && a.bf16)) << "--fp16 and --bf16 are both set; choose one";
   check_device_flag(a.device);
@@ -476,6 +512,28 @@ void validate_args(Arguments& a, int64_t world_size, int64_t rank) {
                     << " is not implemented in mcore; drop the flag (selective recompute "
                        "covers core attention; --recompute-granularity full the whole layer)";
   }
+  ARG_CHECK(!a.use_torch_fsdp2) << "--use-torch-fsdp2: FSDP is not implemented in mcore; use "
+                                   "--use-distributed-optimizer to shard the optimizer state";
+  ARG_CHECK(!a.use_legacy_models)
+      << "--use-legacy-models: mcore has only the Megatron Core models; drop the flag";
+  ARG_CHECK(!a.fp8_format) << "--fp8-format " << *a.fp8_format
+                           << ": fp8 training recipes are not implemented in mcore (the fp8 "
+                              "casts and GEMMs exist, delayed scaling does not); drop the flag";
+  ARG_CHECK(a.rerun_mode == "disabled")
+      << "--rerun-mode " << a.rerun_mode
+      << ": mcore has no rerun state machine; drop the flag or use disabled";
+  ARG_CHECK(a.num_distributed_optimizer_instances == 1)
+      << "--num-distributed-optimizer-instances " << a.num_distributed_optimizer_instances
+      << ": mcore's distributed optimizer has one instance over the data-parallel group; use 1";
+  for (auto [v, flag] : {std::pair{&a.main_grads_dtype, "--main-grads-dtype"},
+                         {&a.main_params_dtype, "--main-params-dtype"},
+                         {&a.exp_avg_dtype, "--exp-avg-dtype"},
+                         {&a.exp_avg_sq_dtype, "--exp-avg-sq-dtype"}}) {
+    ARG_CHECK(*v == "fp32") << flag << " " << *v
+                            << ": mcore keeps main grads, main params and Adam state in fp32; "
+                               "use fp32 or drop the flag";
+  }
+
   note_flags_without_effect(a);
   if (a.fp32_residual_connection) {
     ARG_CHECK(a.fp16 || a.bf16) << "residual connection in fp32 only supported when using fp16 "

@@ -4,6 +4,8 @@
 //   - MCORE_DISTRIBUTED_TIMEOUT_SECONDS overrides --distributed-timeout-minutes;
 //   - --log-params-norm counts every element once, so TP=1 and TP=2 print the same norm;
 //   - implementation knobs of Megatron launch scripts are accepted with a note;
+//   - --log-num-zeros-in-grad prints Megatron's "num zeros" field, the same count with and
+//     without the distributed optimizer; --use-rotary-position-embeddings selects RoPE;
 //   - a --load without a checkpoint warns; zero intervals, bad shapes and betas are errors.
 #include <gtest/gtest.h>
 
@@ -135,6 +137,73 @@ TEST(PretrainGPTFlags, ImplementationKnobsAreAcceptedWithANote) {
   fs::remove_all(d);
 }
 
+// More flags of current Megatron-LM launch scripts (checkpointing, W&B, TP overlap, optimizer
+// dtypes at their fp32 defaults): accepted, each with a note.
+TEST(PretrainGPTFlags, LaunchScriptFlagsAreAcceptedWithANote) {
+  RunResult r = run(pretrain() +
+                    " --train-iters 1 --async-save --no-ckpt-fully-parallel-save"
+                    " --ckpt-fully-parallel-load --use-dist-ckpt --dist-ckpt-strictness log_all"
+                    " --wandb-project p --wandb-exp-name e --attention-backend flash"
+                    " --tp-comm-overlap --cross-entropy-fusion-impl te --optimizer-cpu-offload"
+                    " --use-precision-aware-optimizer --main-grads-dtype fp32 --exp-avg-dtype fp32"
+                    " --rerun-mode disabled --num-distributed-optimizer-instances 1");
+  ASSERT_EQ(r.rc, 0) << r.output;
+  for (const char* flag :
+       {"--async-save", "--(no-)ckpt-fully-parallel-save", "--ckpt-fully-parallel-load",
+        "--use-dist-ckpt", "--dist-ckpt-strictness", "--wandb-project", "--wandb-exp-name",
+        "--attention-backend", "--tp-comm-overlap", "--cross-entropy-fusion-impl",
+        "--optimizer-cpu-offload", "--use-precision-aware-optimizer"}) {
+    EXPECT_NE(r.output.find(std::string("WARNING: ") + flag), std::string::npos) << flag;
+  }
+}
+
+// The "num zeros: X" values of the iteration lines, in order.
+std::vector<double> num_zeros(const std::string& out) {
+  std::vector<double> v;
+  const std::regex re(R"(grad norm: [0-9.]+ \| num zeros: ([0-9.]+) \|)");
+  for (auto it = std::sregex_iterator(out.begin(), out.end(), re); it != std::sregex_iterator();
+       ++it)
+    v.push_back(std::stod((*it)[1]));
+  return v;
+}
+
+TEST(PretrainGPTFlags, NumZerosInGradIsCountedOnceWithOrWithoutShardedOptimizer) {
+  // The mock batches use a fraction of the 256-token vocabulary (and the padding rows none), so
+  // the embedding gradient has whole zero rows: a positive count, well below the parameter count.
+  const std::string flags = std::string(kTiny) + " --train-iters 3 --log-num-zeros-in-grad";
+  RunResult plain = run(mpirun(2) + tool("pretrain_gpt") + flags);
+  RunResult dist = run(mpirun(2) + tool("pretrain_gpt") + flags + " --use-distributed-optimizer");
+  ASSERT_EQ(plain.rc, 0) << plain.output;
+  ASSERT_EQ(dist.rc, 0) << dist.output;
+  const auto a = num_zeros(plain.output), b = num_zeros(dist.output);
+  ASSERT_EQ(a.size(), 3u) << plain.output;
+  EXPECT_EQ(a, b) << dist.output;
+  for (double z : a) EXPECT_GT(z, 0.0);
+  RunResult off = run(pretrain() + " --train-iters 1");
+  EXPECT_EQ(off.output.find("num zeros"), std::string::npos) << off.output;
+}
+
+TEST(PretrainGPTFlags, UseRotaryPositionEmbeddingsSelectsRope) {
+  const std::string extra = " --train-iters 2 --hidden-dropout 0 --attention-dropout 0";
+  RunResult old_flag = run(pretrain() + extra + " --use-rotary-position-embeddings");
+  RunResult rope = run(pretrain() + extra + " --position-embedding-type rope");
+  RunResult learned = run(pretrain() + extra);
+  ASSERT_EQ(old_flag.rc, 0) << old_flag.output;
+  ASSERT_EQ(rope.rc, 0) << rope.output;
+  ASSERT_EQ(learned.rc, 0) << learned.output;
+  const std::regex re("lm loss: ([0-9.E+-]+)");
+  auto losses = [&](const std::string& out) {
+    std::vector<std::string> v;
+    for (auto it = std::sregex_iterator(out.begin(), out.end(), re); it != std::sregex_iterator();
+         ++it)
+      v.push_back((*it)[1]);
+    return v;
+  };
+  ASSERT_EQ(losses(rope.output).size(), 2u) << rope.output;
+  EXPECT_EQ(losses(old_flag.output), losses(rope.output));
+  EXPECT_NE(losses(learned.output), losses(rope.output));  // the flag changed the model
+}
+
 // Megatron-LM's iteration line (FORMATS.md): its fields in its order, microseconds in the
 // timestamp, throughput only with --log-throughput, mcore's own fields after the nan count.
 TEST(PretrainGPTFlags, IterationLineHasMegatronsFieldsInOrder) {
@@ -237,7 +306,15 @@ TEST(PretrainGPTFlags, BadValuesExitNonZeroNamingTheFlag) {
         Case{" --train-iters 3 --cpu-offloading", "--cpu-offloading is not implemented"},
         Case{" --train-iters 3 --mid-level-dataset-surplus -1", "--mid-level-dataset-surplus must"},
         Case{" --train-iters 3 --save " + file + " --save-interval 1", "is not a directory"},
-        Case{" --train-iters 2 --lr-warmup-iters 2", "--lr-warmup-iters (2) must be below"}}) {
+        Case{" --train-iters 2 --lr-warmup-iters 2", "--lr-warmup-iters (2) must be below"},
+        Case{" --train-iters 2 --use-torch-fsdp2", "--use-torch-fsdp2: FSDP is not implemented"},
+        Case{" --train-iters 2 --fp8-format hybrid", "--fp8-format hybrid: fp8 training"},
+        Case{" --train-iters 2 --use-legacy-models", "--use-legacy-models"},
+        Case{" --train-iters 2 --rerun-mode validate_results", "--rerun-mode validate_results"},
+        Case{" --train-iters 2 --exp-avg-dtype bf16", "--exp-avg-dtype bf16"},
+        Case{" --train-iters 2 --main-grads-dtype bf16", "--main-grads-dtype bf16"},
+        Case{" --train-iters 2 --num-distributed-optimizer-instances 2",
+             "--num-distributed-optimizer-instances 2"}}) {
     RunResult r = run(pretrain() + c.extra);
     EXPECT_NE(r.rc, 0) << c.extra << "\n" << r.output;
     EXPECT_NE(r.output.find(c.expect), std::string::npos) << c.extra << "\n" << r.output;
