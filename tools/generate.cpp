@@ -29,6 +29,7 @@
 #include "mcore/models/gpt/gpt_model.h"
 #include "mcore/tokenizers/tokenizer.h"
 #include "mcore/training/arguments.h"
+#include "mcore/training/checkpoint_args.h"
 #include "mcore/training/checkpointing.h"
 #include "mcore/training/training.h"
 #include "mcore/training/validate_args.h"
@@ -104,100 +105,6 @@ std::vector<std::string> take_generate_flags(int argc, char** argv, GenerateFlag
   return rest;
 }
 
-// The checkpoint directory (iter_XXXXXXX) under --load.
-std::string checkpoint_dir(const std::string& load) {
-  MCORE_CHECK(std::filesystem::exists(load)) << "--load " << load << ": no such directory";
-  if (auto latest = dcp::read_latest_checkpoint_dir(load)) {
-    dcp::verify_checkpoint(*latest);  // the path of the directory it names
-    return *latest;
-  }
-  if (std::filesystem::exists(std::filesystem::path(load) / "metadata.json")) return load;
-  auto found = dcp::find_latest_valid_checkpoint(load);
-  MCORE_CHECK(found) << "--load " << load << ": no checkpoint found (no " << dcp::kLatestFileName
-                     << " and no valid iter_* directory)";
-  return found->dir;
-}
-
-// The arguments section pretrain_gpt saves is Megatron's printed block ("  name ..... value"):
-// back into dest -> value.
-std::map<std::string, std::string> parse_saved_args(const std::string& block) {
-  std::map<std::string, std::string> m;
-  std::istringstream in(block);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("  ", 0) != 0) continue;
-    const size_t name_end = line.find(' ', 2);
-    const size_t dots = line.find(" ", name_end + 1);
-    if (name_end == std::string::npos || dots == std::string::npos) continue;
-    m[line.substr(2, name_end - 2)] = line.substr(dots + 1);
-  }
-  return m;
-}
-
-// Flags reproducing the saved model shape and tokenizer, for every dest not given on the
-// command line (the command line comes after them and wins).
-std::vector<std::string> flags_from_checkpoint(const std::map<std::string, std::string>& saved,
-                                               const training::Arguments& cli) {
-  static const char* kDests[] = {"num_layers",
-                                 "hidden_size",
-                                 "ffn_hidden_size",
-                                 "num_attention_heads",
-                                 "kv_channels",
-                                 "group_query_attention",
-                                 "num_query_groups",
-                                 "max_position_embeddings",
-                                 "seq_length",
-                                 "position_embedding_type",
-                                 "rotary_base",
-                                 "rotary_percent",
-                                 "rotary_interleaved",
-                                 "use_rope_scaling",
-                                 "rope_scaling_factor",
-                                 "normalization",
-                                 "layernorm_epsilon",
-                                 "layernorm_zero_centered_gamma",
-                                 "openai_gelu",
-                                 "qk_layernorm",
-                                 "swiglu",
-                                 "add_bias_linear",
-                                 "add_qkv_bias",
-                                 "untie_embeddings_and_output_weights",
-                                 "make_vocab_size_divisible_by",
-                                 "apply_residual_connection_post_layernorm",
-                                 "init_method_std",
-                                 "vocab_size",
-                                 "tokenizer_type",
-                                 "vocab_file",
-                                 "merge_file",
-                                 "tokenizer_model",
-                                 "vocab_extra_ids"};
-  std::map<std::string, const training::ArgumentSpec*> by_dest;
-  for (const auto& spec : training::argument_table()) by_dest[spec.dest] = &spec;
-  std::vector<std::string> flags;
-  for (const char* dest : kDests) {
-    auto s = saved.find(dest);
-    auto spec = by_dest.find(dest);
-    if (s == saved.end() || spec == by_dest.end() || cli.is_set(dest) || cli.model) continue;
-    const std::string& v = s->second;
-    using Act = training::ArgumentSpec::Action;
-    switch (spec->second->action) {
-      case Act::kStoreTrue:
-        if (v == "True") flags.push_back(spec->second->flags[0]);
-        break;
-      case Act::kStoreFalse:
-        if (v == "False") flags.push_back(spec->second->flags[0]);
-        break;
-      case Act::kStore:
-        if (v != "None" && !v.empty() && v[0] != '[') {
-          flags.push_back(spec->second->flags[0]);
-          flags.push_back(v);
-        }
-        break;
-    }
-  }
-  return flags;
-}
-
 // The model's TransformerConfig from the (unvalidated) arguments, with Megatron's derived
 // defaults, for TP = 1 inference.
 // pretrain_gpt's mapping from flags to the model config, made single-process fp32 inference:
@@ -229,15 +136,9 @@ int run(int argc, char** argv) {
   std::optional<std::string> dir;
   std::optional<dcp::CheckpointMetadata> meta;
   if (args.load) {
-    dir = checkpoint_dir(*args.load);
+    dir = training::checkpoint_dir_to_load(*args.load);
     meta = dcp::CheckpointMetadata::read(*dir);
-    if (meta->sections.contains("args") && meta->sections["args"].is_string()) {
-      auto saved = parse_saved_args(meta->sections["args"].get<std::string>());
-      std::vector<std::string> merged = {rest[0]};
-      for (auto& f : flags_from_checkpoint(saved, args)) merged.push_back(f);
-      merged.insert(merged.end(), rest.begin() + 1, rest.end());
-      args = training::parse_args(merged);
-    }
+    args = training::parse_args(training::argv_with_checkpoint_args(rest, args, *dir));
   }
 
   MCORE_CHECK(args.tokenizer_type)

@@ -292,6 +292,8 @@ const std::vector<Row>& rows() {
             "Report loss and timing interval."),
       on({"--log-throughput"}, "log_throughput", &A::log_throughput,
          "If set, calculate and log throughput per GPU."),
+      on({"--use-checkpoint-args"}, "use_checkpoint_args", &A::use_checkpoint_args,
+         "Override model-related command-line arguments with arguments from checkpoint."),
       on({"--log-num-zeros-in-grad"}, "log_num_zeros_in_grad", &A::log_num_zeros_in_grad,
          "If set, calculate and log the number of zeros in gradient."),
       on({"--log-params-norm"}, "log_params_norm", &A::log_params_norm,

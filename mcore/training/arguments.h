@@ -172,6 +172,9 @@ struct Arguments {
   bool log_throughput = false;
   bool log_params_norm = false;
   bool log_num_zeros_in_grad = false;
+  // Take the model shape and tokenizer flags not given on the command line from the arguments
+  // saved in the --load checkpoint (checkpoint_args.h).
+  bool use_checkpoint_args = false;
   bool log_progress = false;
   int64_t timing_log_level = 0;
   std::optional<std::string> tensorboard_dir;

@@ -30,6 +30,7 @@
 #include "mcore/pipeline_parallel/schedules.h"
 #include "mcore/tensor/factory.h"
 #include "mcore/tokenizers/tokenizer.h"
+#include "mcore/training/checkpoint_args.h"
 #include "mcore/training/checkpointing.h"
 #include "mcore/training/jsonl_logger.h"
 #include "mcore/training/microbatch_step.h"
@@ -507,6 +508,13 @@ int pretrain_gpt(Arguments& args) {
 int pretrain_gpt_main(int argc, char** argv) {
   return comm::run_distributed_main(argc, argv, [](int ac, char** av) -> int {
     Arguments args = parse_args(ac, av);
+    if (args.use_checkpoint_args && !args.help) {
+      MCORE_CHECK(args.load) << "--use-checkpoint-args needs --load (the checkpoint to read "
+                                "the model arguments from)";
+      const std::vector<std::string> argv(av, av + ac);
+      args = parse_args(
+          argv_with_checkpoint_args(argv, args, checkpoint_dir_to_load(*args.load, false)));
+    }
     if (args.help) {
       std::fputs(help_text("pretrain_gpt").c_str(), stdout);
       return 0;

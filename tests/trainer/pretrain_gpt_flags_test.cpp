@@ -6,6 +6,7 @@
 //   - implementation knobs of Megatron launch scripts are accepted with a note;
 //   - --log-num-zeros-in-grad prints Megatron's "num zeros" field, the same count with and
 //     without the distributed optimizer; --use-rotary-position-embeddings selects RoPE;
+//   - --use-checkpoint-args takes the model shape from the loaded checkpoint;
 //   - a --load without a checkpoint warns; zero intervals, bad shapes and betas are errors.
 #include <gtest/gtest.h>
 
@@ -202,6 +203,35 @@ TEST(PretrainGPTFlags, UseRotaryPositionEmbeddingsSelectsRope) {
   ASSERT_EQ(losses(rope.output).size(), 2u) << rope.output;
   EXPECT_EQ(losses(old_flag.output), losses(rope.output));
   EXPECT_NE(losses(learned.output), losses(rope.output));  // the flag changed the model
+}
+
+// --use-checkpoint-args: a run that gives no model shape takes it (and the tokenizer) from the
+// checkpoint it loads, and resumes; without the flag the same command lacks --num-layers.
+TEST(PretrainGPTFlags, UseCheckpointArgsTakesTheShapeFromTheCheckpoint) {
+  fs::path d = fresh_dir("ckpt_args");
+  const std::string common =
+      " --mock-data --micro-batch-size 2 --global-batch-size 4 --lr 1e-3 --log-interval 1"
+      " --save-interval 2 --save " +
+      (d / "ckpt").string();
+  RunResult first = run("OMP_NUM_THREADS=1 " + tool("pretrain_gpt") + common +
+                        " --num-layers 3 --hidden-size 48 --num-attention-heads 4"
+                        " --ffn-hidden-size 80 --seq-length 16 --max-position-embeddings 32"
+                        " --normalization RMSNorm --swiglu --tokenizer-type NullTokenizer"
+                        " --vocab-size 200 --train-iters 4 --exit-interval 2");
+  ASSERT_EQ(first.rc, 0) << first.output;
+  const std::string resume = "OMP_NUM_THREADS=1 " + tool("pretrain_gpt") + common + " --load " +
+                             (d / "ckpt").string() + " --train-iters 4";
+  RunResult without = run(resume);
+  EXPECT_NE(without.rc, 0) << without.output;
+  EXPECT_NE(without.output.find("--num-layers"), std::string::npos) << without.output;
+  RunResult with = run(resume + " --use-checkpoint-args");
+  ASSERT_EQ(with.rc, 0) << with.output;
+  EXPECT_NE(with.output.find("iteration        4/       4"), std::string::npos) << with.output;
+  EXPECT_EQ(with.output.find("iteration        1/"), std::string::npos) << with.output;
+  EXPECT_NE(with.output.find("num_layers ...................................... 3"),
+            std::string::npos)
+      << with.output;
+  fs::remove_all(d);
 }
 
 // Megatron-LM's iteration line (FORMATS.md): its fields in its order, microseconds in the
