@@ -33,6 +33,17 @@ if(NOT MCORE_PYTHON)
   endif()
 endif()
 message(STATUS "mcore: reference-test Python ${MCORE_PYTHON}")
+# transformers, for the checkpoint-conversion tests: its own venv (.venv-hf, scripts/setup),
+# as it conflicts with the tokenizers pin of .venv. Empty when absent: those tests then fail
+# saying to run scripts/setup.
+if(NOT MCORE_HF_PYTHON)
+  if(EXISTS "${CMAKE_SOURCE_DIR}/.venv-hf/bin/python")
+    set(MCORE_HF_PYTHON "${CMAKE_SOURCE_DIR}/.venv-hf/bin/python")
+  else()
+    set(MCORE_HF_PYTHON "")
+  endif()
+endif()
+message(STATUS "mcore: transformers Python ${MCORE_HF_PYTHON}")
 
 # CUDA backend: optional, on when nvcc is found.
 set(MCORE_HAVE_CUDA OFF)

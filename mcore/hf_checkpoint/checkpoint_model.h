@@ -1,0 +1,38 @@
+// A trainer checkpoint's model on one process: the GPTModel its saved arguments describe (the
+// "args" section pretrain_gpt and convert_checkpoint write), built with TP = PP = 1 and filled
+// from the checkpoint, whatever tensor/pipeline layout saved it (the loader stitches the
+// shards). Used to export checkpoints to Hugging Face and by tests that run the model.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "mcore/models/gpt/gpt_model.h"
+#include "mcore/training/arguments.h"
+
+namespace mcore::hf_checkpoint {
+
+struct CheckpointModel {
+  training::Arguments args;  // the saved model and tokenizer arguments, re-parsed
+  std::string dir;           // the iter_XXXXXXX or release directory loaded
+  int64_t iteration = 0;
+  int64_t padded_vocab_size = 0;
+  DType dtype = DType::F32;  // of the model's parameters
+  std::shared_ptr<models::GPTModel> model;
+};
+
+// The checkpoint directory `load` names: <load>/latest_checkpointed_iteration.txt's (iteration
+// or release, verified), `load` itself when it holds metadata.json, else the newest valid
+// iter_* directory. Errors name the problem.
+std::string resolve_checkpoint_dir(const std::string& load);
+
+// Saved arguments block -> dest -> printed value ("True", "None", "64", ...).
+std::map<std::string, std::string> parse_saved_args(const std::string& block);
+
+// Loads the model under `load`. keep_dtype: parameters in the checkpoint's precision (bf16/fp16
+// runs' weights stay bf16/fp16), else fp32. Dropout is off.
+CheckpointModel load_checkpoint_model(const std::string& load, bool keep_dtype);
+
+}  // namespace mcore::hf_checkpoint

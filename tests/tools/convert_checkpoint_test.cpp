@@ -1,0 +1,342 @@
+// tools/convert_checkpoint against the real transformers (tests/tools/hf_reference.py, run with
+// MCORE_HF_PYTHON, the .venv-hf scripts/setup makes):
+//  - hf-to-mcore: tiny random GPT-2, LLaMA (GQA, untied), Qwen2 (q/k/v bias, tied) and Mistral
+//    (MQA, sharded safetensors) models, vocabularies not multiples of 128; mcore's GPTModel
+//    loaded from the converted checkpoint gives transformers' logits. Tolerance: 1e-5 of the
+//    largest logit. The reference runs in float64 from the fp32 weights and ours in fp32, whose
+//    GEMMs, norms and softmax give ~1e-6 relative error at these sizes; a layout mistake (q/k/v
+//    interleave, gate/up order, a Conv1D transpose, a norm or bias in the wrong place) is O(1).
+//  - mcore-to-hf: the converted checkpoints exported again load in transformers (no missing or
+//    unexpected keys, the right class), their tensors equal the originals bit for bit, and
+//    their logits equal the original model's.
+//  - checkpoints trained by pretrain_gpt under TP=2 (gpt2-tiny, and llama3-tiny for SwiGLU's
+//    strided fc1) export to models whose transformers logits match mcore's.
+//  - bad input: clear errors, non-zero exit, nothing written.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "mcore/base/file_io.h"
+#include "mcore/dist_checkpointing/safetensors.h"
+#include "mcore/hf_checkpoint/checkpoint_model.h"
+#include "mcore/tensor/factory.h"
+#include "mcore/tensor/npy.h"
+#include "tests/common/test_util.h"
+#include "tests/trainer/trainer_test_util.h"
+
+namespace mcore {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using training::trainer_test::fresh_dir;
+using training::trainer_test::mpirun;
+using training::trainer_test::run;
+using training::trainer_test::RunResult;
+using training::trainer_test::tool;
+
+const char* kVariants[] = {"gpt2", "llama", "qwen2", "mistral"};
+const char* kArchitectures[] = {"GPT2LMHeadModel", "LlamaForCausalLM", "Qwen2ForCausalLM",
+                                "MistralForCausalLM"};
+
+std::string hf_python() {
+  const char* env = std::getenv("MCORE_HF_PYTHON");
+  return env ? env : MCORE_HF_PYTHON_DEFAULT;
+}
+
+std::string script() {
+  return (fs::path(__FILE__).parent_path() / "hf_reference.py").string();
+}
+
+std::string convert(const std::string& flags) {
+  return "OMP_NUM_THREADS=2 " + tool("convert_checkpoint") + " " + flags;
+}
+
+class ConvertCheckpoint : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    root_ = new fs::path(fresh_dir("convert_checkpoint"));
+    if (hf_python().empty() || !fs::exists(hf_python())) return;
+    make_ = new RunResult(run(hf_python() + " " + script() + " make " + root_->string()));
+  }
+  static void TearDownTestSuite() {
+    fs::remove_all(*root_);
+    delete root_;
+    delete make_;
+    make_ = nullptr;
+  }
+  void SetUp() override {
+    ASSERT_FALSE(hf_python().empty())
+        << "no transformers Python: run scripts/setup (it creates .venv-hf with transformers), "
+           "then re-run cmake, or set MCORE_HF_PYTHON";
+    ASSERT_TRUE(fs::exists(hf_python()))
+        << "MCORE_HF_PYTHON " << hf_python() << " does not exist: run scripts/setup";
+    ASSERT_TRUE(make_ && make_->rc == 0) << "hf_reference.py make failed:\n"
+                                         << (make_ ? make_->output : "");
+    ASSERT_TRUE(fs::exists(tool("convert_checkpoint"))) << "convert_checkpoint is not built";
+  }
+
+  static fs::path hf_dir(const std::string& v) { return *root_ / v / "hf"; }
+  static fs::path ref(const std::string& v, const std::string& f) { return *root_ / v / f; }
+
+  // hf-to-mcore into <root>/<name>; returns the checkpoint directory.
+  static fs::path import(const std::string& v, const std::string& name,
+                         const std::string& extra = "") {
+    const fs::path out = *root_ / name;
+    fs::remove_all(out);
+    RunResult r = run(convert("--direction hf-to-mcore --hf-dir " + hf_dir(v).string() +
+                              " --save " + out.string() + extra));
+    EXPECT_EQ(r.rc, 0) << r.output;
+    return out;
+  }
+
+  // Runs hf_reference.py check over the jobs; fails the test with its report otherwise.
+  static void check_in_transformers(const json& jobs) {
+    const fs::path f = *root_ / "jobs.json";
+    std::ofstream(f) << jobs.dump(1);
+    RunResult r = run(hf_python() + " " + script() + " check " + f.string());
+    ASSERT_EQ(r.rc, 0) << r.output;
+  }
+
+  static fs::path* root_;
+  static RunResult* make_;
+};
+fs::path* ConvertCheckpoint::root_ = nullptr;
+RunResult* ConvertCheckpoint::make_ = nullptr;
+
+// mcore's logits for `ids` from the checkpoint under `load` (fp32, TP = 1), the first `vocab`
+// columns (the rest are padding rows).
+Tensor mcore_logits(const fs::path& load, const Tensor& ids, int64_t vocab) {
+  hf_checkpoint::CheckpointModel cm = hf_checkpoint::load_checkpoint_model(load.string(), false);
+  NoGradGuard no_grad;
+  Tensor logits = cm.model->forward(ids);
+  EXPECT_GE(logits.size(2), vocab);
+  return logits.narrow(2, 0, vocab).contiguous();
+}
+
+TEST_F(ConvertCheckpoint, ImportGivesTransformersLogits) {
+  for (const char* v : kVariants) {
+    SCOPED_TRACE(v);
+    const fs::path out = import(v, std::string("import_") + v);
+    EXPECT_EQ(read_file((out / "latest_checkpointed_iteration.txt").string()), "release");
+    ASSERT_TRUE(fs::exists(out / "release" / "metadata.json"));
+    EXPECT_FALSE(fs::exists(out.string() + ".tmp"));
+    const Tensor expected = load_npy(ref(v, "logits.npy").string());
+    const Tensor got =
+        mcore_logits(out, load_npy(ref(v, "input_ids.npy").string()), expected.size(2));
+    EXPECT_LT(testing::max_rel_error(got, expected), 1e-5);
+  }
+}
+
+TEST_F(ConvertCheckpoint, ExportRoundTripsThroughTransformers) {
+  json jobs = json::array();
+  for (size_t i = 0; i < std::size(kVariants); ++i) {
+    const std::string v = kVariants[i];
+    const fs::path ckpt = import(v, "roundtrip_" + v);
+    const fs::path out = *root_ / ("exported_" + v);
+    fs::remove_all(out);
+    // Mistral is LLaMA's layout; without the flag it exports as LlamaForCausalLM.
+    const std::string arch = v == "mistral" ? " --hf-architecture MistralForCausalLM" : "";
+    RunResult r = run(convert("--direction mcore-to-hf --load " + ckpt.string() + " --save-hf " +
+                              out.string() + arch));
+    ASSERT_EQ(r.rc, 0) << r.output;
+    jobs.push_back({{"dir", out.string()},
+                    {"input_ids", ref(v, "input_ids.npy").string()},
+                    {"logits_out", (*root_ / ("exported_" + v + ".npy")).string()},
+                    {"original", hf_dir(v).string()},
+                    {"architecture", kArchitectures[i]}});
+  }
+  check_in_transformers(jobs);
+  for (const char* v : kVariants) {
+    SCOPED_TRACE(v);
+    // The same weights in the same library: the same logits, to the bit.
+    EXPECT_LT(testing::max_rel_error(
+                  load_npy((*root_ / (std::string("exported_") + v + ".npy")).string()),
+                  load_npy(ref(v, "logits.npy").string())),
+              1e-15);
+  }
+}
+
+TEST_F(ConvertCheckpoint, Bf16ImportExportsBf16) {
+  const fs::path ckpt = import("llama", "bf16", " --bf16");
+  const fs::path out = *root_ / "bf16_hf";
+  fs::remove_all(out);
+  RunResult r = run(
+      convert("--direction mcore-to-hf --load " + ckpt.string() + " --save-hf " + out.string()));
+  ASSERT_EQ(r.rc, 0) << r.output;
+  const json config = json::parse(read_file((out / "config.json").string()));
+  EXPECT_EQ(config.at("torch_dtype"), "bfloat16");
+  dist_checkpointing::SafetensorsReader exported((out / "model.safetensors").string());
+  dist_checkpointing::SafetensorsReader original((hf_dir("llama") / "model.safetensors").string());
+  const std::string name = "model.layers.1.mlp.gate_proj.weight";
+  const Tensor got = exported.load(name);
+  ASSERT_EQ(got.dtype(), DType::BF16);
+  // bf16 rounding of the original fp32 weights, exactly.
+  EXPECT_TRUE(testing::tensors_close(got.to(DType::F32),
+                                     original.load(name).to(DType::BF16).to(DType::F32), 0, 0));
+}
+
+TEST_F(ConvertCheckpoint, TensorParallelTrainedCheckpointsExport) {
+  json jobs = json::array();
+  const Tensor ids = from_vector<int64_t>({3, 17, 99, 5, 200, 42, 7, 1, 88, 150, 211, 0}, {1, 12});
+  const fs::path ids_file = *root_ / "trained_ids.npy";
+  save_npy(ids_file.string(), ids);
+  for (const std::string preset : {"gpt2-tiny", "llama3-tiny"}) {
+    const fs::path save = *root_ / ("trained_" + preset);
+    fs::remove_all(save);
+    RunResult t = run(mpirun(2) + tool("pretrain_gpt") + " --model " + preset +
+                      " --seq-length 32 --max-position-embeddings 64 --mock-data"
+                      " --micro-batch-size 2 --global-batch-size 4 --lr 1e-2 --seed 7"
+                      " --train-iters 3 --log-interval 1 --tensor-model-parallel-size 2"
+                      " --save-interval 3 --save " +
+                      save.string());
+    ASSERT_EQ(t.rc, 0) << t.output;
+    const fs::path out = *root_ / ("trained_hf_" + preset);
+    fs::remove_all(out);
+    RunResult r = run(
+        convert("--direction mcore-to-hf --load " + save.string() + " --save-hf " + out.string()));
+    ASSERT_EQ(r.rc, 0) << r.output;
+    jobs.push_back(
+        {{"dir", out.string()},
+         {"input_ids", ids_file.string()},
+         {"logits_out", (*root_ / ("trained_" + preset + ".npy")).string()},
+         {"architecture", preset == "gpt2-tiny" ? "GPT2LMHeadModel" : "LlamaForCausalLM"}});
+  }
+  check_in_transformers(jobs);
+  for (const std::string preset : {"gpt2-tiny", "llama3-tiny"}) {
+    SCOPED_TRACE(preset);
+    const Tensor hf = load_npy((*root_ / ("trained_" + preset + ".npy")).string());
+    // NullTokenizer over the preset's vocabulary plus its end-of-document id.
+    EXPECT_EQ(hf.size(2), preset == "gpt2-tiny" ? 212 : 257);
+    const Tensor ours = mcore_logits(*root_ / ("trained_" + preset), ids, hf.size(2));
+    EXPECT_LT(testing::max_rel_error(ours, hf), 1e-5);
+  }
+}
+
+// Runs hf-to-mcore on a copy of the llama model changed by `edit`; expects failure with
+// `message` in the output and no output directory.
+void expect_import_error(const fs::path& root, const fs::path& source, const std::string& name,
+                         const std::function<void(const fs::path&)>& edit,
+                         const std::string& message) {
+  SCOPED_TRACE(name);
+  const fs::path dir = root / ("bad_" + name);
+  fs::remove_all(dir);
+  fs::copy(source, dir, fs::copy_options::recursive);
+  edit(dir);
+  const fs::path out = root / ("bad_out_" + name);
+  fs::remove_all(out);
+  RunResult r =
+      run(convert("--direction hf-to-mcore --hf-dir " + dir.string() + " --save " + out.string()));
+  EXPECT_NE(r.rc, 0) << r.output;
+  EXPECT_NE(r.output.find(message), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(out)) << "a failed conversion left " << out;
+  EXPECT_FALSE(fs::exists(out.string() + ".tmp"));
+}
+
+void edit_config(const fs::path& dir, const std::function<void(json&)>& f) {
+  json c = json::parse(read_file((dir / "config.json").string()));
+  f(c);
+  std::ofstream(dir / "config.json") << c.dump(1);
+}
+
+TEST_F(ConvertCheckpoint, BadHuggingFaceInputIsAnError) {
+  const fs::path src = hf_dir("llama");
+  const fs::path& root = *root_;
+  expect_import_error(
+      root, src, "no_config", [](const fs::path& d) { fs::remove(d / "config.json"); },
+      "config.json does not exist");
+  expect_import_error(
+      root, src, "no_weights", [](const fs::path& d) { fs::remove(d / "model.safetensors"); },
+      "has neither model.safetensors nor model.safetensors.index.json");
+  expect_import_error(
+      root, src, "truncated",
+      [](const fs::path& d) {
+        fs::resize_file(d / "model.safetensors", fs::file_size(d / "model.safetensors") / 2);
+      },
+      "model.safetensors");
+  expect_import_error(
+      root, src, "unknown_arch",
+      [](const fs::path& d) {
+        edit_config(d, [](json& c) { c["architectures"] = {"BertForMaskedLM"}; });
+      },
+      "unsupported architecture \"BertForMaskedLM\"");
+  expect_import_error(
+      root, src, "shape",
+      [](const fs::path& d) { edit_config(d, [](json& c) { c["intermediate_size"] = 128; }); },
+      "\"model.layers.0.mlp.gate_proj.weight\" has shape [160, 64], but config.json implies "
+      "[128, 64]");
+  expect_import_error(
+      root, src, "missing_layer",
+      [](const fs::path& d) { edit_config(d, [](json& c) { c["num_hidden_layers"] = 3; }); },
+      "lacks tensor \"model.layers.2.input_layernorm.weight\"");
+  expect_import_error(
+      root, src, "extra_layer",
+      [](const fs::path& d) { edit_config(d, [](json& c) { c["num_hidden_layers"] = 1; }); },
+      "that LlamaForCausalLM with this config.json does not have");
+  expect_import_error(
+      root, src, "rope_scaling",
+      [](const fs::path& d) {
+        edit_config(d, [](json& c) { c["rope_scaling"] = {{"type", "linear"}, {"factor", 2.0}}; });
+      },
+      "\"rope_scaling\" of type \"linear\" is not supported");
+  expect_import_error(
+      root, src, "act",
+      [](const fs::path& d) { edit_config(d, [](json& c) { c["hidden_act"] = "gelu"; }); },
+      "\"hidden_act\": \"gelu\" is not supported");
+  // A sharded model whose index names a shard that is gone.
+  expect_import_error(
+      root, hf_dir("mistral"), "missing_shard",
+      [](const fs::path& d) { fs::remove(d / "model-00002-of-00010.safetensors"); },
+      "model-00002-of-00010.safetensors does not exist");
+}
+
+TEST_F(ConvertCheckpoint, BadFlagsAndOutputsAreErrors) {
+  const fs::path busy = *root_ / "busy";
+  fs::create_directories(busy);
+  std::ofstream(busy / "keep.txt") << "x";
+  struct Case {
+    std::string flags, message;
+  };
+  const std::vector<Case> cases = {
+      {"--direction sideways", "--direction must be hf-to-mcore or mcore-to-hf"},
+      {"--direction hf-to-mcore --hf-dir " + hf_dir("llama").string() + " --save " + busy.string(),
+       "exists and is not an empty directory"},
+      {"--direction mcore-to-hf --load " + (*root_ / "nowhere").string() + " --save-hf " +
+           (*root_ / "x").string(),
+       "no such directory"},
+      {"--direction mcore-to-hf --load " + hf_dir("llama").string() + " --save-hf " +
+           (*root_ / "x").string(),
+       "no checkpoint found"},
+      {"--direction mcore-to-hf --load x --save y --save-hf z", "--save does not apply"},
+  };
+  for (const Case& c : cases) {
+    RunResult r = run(convert(c.flags));
+    EXPECT_NE(r.rc, 0) << c.flags << "\n" << r.output;
+    EXPECT_NE(r.output.find(c.message), std::string::npos) << c.flags << "\n" << r.output;
+  }
+  EXPECT_TRUE(fs::exists(busy / "keep.txt"));
+  EXPECT_FALSE(fs::exists(*root_ / "x"));
+  // A model transformers has no class for: QK layernorm.
+  const fs::path save = *root_ / "qk_trained";
+  fs::remove_all(save);
+  RunResult t = run(tool("pretrain_gpt") +
+                    " --model llama3-tiny --qk-layernorm --seq-length 32"
+                    " --max-position-embeddings 64 --mock-data --micro-batch-size 2"
+                    " --global-batch-size 2 --lr 1e-3 --train-iters 1 --save-interval 1 --save " +
+                    save.string());
+  ASSERT_EQ(t.rc, 0) << t.output;
+  RunResult r = run(convert("--direction mcore-to-hf --load " + save.string() + " --save-hf " +
+                            (*root_ / "qk_hf").string()));
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.output.find("QK layernorm"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(*root_ / "qk_hf"));
+}
+
+}  // namespace
+}  // namespace mcore

@@ -1,0 +1,138 @@
+"""Hugging Face side of tests/tools/convert_checkpoint_test.cpp, run with the transformers venv
+(.venv-hf, MCORE_HF_PYTHON; scripts/setup makes it).
+
+  hf_reference.py make OUT
+      Tiny random models of every supported architecture, saved with
+      save_pretrained(OUT/<name>/hf, safe_serialization=True), with a fixed token sequence
+      (OUT/<name>/input_ids.npy, int64 [2, 12]) and transformers' logits for it computed in
+      float64 from the fp32 weights (OUT/<name>/logits.npy, [2, 12, vocab]).
+  hf_reference.py check JOBS.json
+      For each job {"dir", "input_ids", "logits_out", "original" (optional), "architecture"}:
+      from_pretrained(dir) with no missing/unexpected/mismatched keys and the expected class,
+      logits (float64) written to logits_out; with "original", every tensor of dir's
+      safetensors equals the original model's bit for bit and no tensor is missing. Exit 1 with
+      the reasons on any failure.
+"""
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+import transformers
+from transformers import (AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, LlamaConfig,
+                          LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config,
+                          Qwen2ForCausalLM)
+
+# Vocabularies that are not multiples of 128, so mcore pads the embedding and the converter
+# must add and drop rows. Shapes: hidden 64, 2 layers; GQA and MQA; tied and untied.
+VARIANTS = {
+    "gpt2": (GPT2LMHeadModel, GPT2Config(
+        vocab_size=250, n_positions=32, n_embd=64, n_layer=2, n_head=4,
+        activation_function="gelu_new", layer_norm_epsilon=1e-5, resid_pdrop=0.0,
+        embd_pdrop=0.0, attn_pdrop=0.0)),
+    "llama": (LlamaForCausalLM, LlamaConfig(
+        vocab_size=250, hidden_size=64, intermediate_size=160, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+        rms_norm_eps=1e-5, rope_theta=500000.0, tie_word_embeddings=False)),
+    "qwen2": (Qwen2ForCausalLM, Qwen2Config(
+        vocab_size=300, hidden_size=64, intermediate_size=176, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+        rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=True)),
+    "mistral": (MistralForCausalLM, MistralConfig(
+        vocab_size=200, hidden_size=64, intermediate_size=160, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=1, max_position_embeddings=64,
+        rms_norm_eps=1e-5, rope_theta=10000.0, sliding_window=None,
+        tie_word_embeddings=False)),
+}
+# Saved in several shards with model.safetensors.index.json.
+SHARDED = {"mistral"}
+
+
+def forward64(model, ids):
+    """Logits in float64 from the model's (fp32) weights. The default dtype follows, as some
+    4.40 models build their causal mask in it."""
+    prev = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        with torch.no_grad():
+            return model.double()(ids).logits
+    finally:
+        torch.set_default_dtype(prev)
+
+
+def make(out):
+    for i, (name, (cls, cfg)) in enumerate(VARIANTS.items()):
+        torch.manual_seed(100 + i)
+        model = cls(cfg).float().eval()
+        # HF's init leaves norms at 1 and biases at 0, where a misplaced norm or bias would go
+        # unnoticed: every parameter gets distinct random values.
+        with torch.no_grad():
+            for pname, p in model.named_parameters():
+                if "norm" in pname or "ln_" in pname:
+                    p.copy_(1.0 + 0.1 * torch.randn_like(p))
+                elif "embed" in pname or "wte" in pname or "wpe" in pname:
+                    p.copy_(0.5 * torch.randn_like(p))
+                else:
+                    p.copy_(0.1 * torch.randn_like(p))
+        d = os.path.join(out, name)
+        os.makedirs(d, exist_ok=True)
+        shard = {"max_shard_size": "60KB"} if name in SHARDED else {}
+        model.save_pretrained(os.path.join(d, "hf"), safe_serialization=True, **shard)
+        ids = torch.randint(0, cfg.vocab_size, (2, 12))
+        ids[0, -1] = cfg.vocab_size - 1  # the last real row, next to the padding
+        logits = forward64(model, ids)
+        np.save(os.path.join(d, "input_ids.npy"), ids.numpy().astype(np.int64))
+        np.save(os.path.join(d, "logits.npy"), logits.numpy())
+    print("made", ", ".join(VARIANTS), "with transformers", transformers.__version__)
+
+
+def safetensors_of(d):
+    index = os.path.join(d, "model.safetensors.index.json")
+    files = (sorted(set(json.load(open(index))["weight_map"].values())) if os.path.exists(index)
+             else ["model.safetensors"])
+    out = {}
+    for f in files:
+        out.update(load_file(os.path.join(d, f)))
+    return out
+
+
+def check(jobs_file):
+    failures = []
+    for job in json.load(open(jobs_file)):
+        d = job["dir"]
+        model, info = AutoModelForCausalLM.from_pretrained(d, output_loading_info=True)
+        for k in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+            if info[k]:
+                failures.append(f"{d}: from_pretrained reports {k} {info[k]}")
+        if type(model).__name__ != job["architecture"]:
+            failures.append(f"{d}: loaded as {type(model).__name__}, "
+                            f"expected {job['architecture']}")
+        ids = torch.from_numpy(np.load(job["input_ids"]))
+        logits = forward64(model.eval(), ids)
+        np.save(job["logits_out"], logits.numpy())
+        if job.get("original"):
+            exported, original = safetensors_of(d), safetensors_of(job["original"])
+            if set(exported) != set(original):
+                failures.append(f"{d}: tensor names differ from {job['original']}: only exported "
+                                f"{sorted(set(exported) - set(original))}, only original "
+                                f"{sorted(set(original) - set(exported))}")
+            for k in sorted(set(exported) & set(original)):
+                a, b = exported[k], original[k]
+                if a.dtype != b.dtype or a.shape != b.shape or not torch.equal(a, b):
+                    failures.append(f"{d}: tensor {k} differs from the original "
+                                    f"({a.dtype} {list(a.shape)} vs {b.dtype} {list(b.shape)})")
+    if failures:
+        print("\n".join(failures))
+        sys.exit(1)
+    print("checked", len(json.load(open(jobs_file))), "exported models")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "make":
+        make(sys.argv[2])
+    elif len(sys.argv) == 3 and sys.argv[1] == "check":
+        check(sys.argv[2])
+    else:
+        sys.exit(__doc__)
