@@ -128,8 +128,10 @@ int run(int argc, char** argv) {
     if (f.params_dtype == "bfloat16") flags.push_back("--bf16");
     if (f.params_dtype == "float16") flags.push_back("--fp16");
     std::printf("\nmodel and tokenizer flags:\n  %s\n", join(flags).c_str());
-    std::printf("\nfine-tune:  pretrain_gpt %s --load %s --finetune [data and training flags]\n",
-                join(flags).c_str(), f.save.c_str());
+    std::printf(
+        "\nfine-tune:  pretrain_gpt --load %s --use-checkpoint-args --finetune [data and training "
+        "flags]\n            (--use-checkpoint-args reads the flags above from the checkpoint)\n",
+        f.save.c_str());
     std::printf("generate:   generate --load %s --prompt \"...\"\n", f.save.c_str());
     return 0;
   }

@@ -1,133 +1,53 @@
 #include "mcore/hf_checkpoint/checkpoint_model.h"
 
-#include <filesystem>
-#include <sstream>
 #include <vector>
 
 #include "mcore/base/error.h"
 #include "mcore/comm/local_backend.h"
 #include "mcore/dist_checkpointing/checkpoint.h"
+#include "mcore/training/checkpoint_args.h"
 #include "mcore/training/checkpointing.h"
 #include "mcore/training/training.h"
 
 namespace mcore::hf_checkpoint {
 namespace {
 
-namespace fs = std::filesystem;
 namespace dcp = dist_checkpointing;
 
-// The saved arguments that shape the model and name the tokenizer.
-constexpr const char* kModelDests[] = {"num_layers",
-                                       "hidden_size",
-                                       "ffn_hidden_size",
-                                       "num_attention_heads",
-                                       "kv_channels",
-                                       "group_query_attention",
-                                       "num_query_groups",
-                                       "max_position_embeddings",
-                                       "seq_length",
-                                       "position_embedding_type",
-                                       "rotary_base",
-                                       "rotary_percent",
-                                       "rotary_interleaved",
-                                       "use_rope_scaling",
-                                       "rope_scaling_factor",
-                                       "normalization",
-                                       "layernorm_epsilon",
-                                       "layernorm_zero_centered_gamma",
-                                       "openai_gelu",
-                                       "qk_layernorm",
-                                       "swiglu",
-                                       "add_bias_linear",
-                                       "add_qkv_bias",
-                                       "untie_embeddings_and_output_weights",
-                                       "make_vocab_size_divisible_by",
-                                       "apply_residual_connection_post_layernorm",
-                                       "hidden_dropout",
-                                       "attention_dropout",
-                                       "init_method_std",
-                                       "seed",
-                                       "mock_data",
-                                       "vocab_size",
-                                       "tokenizer_type",
-                                       "vocab_file",
-                                       "merge_file",
-                                       "tokenizer_model",
-                                       "vocab_extra_ids"};
-
-// The flags that reproduce the saved values (Megatron's argument table gives each dest's flag).
-std::vector<std::string> flags_from_saved(const std::map<std::string, std::string>& saved) {
-  std::map<std::string, const training::ArgumentSpec*> by_dest;
-  for (const auto& spec : training::argument_table()) by_dest[spec.dest] = &spec;
-  std::vector<std::string> flags = {"convert_checkpoint"};
-  using Act = training::ArgumentSpec::Action;
-  for (const char* dest : kModelDests) {
-    auto s = saved.find(dest);
-    auto spec = by_dest.find(dest);
-    if (s == saved.end() || spec == by_dest.end()) continue;
-    const std::string& v = s->second;
-    const std::string& flag = spec->second->flags[0];
-    switch (spec->second->action) {
-      case Act::kStoreTrue:
-        if (v == "True") flags.push_back(flag);
-        break;
-      case Act::kStoreFalse:
-        if (v == "False") flags.push_back(flag);
-        break;
-      case Act::kStore:
-        if (v != "None" && !v.empty() && v[0] != '[') {
-          flags.push_back(flag);
-          flags.push_back(v);
-        }
-        break;
+// Saved values beyond the model shape that the export reads: the dropout rates go into
+// config.json, and --mock-data without a tokenizer means NullTokenizer.
+void read_extra_saved_args(const std::map<std::string, std::string>& saved,
+                           training::Arguments& a) {
+  auto number = [&](const char* dest, double& field) {
+    auto it = saved.find(dest);
+    if (it == saved.end()) return;
+    try {
+      field = std::stod(it->second);
+    } catch (const std::exception&) {
+      MCORE_FAIL() << "saved argument " << dest << " = '" << it->second << "' is not a number";
     }
-  }
-  return flags;
+  };
+  number("hidden_dropout", a.hidden_dropout);
+  number("attention_dropout", a.attention_dropout);
+  auto mock = saved.find("mock_data");
+  a.mock_data = mock != saved.end() && mock->second == "True";
 }
 
 }  // namespace
 
-std::string resolve_checkpoint_dir(const std::string& load) {
-  MCORE_CHECK(fs::is_directory(load)) << "--load " << load << ": no such directory";
-  if (auto latest = dcp::read_latest_checkpoint_dir(load)) {
-    dcp::verify_checkpoint(*latest);
-    return *latest;
-  }
-  if (fs::exists(fs::path(load) / dcp::kMetadataFileName)) {
-    dcp::verify_checkpoint(load);
-    return load;
-  }
-  auto found = dcp::find_latest_valid_checkpoint(load);
-  MCORE_CHECK(found) << "--load " << load << ": no checkpoint found (no " << dcp::kLatestFileName
-                     << ", no metadata.json and no valid iter_* directory)";
-  return found->dir;
-}
-
-std::map<std::string, std::string> parse_saved_args(const std::string& block) {
-  std::map<std::string, std::string> m;
-  std::istringstream in(block);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("  ", 0) != 0) continue;
-    const size_t name_end = line.find(' ', 2);
-    if (name_end == std::string::npos) continue;
-    const size_t value_start = line.find(' ', name_end + 1);  // after the dots
-    if (value_start == std::string::npos) continue;
-    m[line.substr(2, name_end - 2)] = line.substr(value_start + 1);
-  }
-  return m;
-}
-
 CheckpointModel load_checkpoint_model(const std::string& load, bool keep_dtype) {
   CheckpointModel out;
-  out.dir = resolve_checkpoint_dir(load);
+  out.dir = training::checkpoint_dir_to_load(load, /*verify=*/true);
   const dcp::CheckpointMetadata meta = dcp::CheckpointMetadata::read(out.dir);
   out.iteration = meta.iteration;
   MCORE_CHECK(meta.sections.contains("args") && meta.sections.at("args").is_string())
       << "checkpoint " << out.dir << " has no saved arguments (\"args\" section): it was not "
       << "written by pretrain_gpt or convert_checkpoint, so its model shape is unknown";
-  const auto saved = parse_saved_args(meta.sections.at("args").get<std::string>());
-  out.args = training::parse_args(flags_from_saved(saved));
+  const auto saved = training::parse_saved_args(meta.sections.at("args").get<std::string>());
+  std::vector<std::string> argv = {"convert_checkpoint"};
+  for (auto& f : training::flags_from_saved_args(saved, training::Arguments{})) argv.push_back(f);
+  out.args = training::parse_args(argv);
+  read_extra_saved_args(saved, out.args);
 
   const std::string emb_key = "model.embedding.word_embeddings.weight";
   auto emb = meta.tensors.find(emb_key);

@@ -5,7 +5,6 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <string>
 
@@ -23,16 +22,9 @@ struct CheckpointModel {
   std::shared_ptr<models::GPTModel> model;
 };
 
-// The checkpoint directory `load` names: <load>/latest_checkpointed_iteration.txt's (iteration
-// or release, verified), `load` itself when it holds metadata.json, else the newest valid
-// iter_* directory. Errors name the problem.
-std::string resolve_checkpoint_dir(const std::string& load);
-
-// Saved arguments block -> dest -> printed value ("True", "None", "64", ...).
-std::map<std::string, std::string> parse_saved_args(const std::string& block);
-
-// Loads the model under `load`. keep_dtype: parameters in the checkpoint's precision (bf16/fp16
-// runs' weights stay bf16/fp16), else fp32. Dropout is off.
+// Loads the model under `load`: a --save directory (the checkpoint its latest file names, else
+// its newest valid one) or one checkpoint directory. keep_dtype: parameters in the checkpoint's
+// precision (bf16/fp16 runs' weights stay bf16/fp16), else fp32. Dropout is off.
 CheckpointModel load_checkpoint_model(const std::string& load, bool keep_dtype);
 
 }  // namespace mcore::hf_checkpoint

@@ -25,8 +25,11 @@
 #include "mcore/base/file_io.h"
 #include "mcore/dist_checkpointing/safetensors.h"
 #include "mcore/hf_checkpoint/checkpoint_model.h"
+#include "mcore/hf_checkpoint/hf_config.h"
 #include "mcore/tensor/factory.h"
 #include "mcore/tensor/npy.h"
+#include "mcore/training/arguments.h"
+#include "mcore/training/training.h"
 #include "tests/common/test_util.h"
 #include "tests/trainer/trainer_test_util.h"
 
@@ -219,6 +222,24 @@ TEST_F(ConvertCheckpoint, TensorParallelTrainedCheckpointsExport) {
   }
 }
 
+// The converted checkpoint is what pretrain_gpt saves: it fine-tunes from it (here under TP=2,
+// shape and tokenizer from the saved arguments) and generate samples from it.
+TEST_F(ConvertCheckpoint, ConvertedCheckpointLoadsInPretrainGptAndGenerate) {
+  const fs::path ckpt = import("qwen2", "finetune_source");
+  RunResult t = run(mpirun(2) + tool("pretrain_gpt") + " --load " + ckpt.string() +
+                    " --use-checkpoint-args --finetune --tensor-model-parallel-size 2"
+                    " --mock-data --micro-batch-size 2 --global-batch-size 2 --lr 1e-4"
+                    " --train-iters 2 --log-interval 1");
+  ASSERT_EQ(t.rc, 0) << t.output;
+  EXPECT_NE(t.output.find("successfully loaded checkpoint from " + (ckpt / "release").string()),
+            std::string::npos)
+      << t.output;
+  RunResult g = run(tool("generate") + " --load " + ckpt.string() +
+                    " --prompt '1 2 3' --max-new-tokens 4 --greedy --ignore-eod");
+  ASSERT_EQ(g.rc, 0) << g.output;
+  EXPECT_NE(g.output.find("generate: 4 tokens"), std::string::npos) << g.output;
+}
+
 // Runs hf-to-mcore on a copy of the llama model changed by `edit`; expects failure with
 // `message` in the output and no output directory.
 void expect_import_error(const fs::path& root, const fs::path& source, const std::string& name,
@@ -336,6 +357,55 @@ TEST_F(ConvertCheckpoint, BadFlagsAndOutputsAreErrors) {
   EXPECT_NE(r.rc, 0);
   EXPECT_NE(r.output.find("QK layernorm"), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(*root_ / "qk_hf"));
+}
+
+// llama3 rope scaling (transformers >= 4.43, so not run through 4.40 above): the factor maps to
+// Megatron's flags, the other three must be Megatron's fixed values, and the export writes them.
+TEST(HFConfig, Llama3RopeScaling) {
+  json c = {{"architectures", {"LlamaForCausalLM"}},
+            {"vocab_size", 300},
+            {"hidden_size", 64},
+            {"intermediate_size", 128},
+            {"num_hidden_layers", 2},
+            {"num_attention_heads", 4},
+            {"max_position_embeddings", 128},
+            {"rope_theta", 500000.0},
+            {"rope_scaling",
+             {{"rope_type", "llama3"},
+              {"factor", 32.0},
+              {"low_freq_factor", 1.0},
+              {"high_freq_factor", 4.0},
+              {"original_max_position_embeddings", 8192}}}};
+  const auto ic = hf_checkpoint::import_hf_config(c, "config.json");
+  const std::string flags = [&] {
+    std::string s;
+    for (const auto& f : ic.model_flags) s += f + " ";
+    return s;
+  }();
+  EXPECT_NE(flags.find("--use-rope-scaling --rope-scaling-factor 32 "), std::string::npos) << flags;
+  EXPECT_NE(flags.find("--rotary-base 500000 "), std::string::npos) << flags;
+  EXPECT_NE(flags.find("--norm-epsilon 1e-06 "), std::string::npos) << flags;  // LlamaConfig's
+
+  std::vector<std::string> argv = {"x"};
+  argv.insert(argv.end(), ic.model_flags.begin(), ic.model_flags.end());
+  training::Arguments args = training::parse_args(argv);
+  hf_checkpoint::HFModel m;
+  m.config = training::transformer_config_from_args(args);
+  m.vocab_size = 300;
+  m.max_position_embeddings = 128;
+  const json out = hf_checkpoint::export_hf_config(m, args, DType::F32);
+  EXPECT_EQ(out.at("rope_scaling"), c.at("rope_scaling"));
+  EXPECT_EQ(out.at("rope_theta"), 500000.0);
+
+  c["rope_scaling"]["low_freq_factor"] = 2.0;
+  try {
+    hf_checkpoint::import_hf_config(c, "config.json");
+    ADD_FAILURE() << "low_freq_factor 2 accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("\"low_freq_factor\": 2 is not supported"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 }  // namespace
