@@ -2,6 +2,7 @@
 
 #include "mcore/parallel_state/parallel_state.h"
 #include "mcore/tensor/factory.h"
+#include "mcore/timers/timers.h"
 
 namespace mcore::distributed {
 
@@ -80,13 +81,20 @@ void allreduce_word_embedding_grads(const std::vector<DistributedDataParallel*>&
 void finalize_model_grads(const std::vector<DistributedDataParallel*>& model,
                           std::optional<double> num_tokens, bool force_all_reduce) {
   MCORE_CHECK(!model.empty()) << "finalize_model_grads: no model chunks";
-  for (auto* chunk : model) {
-    MCORE_CHECK(chunk) << "finalize_model_grads: null model chunk";
-    chunk->finish_grad_sync(force_all_reduce);
+  {
+    timers::ScopedTimer t("all-grads-sync", 1);
+    for (auto* chunk : model) {
+      MCORE_CHECK(chunk) << "finalize_model_grads: null model chunk";
+      chunk->finish_grad_sync(force_all_reduce);
+    }
   }
   const bool ps_ready = ps::model_parallel_is_initialized();
   if (ps_ready) {
-    allreduce_sequence_parallel_grads(model);
+    {
+      timers::ScopedTimer t("layernorm-grads-all-reduce", 1);
+      allreduce_sequence_parallel_grads(model);
+    }
+    timers::ScopedTimer t("embedding-grads-all-reduce", 1);
     allreduce_word_embedding_grads(model);
   }
   if (num_tokens) {

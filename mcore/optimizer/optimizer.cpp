@@ -1,6 +1,7 @@
 #include "mcore/optimizer/optimizer.h"
 
 #include <cmath>
+#include <optional>
 #include <set>
 #include <unordered_map>
 
@@ -12,6 +13,7 @@
 #include "mcore/ops/sgd.h"
 #include "mcore/optimizer/distrib_optimizer.h"
 #include "mcore/tensor/factory.h"
+#include "mcore/timers/timers.h"
 
 namespace mcore::optimizer {
 
@@ -143,6 +145,7 @@ Tensor MegatronOptimizer::scale_loss(const Tensor& loss) const {
 bool MegatronOptimizer::prepare_grads() {
   // Megatron's _copy_model_grads_to_main_grads: main_grad (DDP's fp32 buffer) or grad, fp32.
   std::vector<Tensor> grads;
+  std::optional<timers::ScopedTimer> copy_timer(std::in_place, "optimizer-copy-to-main-grad", 1);
   for (auto& slots : slots_) {
     for (Slot& s : slots) {
       Tensor src = s.model->main_grad.defined() ? s.model->main_grad : s.model->grad();
@@ -169,7 +172,9 @@ bool MegatronOptimizer::prepare_grads() {
       if (s.grad.numel() > 0) grads.push_back(s.grad);
     }
   }
+  copy_timer.reset();
   if (!grad_scaler_) return false;
+  timers::ScopedTimer timer("optimizer-unscale-and-check-inf", 1);
   bool found_inf = ops::non_finite_check_and_unscale_(grads, grad_scaler_->inv_scale());
   if (grad_stats_group_ && grad_stats_group_->size() > 1) {
     Tensor flag =
@@ -220,6 +225,7 @@ int64_t MegatronOptimizer::count_zeros() {
 
 bool MegatronOptimizer::step_with_ready_grads() {
   const std::vector<std::string> names = state_names();
+  std::optional<timers::ScopedTimer> timer(std::in_place, "optimizer-inner-step", 1);
   for (size_t gi = 0; gi < groups_.size(); ++gi) {
     for (Slot& s : slots_[gi]) {
       if (!s.grad.defined()) continue;  // no gradient: untouched, as torch
@@ -231,7 +237,11 @@ bool MegatronOptimizer::step_with_ready_grads() {
       if (s.main_param.numel() > 0) update(s, groups_[gi]);
     }
   }
-  if (shards_) shards_->all_gather_params();
+  timer.reset();
+  if (shards_) {
+    timers::ScopedTimer gather_timer("params-all-gather", 1);
+    shards_->all_gather_params();
+  }
   return true;
 }
 
@@ -244,6 +254,7 @@ StepResult MegatronOptimizer::step() {
     return result;
   }
   if (config_.clip_grad > 0.0) {
+    timers::ScopedTimer timer("optimizer-clip-main-grad", 1);
     const double norm = get_grad_norm();
     // With a loss scaler an overflow was caught above; here a NaN/Inf norm is a real failure,
     // reported before the grads are touched.
@@ -251,7 +262,10 @@ StepResult MegatronOptimizer::step() {
     clip_by_total_norm(config_.clip_grad, norm);
     result.grad_norm = norm;
   }
-  if (config_.log_num_zeros_in_grad) result.num_zeros_in_grad = count_zeros();
+  if (config_.log_num_zeros_in_grad) {
+    timers::ScopedTimer timer("optimizer-count-zeros", 1);
+    result.num_zeros_in_grad = count_zeros();
+  }
   result.success = step_with_ready_grads();
   return result;
 }

@@ -4,6 +4,7 @@
 
 #include "mcore/parallel_state/parallel_state.h"
 #include "mcore/tensor/factory.h"
+#include "mcore/timers/timers.h"
 
 namespace mcore::pipeline_parallel {
 
@@ -138,45 +139,56 @@ std::pair<Tensor, Tensor> P2PCommunicator::communicate(const Tensor& send_next,
 
 Tensor P2PCommunicator::recv_forward(bool is_first_stage, bool requires_grad) {
   if (is_first_stage) return {};
+  timers::ScopedTimer t("forward-recv", 2);
   return communicate({}, {}, true, false, requires_grad).first;
 }
 
 Tensor P2PCommunicator::recv_backward(bool is_last_stage) {
   if (is_last_stage) return {};
+  timers::ScopedTimer t("backward-recv", 2);
   return communicate({}, {}, false, true, false).second;
 }
 
 void P2PCommunicator::send_forward(const Tensor& output, bool is_last_stage) {
-  if (!is_last_stage) communicate(output, {}, false, false, false);
+  if (is_last_stage) return;
+  timers::ScopedTimer t("forward-send", 2);
+  communicate(output, {}, false, false, false);
 }
 
 void P2PCommunicator::send_backward(const Tensor& input_grad, bool is_first_stage) {
-  if (!is_first_stage) communicate({}, input_grad, false, false, false);
+  if (is_first_stage) return;
+  timers::ScopedTimer t("backward-send", 2);
+  communicate({}, input_grad, false, false, false);
 }
 
 Tensor P2PCommunicator::send_forward_recv_backward(const Tensor& output, bool is_last_stage) {
   if (is_last_stage) return {};
+  timers::ScopedTimer t("forward-send-backward-recv", 2);
   return communicate(output, {}, false, true, false).second;
 }
 
 Tensor P2PCommunicator::send_backward_recv_forward(const Tensor& input_grad, bool is_first_stage,
                                                    bool requires_grad) {
   if (is_first_stage) return {};
+  timers::ScopedTimer t("backward-send-forward-recv", 2);
   return communicate({}, input_grad, true, false, requires_grad).first;
 }
 
 Tensor P2PCommunicator::send_forward_recv_forward(const Tensor& output, bool recv_prev,
                                                   bool requires_grad) {
+  timers::ScopedTimer t("forward-send-forward-recv", 2);
   return communicate(output, {}, recv_prev, false, requires_grad).first;
 }
 
 Tensor P2PCommunicator::send_backward_recv_backward(const Tensor& input_grad, bool recv_next) {
+  timers::ScopedTimer t("backward-send-backward-recv", 2);
   return communicate({}, input_grad, false, recv_next, false).second;
 }
 
 std::pair<Tensor, Tensor> P2PCommunicator::send_forward_backward_recv_forward_backward(
     const Tensor& output, const Tensor& input_grad, bool recv_prev, bool recv_next,
     bool requires_grad) {
+  timers::ScopedTimer t("forward-backward-send-forward-backward-recv", 2);
   return communicate(output, input_grad, recv_prev, recv_next, requires_grad);
 }
 

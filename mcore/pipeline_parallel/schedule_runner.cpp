@@ -3,6 +3,7 @@
 #include "mcore/autograd/engine.h"
 #include "mcore/nn/functional.h"
 #include "mcore/tensor/factory.h"
+#include "mcore/timers/timers.h"
 
 namespace mcore::pipeline_parallel::detail {
 
@@ -32,6 +33,7 @@ ScheduleRunner::~ScheduleRunner() = default;
 Tensor ScheduleRunner::forward_step(int64_t microbatch_id, int chunk, const Tensor& input,
                                     bool is_last_stage) {
   const auto t0 = std::chrono::steady_clock::now();
+  timers::ScopedTimer timer("forward-compute", 2);
   ForwardStepOutput out = forward_step_func_(microbatch_id, chunk, input, is_last_stage);
   MCORE_CHECK(out.output.defined()) << "forward_step_func returned no output for microbatch "
                                     << microbatch_id << " of model chunk " << chunk;
@@ -58,6 +60,7 @@ Tensor ScheduleRunner::forward_step(int64_t microbatch_id, int chunk, const Tens
 Tensor ScheduleRunner::backward_step(const Tensor& input, const Tensor& output,
                                      const Tensor& output_grad) {
   const auto t0 = std::chrono::steady_clock::now();
+  timers::ScopedTimer timer("backward-compute", 2);
   if (output_grad.defined()) {
     autograd::backward({output}, {output_grad});
   } else {

@@ -177,6 +177,8 @@ struct Arguments {
   bool use_checkpoint_args = false;
   bool log_progress = false;
   int64_t timing_log_level = 0;
+  std::string timing_log_option = "minmax";
+  bool barrier_with_l1_time = true;
   std::optional<std::string> tensorboard_dir;
   int64_t tensorboard_log_interval = 1;
   int64_t tensorboard_queue_size = 1000;

@@ -28,7 +28,9 @@
 #include "mcore/optimizer/optimizer_param_scheduler.h"
 #include "mcore/parallel_state/parallel_state.h"
 #include "mcore/pipeline_parallel/schedules.h"
+#include "mcore/tensor/cuda_device.h"
 #include "mcore/tensor/factory.h"
+#include "mcore/timers/timers.h"
 #include "mcore/tokenizers/tokenizer.h"
 #include "mcore/training/checkpoint_args.h"
 #include "mcore/training/checkpointing.h"
@@ -101,6 +103,46 @@ std::string format_eta(double seconds) {
               static_cast<long long>((s / 60) % 60), static_cast<long long>(s % 60));
 }
 
+// The timers of Megatron's training_log, in its order.
+const std::vector<std::string> kTimersToLog = {"forward-backward",
+                                               "forward-compute",
+                                               "backward-compute",
+                                               "batch-generator",
+                                               "forward-recv",
+                                               "forward-send",
+                                               "backward-recv",
+                                               "backward-send",
+                                               "forward-send-forward-recv",
+                                               "forward-send-backward-recv",
+                                               "backward-send-forward-recv",
+                                               "backward-send-backward-recv",
+                                               "forward-backward-send-forward-backward-recv",
+                                               "layernorm-grads-all-reduce",
+                                               "embedding-grads-all-reduce",
+                                               "all-grads-sync",
+                                               "params-all-gather",
+                                               "optimizer-copy-to-main-grad",
+                                               "optimizer-unscale-and-check-inf",
+                                               "optimizer-clip-main-grad",
+                                               "optimizer-count-zeros",
+                                               "optimizer-inner-step",
+                                               "optimizer",
+                                               "save-checkpoint"};
+
+// Collective over every rank; rank 0 prints (after the iteration line it belongs to).
+void log_timers(timers::Timers& t, const std::vector<std::string>& names, double normalizer) {
+  const auto report = t.report(names, comm::world(), std::max(normalizer, 1.0));
+  if (report) print_rank0(*report + "\n");
+}
+
+// A level-1 timer, started after a barrier (Megatron's --barrier-with-L1-time) so that it
+// measures this rank's phase, not its wait for the slowest rank to arrive.
+void start_l1_timer(timers::Timers& t, const char* name, bool barrier) {
+  if (!t.enabled(1)) return;
+  if (barrier) comm::world()->barrier();
+  t(name, 1).start();
+}
+
 }  // namespace
 
 int pretrain_gpt(Arguments& args) {
@@ -125,6 +167,13 @@ int pretrain_gpt(Arguments& args) {
   comm::ProcessGroupPtr dp_group = parallel_state::get_data_parallel_group();
   if (args.save && !args.skip_train && rank == 0) lock_save_directory(*args.save);
   const Device device = select_training_device(args);
+  // Megatron's timers (--timing-log-level), used by the library's phases through the global.
+  timers::Timers phase_timers(static_cast<int>(args.timing_log_level), args.timing_log_option);
+  if (device.is_cuda()) phase_timers.set_synchronize([] { cuda_synchronize(); });
+  timers::set_global(&phase_timers);
+  struct UnsetTimers {
+    ~UnsetTimers() { timers::set_global(nullptr); }
+  } unset_timers;
   // Name the GEMM backend and its kernel at start, before the data and the model: a CPU run
   // would otherwise print it at its first GEMM, in the first iteration.
   if (device.is_cpu()) (void)ops::cpu::blas_info();
@@ -257,10 +306,13 @@ int pretrain_gpt(Arguments& args) {
     // Announced first, as Megatron does, so a log cut off by a kill shows a save was under way.
     print_rank0(strf(" saving checkpoint at iteration %7lld to %s\n",
                      static_cast<long long>(state.iteration), args.save->c_str()));
+    phase_timers("save-checkpoint", 0).start();
     const std::string dir =
         save_trainer_checkpoint(args, model.named_parameters(), opt.get(), scheduler, state);
+    phase_timers("save-checkpoint", 0).stop();
     print_rank0(strf("  successfully saved checkpoint at iteration %7lld to %s\n",
                      static_cast<long long>(state.iteration), dir.c_str()));
+    log_timers(phase_timers, {"save-checkpoint"}, 1.0);
   };
 
   // Megatron's evaluate_and_print_results: eval_iters global batches of `loader`, the mean
@@ -328,13 +380,19 @@ int pretrain_gpt(Arguments& args) {
     const int64_t num_mb = mb.num_microbatches();
     for (auto* d : model.ddp_ptrs()) d->zero_grad_buffer();
     opt->zero_grad();
+    std::optional<timers::ScopedTimer> batch_timer(std::in_place, "batch-generator", 2);
     auto batches = next_batches(*train_loader, num_mb, "training", state.iteration,
                                 state.consumed_train_samples);
+    batch_timer.reset();
+    start_l1_timer(phase_timers, "forward-backward", args.barrier_with_l1_time);
     const StepLoss step = run_microbatches(model, batches, args, opt.get(), false, state.iteration);
     distributed::finalize_model_grads(model.ddp_ptrs(), args.calculate_per_token_loss
                                                             ? std::optional<double>(step.num_tokens)
                                                             : std::nullopt);
+    phase_timers("forward-backward", 1).stop();
+    start_l1_timer(phase_timers, "optimizer", args.barrier_with_l1_time);
     optimizer::StepResult sr = opt->step();
+    phase_timers("optimizer", 1).stop();
     const int64_t batch_size = mb.current_global_batch_size();
     if (sr.success) {
       scheduler->step(batch_size);
@@ -388,6 +446,12 @@ int pretrain_gpt(Arguments& args) {
           {"grad-norm", grad_norm}, {"throughput", tflops}, {"tokens-per-second", tokens_per_s}};
       if (args.log_loss_scale_to_tensorboard) v.push_back({"loss-scale", loss_scale});
       if (sr.num_zeros_in_grad) v.push_back({"num-zeros", double(*sr.num_zeros_in_grad)});
+      if (args.log_timers_to_tensorboard) {
+        // Max over ranks, ms per iteration since the last log line, read without resetting.
+        for (const auto& [name, ms] : phase_timers.max_times(
+                 kTimersToLog, comm::world(), static_cast<double>(interval_iters), false))
+          v.push_back({name + "-time", ms});
+      }
       v.push_back({device.is_cuda() ? "mem-allocated-gib" : "mem-rss-gib", mem.current});
       v.push_back({"mem-peak-gib", mem.peak});
       log_safely([&] { tb->add_scalars(v, state.iteration); });
@@ -438,6 +502,7 @@ int pretrain_gpt(Arguments& args) {
       if (device.is_cuda()) line += strf(" mem reserved (GiB): %.2f |", mem.reserved);
       line += " ETA: " + format_eta(ms * 1e-3 * static_cast<double>(train_iters - state.iteration));
       print_rank0(line + "\n");
+      log_timers(phase_timers, kTimersToLog, static_cast<double>(interval_iters));
       interval_time = 0;
       interval_iters = 0;
       loss_sum_interval = 0;

@@ -97,8 +97,6 @@ void note_flags_without_effect(const Arguments& a) {
       {"use_precision_aware_optimizer",
        "--use-precision-aware-optimizer: main grads, main params and Adam state are fp32"},
       {"tensorboard_queue_size", "--tensorboard-queue-size: events are written as they come"},
-      {"timing_log_level", "--timing-log-level: mcore has no per-phase timers"},
-      {"log_timers_to_tensorboard", "--log-timers-to-tensorboard: mcore has no per-phase timers"},
       {"log_progress", "--log-progress: no progress.txt is written"},
       {"log_memory_to_tensorboard", "--log-memory-to-tensorboard: memory is always logged"},
       {"log_validation_ppl_to_tensorboard",

@@ -7,6 +7,7 @@
 //   - --log-num-zeros-in-grad prints Megatron's "num zeros" field, the same count with and
 //     without the distributed optimizer; --use-rotary-position-embeddings selects RoPE;
 //   - --use-checkpoint-args takes the model shape from the loaded checkpoint;
+//   - --timing-log-level prints Megatron's phase timers;
 //   - a --load without a checkpoint warns; zero intervals, bad shapes and betas are errors.
 #include <gtest/gtest.h>
 
@@ -231,6 +232,43 @@ TEST(PretrainGPTFlags, UseCheckpointArgsTakesTheShapeFromTheCheckpoint) {
   EXPECT_NE(with.output.find("num_layers ...................................... 3"),
             std::string::npos)
       << with.output;
+  fs::remove_all(d);
+}
+
+// --timing-log-level: Megatron's "(min, max) time across ranks (ms)" report after each
+// iteration line, with its timer names padded with dots; level 0 (the default) times only the
+// checkpoint save; --log-timers-to-tensorboard writes "<name>-time" scalars.
+TEST(PretrainGPTFlags, TimingLogLevelPrintsMegatronsTimers) {
+  fs::path d = fresh_dir("timers");
+  const std::string save = " --save " + (d / "ckpt").string() + " --save-interval 2";
+  RunResult l1 =
+      run(pretrain() + " --train-iters 2 --log-interval 2 --timing-log-level 1" +
+          " --log-timers-to-tensorboard --tensorboard-dir " + (d / "tb").string() + save);
+  ASSERT_EQ(l1.rc, 0) << l1.output;
+  const std::regex report(R"(\| ETA: [0-9:]+\n\(min, max\) time across ranks \(ms\):\n)"
+                          R"(    forward-backward \.{31}: \([0-9.]+, [0-9.]+\)\n)");
+  EXPECT_TRUE(std::regex_search(l1.output, report)) << l1.output;
+  for (const char* name :
+       {"all-grads-sync", "optimizer-inner-step", "optimizer ", "save-checkpoint"})
+    EXPECT_NE(l1.output.find(std::string("    ") + name), std::string::npos) << name;
+  // Level 2 timers (per microbatch) are off at level 1.
+  EXPECT_EQ(l1.output.find("forward-compute"), std::string::npos) << l1.output;
+  bool tb_has_timer = false;
+  for (const auto& e : fs::directory_iterator(d / "tb")) {
+    std::ifstream f(e.path(), std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    tb_has_timer = tb_has_timer || bytes.find("forward-backward-time") != std::string::npos;
+  }
+  EXPECT_TRUE(tb_has_timer);
+  fs::remove_all(d / "ckpt");
+  RunResult l0 = run(pretrain() + " --train-iters 2 --log-interval 2" + save);
+  ASSERT_EQ(l0.rc, 0) << l0.output;
+  EXPECT_EQ(l0.output.find("forward-backward ."), std::string::npos) << l0.output;
+  EXPECT_NE(l0.output.find("    save-checkpoint ."), std::string::npos) << l0.output;
+  RunResult l2 = run(pretrain() + " --train-iters 1 --timing-log-level 2");
+  ASSERT_EQ(l2.rc, 0) << l2.output;
+  EXPECT_NE(l2.output.find("    forward-compute ."), std::string::npos) << l2.output;
+  EXPECT_NE(l2.output.find("    batch-generator ."), std::string::npos) << l2.output;
   fs::remove_all(d);
 }
 
