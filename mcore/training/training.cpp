@@ -42,108 +42,10 @@
 #include "mcore/training/signal_handler.h"
 #include "mcore/training/tensorboard_writer.h"
 #include "mcore/training/training_device.h"
+#include "mcore/training/training_utils.h"
 #include "mcore/transformer/spec.h"
 
 namespace mcore::training {
-
-namespace {
-
-bool is_rank0() {
-  return comm::get_rank() == 0;
-}
-
-void print_rank0(const std::string& s) {
-  if (!is_rank0()) return;
-  std::fputs(s.c_str(), stdout);
-  std::fflush(stdout);
-}
-
-std::string strf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
-std::string strf(const char* fmt, ...) {
-  char buf[1024];
-  va_list ap;
-  va_start(ap, fmt);
-  std::vsnprintf(buf, sizeof(buf), fmt, ap);
-  va_end(ap);
-  return buf;
-}
-
-// The next `n` microbatches of `loader`, or an error naming the split and iteration.
-std::vector<datasets::GPTBatch> next_batches(datasets::DataLoader& loader, int64_t n,
-                                             const std::string& split, int64_t iteration,
-                                             int64_t consumed) {
-  std::vector<datasets::GPTBatch> v;
-  for (int64_t m = 0; m < n; ++m) {
-    auto batch = loader.next();
-    MCORE_CHECK(batch) << split << " data ran out at iteration " << iteration + 1
-                       << " (consumed samples " << consumed << ")";
-    v.push_back(std::move(*batch));
-  }
-  return v;
-}
-
-// Megatron's --log-params-norm: the L2 norm of the whole model, each element counted once (no
-// tensor-parallel replicas, no tied copy), over the model-parallel group.
-double params_norm(const NamedParameters& params) {
-  const int tp_rank = optimizer::default_tensor_model_parallel_rank();
-  std::vector<Tensor> values;
-  for (const auto& [name, p] : params) {
-    if (!optimizer::param_is_not_shared(*p) ||
-        !optimizer::param_is_not_tensor_parallel_duplicate(*p, tp_rank))
-      continue;
-    values.push_back(p->detach().to(DType::F32).to(Device::cpu()).contiguous());
-  }
-  return optimizer::get_grad_norm_fp32(values, 2.0, optimizer::default_grad_stats_parallel_group());
-}
-
-std::string format_eta(double seconds) {
-  if (!(seconds >= 0) || !std::isfinite(seconds)) return "-";
-  const int64_t s = static_cast<int64_t>(seconds);
-  return strf("%lld:%02lld:%02lld", static_cast<long long>(s / 3600),
-              static_cast<long long>((s / 60) % 60), static_cast<long long>(s % 60));
-}
-
-// The timers of Megatron's training_log, in its order.
-const std::vector<std::string> kTimersToLog = {"forward-backward",
-                                               "forward-compute",
-                                               "backward-compute",
-                                               "batch-generator",
-                                               "forward-recv",
-                                               "forward-send",
-                                               "backward-recv",
-                                               "backward-send",
-                                               "forward-send-forward-recv",
-                                               "forward-send-backward-recv",
-                                               "backward-send-forward-recv",
-                                               "backward-send-backward-recv",
-                                               "forward-backward-send-forward-backward-recv",
-                                               "layernorm-grads-all-reduce",
-                                               "embedding-grads-all-reduce",
-                                               "all-grads-sync",
-                                               "params-all-gather",
-                                               "optimizer-copy-to-main-grad",
-                                               "optimizer-unscale-and-check-inf",
-                                               "optimizer-clip-main-grad",
-                                               "optimizer-count-zeros",
-                                               "optimizer-inner-step",
-                                               "optimizer",
-                                               "save-checkpoint"};
-
-// Collective over every rank; rank 0 prints (after the iteration line it belongs to).
-void log_timers(timers::Timers& t, const std::vector<std::string>& names, double normalizer) {
-  const auto report = t.report(names, comm::world(), std::max(normalizer, 1.0));
-  if (report) print_rank0(*report + "\n");
-}
-
-// A level-1 timer, started after a barrier (Megatron's --barrier-with-L1-time) so that it
-// measures this rank's phase, not its wait for the slowest rank to arrive.
-void start_l1_timer(timers::Timers& t, const char* name, bool barrier) {
-  if (!t.enabled(1)) return;
-  if (barrier) comm::world()->barrier();
-  t(name, 1).start();
-}
-
-}  // namespace
 
 int pretrain_gpt(Arguments& args) {
   using Clock = std::chrono::steady_clock;
