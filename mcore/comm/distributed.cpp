@@ -19,6 +19,7 @@
 #include "mcore/comm/local_backend.h"
 #include "mcore/comm/mpi_backend.h"
 #include "mcore/comm/mpi_ops.h"
+#include "mcore/comm/rank_status.h"
 #include "mcore/tensor/factory.h"
 
 namespace mcore::comm {
@@ -239,6 +240,7 @@ void init_distributed(const InitOptions& options) {
     }
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     s.mpi_world = make_mpi_world_group();
+    rank_status::init();
     s.rank = s.mpi_world->rank();
     s.world_size = s.mpi_world->size();
     const int expected = launcher_world_size(launcher);
@@ -304,6 +306,7 @@ void destroy_distributed() {
   if (s.mpi_world && mpi_running()) bounded_world_barrier("destroy_distributed");
   s.world.reset();
   s.mpi_world.reset();
+  if (mpi_running()) rank_status::finalize();
   if (s.previous_terminate) {
     std::set_terminate(s.previous_terminate);
     s.previous_terminate = nullptr;
@@ -355,7 +358,8 @@ void abort_job(const std::string& message) {
 }
 
 void abort_on_timeout(const std::string& op, const std::string& group,
-                      const std::vector<int>& ranks, uint64_t sequence, double waited_seconds) {
+                      const std::vector<int>& ranks, uint64_t sequence, double waited_seconds,
+                      const std::string& late) {
   std::string list;
   const size_t shown = std::min<size_t>(ranks.size(), 32);
   for (size_t i = 0; i < shown; ++i) list += (i ? "," : "") + std::to_string(ranks[i]);
@@ -365,7 +369,7 @@ void abort_on_timeout(const std::string& op, const std::string& group,
   abort_job("distributed timeout: " + op + " on group '" + group + "' (ranks " + list +
             ") sequence #" + std::to_string(sequence) + " did not complete after " + secs +
             " s (timeout " + std::to_string(get_timeout().count()) +
-            " s; a rank of this group is late, stuck or dead)");
+            " s; a rank of this group is late, stuck or dead)" + (late.empty() ? "" : ": " + late));
 }
 
 int run_distributed_main(int argc, char** argv, const std::function<int(int, char**)>& main_fn) {

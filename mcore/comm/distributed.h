@@ -82,9 +82,10 @@ bool has_backend(const std::string& name);
 // Called by a Work whose wait ran past the timeout: prints
 // "[rank N] distributed timeout: <op> on group '<group>' (ranks a,b,...) sequence #<k> did not
 // complete after <s> s" and aborts the job.
+// `late`, when given, names the members that never posted the operation (rank_status.h).
 [[noreturn]] void abort_on_timeout(const std::string& op, const std::string& group,
                                    const std::vector<int>& ranks, uint64_t sequence,
-                                   double waited_seconds);
+                                   double waited_seconds, const std::string& late = "");
 
 // Runs main_fn; an exception escaping it on any rank prints "[rank N] <what>" and aborts the
 // whole job instead of leaving the other ranks waiting. Calls destroy_distributed() after a

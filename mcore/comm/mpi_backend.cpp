@@ -12,6 +12,7 @@
 #include "mcore/comm/checks.h"
 #include "mcore/comm/distributed.h"
 #include "mcore/comm/mpi_ops.h"
+#include "mcore/comm/rank_status.h"
 #include "mcore/tensor/factory.h"
 
 namespace mcore::comm {
@@ -66,8 +67,13 @@ Tensor writable(const Tensor& t, bool keep_values, bool* staged) {
 class MpiProcessGroup::OpWork final : public Work {
  public:
   OpWork(std::string op, std::string group, std::shared_ptr<const std::vector<int>> ranks,
-         uint64_t seq)
-      : op_(std::move(op)), group_(std::move(group)), ranks_(std::move(ranks)), seq_(seq) {}
+         uint64_t seq, uint64_t key, bool collective)
+      : op_(std::move(op)),
+        group_(std::move(group)),
+        ranks_(std::move(ranks)),
+        seq_(seq),
+        key_(key),
+        collective_(collective) {}
 
   ~OpWork() override {
     if (done_ || requests_.empty() || !mpi_running()) return;
@@ -98,12 +104,22 @@ class MpiProcessGroup::OpWork final : public Work {
     const auto start = Clock::now();
     const auto timeout = get_timeout();
     const bool yield = yield_when_idle();
+    if (test()) return;
+    // Published for a peer whose own wait times out (rank_status.h).
+    rank_status::note_waiting(op_ + " on group '" + group_ + "' #" + std::to_string(seq_));
+    struct Done {
+      ~Done() { rank_status::note_done(); }
+    } done;
     for (uint64_t spin = 1;; ++spin) {
       if (test()) return;
       if (spin % 64 != 0) continue;  // read the clock every 64 polls only
       const auto waited = Clock::now() - start;
       if (waited > timeout) {
-        abort_on_timeout(op_, group_, *ranks_, seq_, std::chrono::duration<double>(waited).count());
+        // Which members never posted this collective, and where they are instead.
+        const std::string late =
+            collective_ ? rank_status::describe_late_ranks(key_, seq_, *ranks_) : std::string();
+        abort_on_timeout(op_, group_, *ranks_, seq_, std::chrono::duration<double>(waited).count(),
+                         late);
       }
       // More ranks than cores: let the peer we wait for run. Never sleep: OpenMPI moves large
       // messages only while the ranks poll.
@@ -146,6 +162,8 @@ class MpiProcessGroup::OpWork final : public Work {
   std::string group_;
   std::shared_ptr<const std::vector<int>> ranks_;
   uint64_t seq_;
+  uint64_t key_;
+  bool collective_;
   std::vector<MPI_Request> requests_;
   std::vector<MPI_Status> statuses_;
   std::vector<Tensor> keep_;
@@ -177,7 +195,10 @@ MpiProcessGroup::~MpiProcessGroup() {
 std::shared_ptr<MpiProcessGroup::OpWork> MpiProcessGroup::new_work(const char* op,
                                                                    bool collective) {
   const uint64_t seq = collective ? ++seq_ : ++p2p_seq_;
-  return std::make_shared<OpWork>(op, name(), global_ranks_, seq);
+  const std::string group = name();
+  const uint64_t key = rank_status::group_key(group, *global_ranks_);
+  if (collective) rank_status::note_posted(key, seq);
+  return std::make_shared<OpWork>(op, group, global_ranks_, seq, key, collective);
 }
 
 WorkPtr MpiProcessGroup::all_reduce_async(Tensor& tensor, ReduceOp op) {

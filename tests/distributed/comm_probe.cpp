@@ -1,7 +1,11 @@
 // Small programs for the fault tests (run under mpirun by expect_failure.sh) and for the
 // launcher-less start. Modes:
 //   timeout   - the last rank sleeps past the distributed timeout before an all_reduce: every
-//               other rank must abort naming the op, the group and its sequence number.
+//               other rank must abort naming the op, the group and its sequence number, and
+//               that the last rank never reached it and is in no collective.
+//   mismatch  - the ranks split into groups {0, 2} and {1}; rank 2 waits in a barrier of its
+//               group while the others all_reduce on the world: the timeout names rank 2 as
+//               not arrived and the barrier it waits in.
 //   throw     - rank 1 (or 0 alone) throws inside run_distributed_main while the others wait in
 //               an all_reduce: the job must end at once with "[rank 1] <message>".
 //   terminate - the same exception escapes main without run_distributed_main: the terminate
@@ -31,6 +35,9 @@ int run(const std::string& mode) {
   g->barrier();  // collective #1 of the world group
   if (mode == "timeout") {
     if (rank == n - 1) std::this_thread::sleep_for(std::chrono::seconds(120));
+  } else if (mode == "mismatch") {
+    auto sub = g->split(rank % 2, rank);  // world collective #2
+    if (rank == 2) sub->barrier();        // waits for rank 0, which is in the world all_reduce
   } else {
     if (rank == (n > 1 ? 1 : 0)) {
       std::this_thread::sleep_for(std::chrono::milliseconds(300));
@@ -68,9 +75,9 @@ int main(int argc, char** argv) {
     return ok ? 0 : 1;
   }
   if (mode == "terminate") return run(mode);  // no safety net but the terminate handler
-  if (mode == "timeout" || mode == "throw") {
+  if (mode == "timeout" || mode == "throw" || mode == "mismatch") {
     return comm::run_distributed_main(argc, argv, [&](int, char**) { return run(mode); });
   }
-  std::fprintf(stderr, "usage: comm_probe timeout|throw|terminate|local|forget\n");
+  std::fprintf(stderr, "usage: comm_probe timeout|mismatch|throw|terminate|local|forget\n");
   return 2;
 }
