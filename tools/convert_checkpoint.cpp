@@ -100,11 +100,31 @@ Flags parse(int argc, char** argv) {
   return f;
 }
 
+// `x` as one POSIX shell word, so printed commands can be pasted: single-quoted when it holds
+// anything but plain characters, with each ' written as '\''.
+std::string shell_quote(const std::string& x) {
+  const bool plain = !x.empty() && x.find_first_not_of(
+                                       "abcdefghijklmnopqrstuvwxyz"
+                                       "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                       "0123456789_-+=.,/:@%") == std::string::npos;
+  if (plain) return x;
+  std::string q = "'";
+  for (char c : x) {
+    if (c == '\'') {
+      q.append("'\\''");
+    } else {
+      q.push_back(c);
+    }
+  }
+  q.push_back('\'');
+  return q;
+}
+
 std::string join(const std::vector<std::string>& v) {
   std::string s;
   for (const auto& x : v) {
-    const bool quote = x.find_first_of(" \t'\"") != std::string::npos;
-    s += (s.empty() ? "" : " ") + (quote ? "'" + x + "'" : x);
+    if (!s.empty()) s.push_back(' ');
+    s.append(shell_quote(x));
   }
   return s;
 }
@@ -128,11 +148,14 @@ int run(int argc, char** argv) {
     if (f.params_dtype == "bfloat16") flags.push_back("--bf16");
     if (f.params_dtype == "float16") flags.push_back("--fp16");
     std::printf("\nmodel and tokenizer flags:\n  %s\n", join(flags).c_str());
+    const std::string load = shell_quote(f.save);
     std::printf(
         "\nfine-tune:  pretrain_gpt --load %s --use-checkpoint-args --finetune [data and training "
-        "flags]\n            (--use-checkpoint-args reads the flags above from the checkpoint)\n",
-        f.save.c_str());
-    std::printf("generate:   generate --load %s --prompt \"...\"\n", f.save.c_str());
+        "flags]\n            (--use-checkpoint-args reads the flags above from the checkpoint; "
+        "they train on sequences of --seq-length %lld, max_position_embeddings capped at 4096: "
+        "pass --seq-length to change it)\n",
+        load.c_str(), static_cast<long long>(r.seq_length));
+    std::printf("generate:   generate --load %s --prompt \"...\"\n", load.c_str());
     return 0;
   }
   McoreToHFOptions o;

@@ -40,6 +40,8 @@ CheckpointModel load_checkpoint_model(const std::string& load, bool keep_dtype) 
   out.dir = training::checkpoint_dir_to_load(load, /*verify=*/true);
   const dcp::CheckpointMetadata meta = dcp::CheckpointMetadata::read(out.dir);
   out.iteration = meta.iteration;
+  if (meta.sections.contains(kHFImportSection) && meta.sections.at(kHFImportSection).is_object())
+    out.hf_import = meta.sections.at(kHFImportSection);
   MCORE_CHECK(meta.sections.contains("args") && meta.sections.at("args").is_string())
       << "checkpoint " << out.dir << " has no saved arguments (\"args\" section): it was not "
       << "written by pretrain_gpt or convert_checkpoint, so its model shape is unknown";

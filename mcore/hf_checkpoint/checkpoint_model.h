@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "mcore/models/gpt/gpt_model.h"
@@ -13,12 +14,20 @@
 
 namespace mcore::hf_checkpoint {
 
+// The metadata section convert_checkpoint's hf-to-mcore adds to the checkpoint it writes: what
+// the Hugging Face config.json said beyond the model shape, for an export to write back -
+// {"vocab_size": V (Hugging Face's rows, which may exceed the tokenizer's ids), "bos_token_id",
+// "eos_token_id", "pad_token_id" (those config.json had)}. pretrain_gpt does not carry it into
+// the checkpoints it saves; exports of those derive the values from the tokenizer.
+inline constexpr const char* kHFImportSection = "hf_import";
+
 struct CheckpointModel {
   training::Arguments args;  // the saved model and tokenizer arguments, re-parsed
   std::string dir;           // the iter_XXXXXXX or release directory loaded
   int64_t iteration = 0;
   int64_t padded_vocab_size = 0;
-  DType dtype = DType::F32;  // of the model's parameters
+  DType dtype = DType::F32;                             // of the model's parameters
+  nlohmann::json hf_import = nlohmann::json::object();  // kHFImportSection, when present
   std::shared_ptr<models::GPTModel> model;
 };
 

@@ -10,6 +10,7 @@
 #include "mcore/dist_checkpointing/checkpoint.h"
 #include "mcore/hf_checkpoint/checkpoint_model.h"
 #include "mcore/hf_checkpoint/hf_files.h"
+#include "mcore/hf_checkpoint/hf_tokenizer.h"
 #include "mcore/hf_checkpoint/hf_weights.h"
 #include "mcore/models/gpt/gpt_model.h"
 #include "mcore/tensor_parallel/utils.h"
@@ -61,44 +62,24 @@ void publish(const std::string& from, const std::string& to) {
   fsync_directory(fs::absolute(to).parent_path().string());
 }
 
-// The Hugging Face vocabulary of an mcore checkpoint: the tokenizer's size (NullTokenizer's
-// includes its end-of-document id), read from the saved arguments, else from the tokenizer files
-// they name; the padded size when neither is known.
-int64_t export_vocab_size(const CheckpointModel& cm, std::vector<std::string>& warnings) {
-  const training::Arguments& a = cm.args;
-  const bool null_tokenizer =
-      a.tokenizer_type ? *a.tokenizer_type == "NullTokenizer" : a.mock_data && a.vocab_size;
-  if (null_tokenizer && a.vocab_size) return *a.vocab_size + 1;
-  if (a.vocab_size && a.tokenizer_type != "ByteTokenizer") return *a.vocab_size;
-  if (a.tokenizer_type) {
-    try {
-      return training::build_tokenizer_from_args(a)->vocab_size();
-    } catch (const Error& e) {
-      warnings.push_back(std::string("cannot build the checkpoint's tokenizer (") + e.what() + ")");
-    }
-  }
-  warnings.push_back("the checkpoint's vocabulary size is unknown: exporting all " +
-                     std::to_string(cm.padded_vocab_size) +
-                     " (padded) rows; pass --vocab-size to drop the padding");
-  return cm.padded_vocab_size;
-}
-
-// Tokenizer files beside the one the saved arguments name, to copy next to the weights.
-std::vector<std::string> export_tokenizer_files(const training::Arguments& a) {
-  std::optional<std::string> path = a.tokenizer_model ? a.tokenizer_model : a.vocab_file;
-  if (!path || !fs::exists(*path)) return {};
-  const fs::path dir = fs::is_directory(*path) ? fs::path(*path) : fs::path(*path).parent_path();
-  std::vector<std::string> files;
-  for (const std::string& f : tokenizer_files(dir.string())) {
-    if (fs::path(f).filename() != "generation_config.json") files.push_back(f);
-  }
-  return files;
+// Adds the kHFImportSection to the saved checkpoint's metadata.json: config.json's values that
+// the saved arguments have no place for (metadata.json is not checksummed; its shards are).
+void add_hf_import_section(const std::string& checkpoint_dir, const ImportedConfig& ic) {
+  dcp::CheckpointMetadata meta = dcp::CheckpointMetadata::read(checkpoint_dir);
+  nlohmann::json section = ic.special_tokens;
+  section["vocab_size"] = ic.vocab_size;
+  meta.sections[kHFImportSection] = section;
+  write_file_atomic((fs::path(checkpoint_dir) / dcp::kMetadataFileName).string(),
+                    meta.to_json().dump(1) + "\n");
 }
 
 }  // namespace
 
-HFToMcoreResult convert_hf_to_mcore(const HFToMcoreOptions& o) {
-  MCORE_CHECK(!o.hf_dir.empty()) << "--hf-dir is required";
+HFToMcoreResult convert_hf_to_mcore(const HFToMcoreOptions& options) {
+  MCORE_CHECK(!options.hf_dir.empty()) << "--hf-dir is required";
+  MCORE_CHECK(!options.save_dir.empty()) << "--save is required";
+  HFToMcoreOptions o = options;
+  o.save_dir = normalized_dir(o.save_dir);
   check_fresh_output(o.save_dir, "--save");
   HFToMcoreResult res;
   const nlohmann::json hf_config = read_hf_config(o.hf_dir);
@@ -107,6 +88,7 @@ HFToMcoreResult convert_hf_to_mcore(const HFToMcoreOptions& o) {
   const HFWeightFiles files(o.hf_dir);  // every file validated before anything is written
   res.architecture = ic.architecture;
   res.warnings = ic.warnings;
+  res.special_tokens = ic.special_tokens;
   res.model_flags = ic.model_flags;
   res.vocab_size = ic.vocab_size;
   res.tokenizer_flags = tokenizer_flags(o.hf_dir, ic.vocab_size, res.warnings);
@@ -129,6 +111,7 @@ HFToMcoreResult convert_hf_to_mcore(const HFToMcoreOptions& o) {
   args.no_save_optim = true;  // a release checkpoint: the model alone, as Megatron's converters
   args.no_save_rng = true;
   res.padded_vocab_size = training::set_padded_vocab_size(args, ic.vocab_size);
+  res.seq_length = *args.seq_length;
   if (!args.kv_channels) args.kv_channels = *args.hidden_size / *args.num_attention_heads;
   if (!args.group_query_attention) args.num_query_groups = *args.num_attention_heads;
 
@@ -142,6 +125,8 @@ HFToMcoreResult convert_hf_to_mcore(const HFToMcoreOptions& o) {
   m.max_position_embeddings = *args.max_position_embeddings;
   m.tie_word_embeddings = !args.untie_embeddings_and_output_weights;
   const std::map<std::string, Tensor> state = import_weights(m, files);
+  for (std::string& w : weight_value_warnings(state, config.params_dtype))
+    res.warnings.push_back(std::move(w));
 
   models::GPTModelOptions mo;
   mo.share_embeddings_and_output_weights = m.tie_word_embeddings;
@@ -151,9 +136,8 @@ HFToMcoreResult convert_hf_to_mcore(const HFToMcoreOptions& o) {
   model.load_state_dict(state);  // strict: every parameter filled, cast to params_dtype
 
   // Saved as iteration 0 into a staging directory, then made Megatron's release layout.
-  const std::string staging = o.save_dir + ".tmp";
+  const std::string staging = make_staging_dir(o.save_dir);
   std::error_code ec;
-  fs::remove_all(staging, ec);
   try {
     args.save = staging;
     const std::string saved = training::save_trainer_checkpoint(
@@ -161,6 +145,7 @@ HFToMcoreResult convert_hf_to_mcore(const HFToMcoreOptions& o) {
     const std::string release = (fs::path(staging) / "release").string();
     MCORE_CHECK(std::rename(saved.c_str(), release.c_str()) == 0)
         << "cannot rename " << saved << " to " << release << ": " << std::strerror(errno);
+    add_hf_import_section(release, ic);
     write_file_atomic((fs::path(staging) / dcp::kLatestFileName).string(), "release");
     fs::remove(fs::path(staging) / ".mcore_save.lock", ec);
     publish(staging, o.save_dir);
@@ -174,7 +159,9 @@ HFToMcoreResult convert_hf_to_mcore(const HFToMcoreOptions& o) {
 
 McoreToHFResult convert_mcore_to_hf(const McoreToHFOptions& o) {
   MCORE_CHECK(!o.load_dir.empty()) << "--load is required";
-  check_fresh_output(o.save_hf_dir, "--save-hf");
+  MCORE_CHECK(!o.save_hf_dir.empty()) << "--save-hf is required";
+  const std::string save_hf_dir = normalized_dir(o.save_hf_dir);
+  check_fresh_output(save_hf_dir, "--save-hf");
   McoreToHFResult res;
   const CheckpointModel cm = load_checkpoint_model(o.load_dir, /*keep_dtype=*/true);
   res.checkpoint_dir = cm.dir;
@@ -183,21 +170,30 @@ McoreToHFResult convert_mcore_to_hf(const McoreToHFOptions& o) {
   HFModel m;
   m.architecture = infer_architecture(cm.model->config(), tied, o.architecture);
   m.config = cm.model->config();
-  m.vocab_size = o.vocab_size ? *o.vocab_size : export_vocab_size(cm, res.warnings);
-  MCORE_CHECK(m.vocab_size > 0 && m.vocab_size <= cm.padded_vocab_size)
-      << "vocabulary size " << m.vocab_size << " does not fit the checkpoint's "
-      << cm.padded_vocab_size << " embedding rows";
+  const TokenizerExport tok = export_tokenizer(cm.args);
+  m.vocab_size = export_vocab_size(cm, tok, o.vocab_size, res.warnings);
   m.padded_vocab_size = cm.padded_vocab_size;
   m.max_position_embeddings =
       cm.args.max_position_embeddings.value_or(cm.args.seq_length.value_or(0));
   m.tie_word_embeddings = tied;
+  m.special_tokens = export_special_tokens(cm, tok, m.vocab_size);
   res.architecture = m.architecture;
   res.vocab_size = m.vocab_size;
+  res.warnings.insert(res.warnings.end(), tok.warnings.begin(), tok.warnings.end());
 
   const auto tensors = export_weights(m, cm.model->state_dict());
-  res.copied_files = export_tokenizer_files(cm.args);
-  write_hf_directory(o.save_hf_dir, export_hf_config(m, cm.args, cm.dtype), tensors,
-                     res.copied_files);
+  std::map<std::string, nlohmann::json> json_files = tok.json_files;
+  json_files[kConfigFileName] = export_hf_config(m, cm.args, cm.dtype);
+  // transformers' generate() reads the special ids from here (it derives the file from
+  // config.json when absent, but save_pretrained writes both).
+  if (!m.special_tokens.empty()) {
+    nlohmann::json g = m.special_tokens;
+    g["_from_model_config"] = true;
+    json_files["generation_config.json"] = g;
+  }
+  for (const auto& [from, name] : tok.copies) res.copied_files.push_back(name);
+  for (const auto& [name, j] : tok.json_files) res.copied_files.push_back(name);
+  write_hf_directory(save_hf_dir, json_files, tensors, tok.copies);
   return res;
 }
 

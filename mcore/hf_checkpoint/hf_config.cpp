@@ -1,5 +1,6 @@
 #include "mcore/hf_checkpoint/hf_config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <sstream>
@@ -111,16 +112,32 @@ void push(std::vector<std::string>& flags, const std::string& flag, const std::s
   flags.push_back(value);
 }
 
+// The sequence length saved with the model. A model's max_position_embeddings (131072 for
+// Llama-3.1) is what it can attend over, not what a fine-tune should train on by default: saving
+// it would make `pretrain_gpt --use-checkpoint-args --finetune` allocate 131072-token sequences.
+// Megatron's HF loaders use 4096; --seq-length on the command line overrides it.
+constexpr int64_t kDefaultSeqLength = 4096;
+
+// Attention heads split the hidden size evenly unless a head dimension is given: checked here so
+// that the error names the fields rather than a derived setting.
+void check_heads_divide(const ConfigReader& r, const char* hidden_key, int64_t hidden,
+                        const char* heads_key, int64_t heads) {
+  MCORE_CHECK(hidden % heads == 0)
+      << r.origin() << ": \"" << hidden_key << "\" " << hidden << " is not divisible by \""
+      << heads_key << "\" " << heads << " (each attention head gets hidden / heads channels)";
+}
+
 void import_gpt2(const ConfigReader& r, ImportedConfig& out) {
   auto& f = out.model_flags;
   const int64_t hidden = r.integer("n_embd");
   const int64_t positions = r.integer("n_positions");
+  check_heads_divide(r, "n_embd", hidden, "n_head", r.integer("n_head"));
   push(f, "--num-layers", std::to_string(r.integer("n_layer")));
   push(f, "--hidden-size", std::to_string(hidden));
   push(f, "--num-attention-heads", std::to_string(r.integer("n_head")));
   push(f, "--ffn-hidden-size", std::to_string(r.integer("n_inner", 4 * hidden)));
   push(f, "--max-position-embeddings", std::to_string(positions));
-  push(f, "--seq-length", std::to_string(positions));
+  push(f, "--seq-length", std::to_string(std::min(positions, kDefaultSeqLength)));
   push(f, "--position-embedding-type", "learned_absolute");
   push(f, "--normalization", "LayerNorm");
   push(f, "--norm-epsilon", fmt_double(r.number("layer_norm_epsilon", 1e-5)));
@@ -156,10 +173,13 @@ void import_llama(const ConfigReader& r, const json& j, HFArchitecture arch, Imp
     f.push_back("--group-query-attention");
     push(f, "--num-query-groups", std::to_string(kv_heads));
   }
-  if (r.has("head_dim") && r.integer("head_dim") * heads != hidden)
+  if (r.has("head_dim") && r.integer("head_dim") * heads != hidden) {
     push(f, "--kv-channels", std::to_string(r.integer("head_dim")));
+  } else {
+    check_heads_divide(r, "hidden_size", hidden, "num_attention_heads", heads);
+  }
   push(f, "--max-position-embeddings", std::to_string(positions));
-  push(f, "--seq-length", std::to_string(positions));
+  push(f, "--seq-length", std::to_string(std::min(positions, kDefaultSeqLength)));
   push(f, "--position-embedding-type", "rope");
   const double theta = r.number("rope_theta", 10000.0);
   MCORE_CHECK(theta > 0 && theta == std::floor(theta) && theta < 9.0e15)
@@ -200,8 +220,8 @@ void import_llama(const ConfigReader& r, const json& j, HFArchitecture arch, Imp
   const bool attention_bias = arch == HFArchitecture::kLlama && r.boolean("attention_bias", false);
   const bool mlp_bias = arch == HFArchitecture::kLlama && r.boolean("mlp_bias", false);
   MCORE_CHECK(attention_bias == mlp_bias)
-      << r.origin() << ": \"attention_bias\": " << attention_bias
-      << " with \"mlp_bias\": " << mlp_bias
+      << r.origin() << ": \"attention_bias\": " << (attention_bias ? "true" : "false")
+      << " with \"mlp_bias\": " << (mlp_bias ? "true" : "false")
       << " is not supported (mcore has biases on all linear layers, on q/k/v only, or "
       << "none)";
   if (!attention_bias) f.push_back("--disable-bias-linear");
@@ -266,6 +286,18 @@ ImportedConfig import_hf_config(const json& config, const std::string& origin) {
   ImportedConfig out;
   out.architecture = read_architecture(r, config);
   out.vocab_size = r.integer("vocab_size");
+  // Kept as written (eos may be a list, as Llama-3.1's): the export writes them back verbatim.
+  for (const char* key : kSpecialTokenKeys) {
+    if (!r.has(key)) continue;
+    const json& v = config.at(key);
+    const bool ok = v.is_number_integer() ||
+                    (v.is_array() && std::all_of(v.begin(), v.end(), [](const json& x) {
+                       return x.is_number_integer();
+                     }));
+    MCORE_CHECK(ok) << origin << ": field \"" << key
+                    << "\" must be a token id or a list of them, got " << v.dump();
+    out.special_tokens[key] = v;
+  }
   if (out.architecture == HFArchitecture::kGPT2) {
     import_gpt2(r, out);
   } else {
@@ -307,10 +339,26 @@ HFArchitecture infer_architecture(const TransformerConfig& c, bool tie_word_embe
                 "(--rotary-interleaved) has no LLaMA-family equivalent");
     const bool qkv_only = c.add_qkv_bias && !c.add_bias_linear;
     arch = qkv_only ? HFArchitecture::kQwen2 : HFArchitecture::kLlama;
+    // transformers 4.40.2, the version these conversions are tested against, reads neither
+    // LlamaConfig's "mlp_bias" nor "head_dim": it would load the first without its MLP biases,
+    // silently a different model, and refuses the second. Later configs may carry both, and the
+    // import takes them, but an export transformers 4.40.2 cannot load faithfully is an error.
+    fail_unless(!c.add_bias_linear,
+                "it has biases on every linear layer (pretrain_gpt without "
+                "--disable-bias-linear); LlamaForCausalLM in transformers 4.40.2 (the version "
+                "mcore's conversions are tested against) has no \"mlp_bias\" and would load it "
+                "without its MLP biases. Supported RoPE layouts: no biases "
+                "(--disable-bias-linear), or biases on q/k/v only (--disable-bias-linear "
+                "--add-qkv-bias, Qwen2ForCausalLM)");
+    fail_unless(c.kv_channels * c.num_attention_heads == c.hidden_size,
+                "its heads have " + std::to_string(c.kv_channels) + " channels (--kv-channels) x " +
+                    std::to_string(c.num_attention_heads) + " heads != hidden size " +
+                    std::to_string(c.hidden_size) +
+                    "; the LLaMA family in transformers 4.40.2 (the version mcore's conversions "
+                    "are tested against) ignores \"head_dim\" and needs heads x head dim = "
+                    "hidden size");
     fail_unless(!(qkv_only && c.rope_scaling),
                 "Qwen2 (a bias on q/k/v only) has no llama3 rope scaling");
-    fail_unless(!qkv_only || c.kv_channels * c.num_attention_heads == c.hidden_size,
-                "Qwen2 needs kv channels x heads = hidden size");
   }
   if (requested.empty()) return arch;
   const HFArchitecture want = architecture_from_name(requested);
@@ -334,6 +382,7 @@ json export_hf_config(const HFModel& m, const training::Arguments& args, DType d
                      : dtype == DType::F16 ? "float16"
                                            : "float32";
   j["use_cache"] = true;
+  for (const auto& [key, id] : m.special_tokens.items()) j[key] = id;
   if (m.architecture == HFArchitecture::kGPT2) {
     j["model_type"] = "gpt2";
     j["n_embd"] = c.hidden_size;

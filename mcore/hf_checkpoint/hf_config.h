@@ -29,6 +29,10 @@ const char* architecture_name(HFArchitecture a);
 HFArchitecture architecture_from_name(const std::string& name);
 std::string supported_architectures();  // "GPT2LMHeadModel, LlamaForCausalLM, ..."
 
+// config.json's special token ids, which transformers' generate() reads (with
+// generation_config.json, written from the same values).
+inline constexpr const char* kSpecialTokenKeys[] = {"bos_token_id", "eos_token_id", "pad_token_id"};
+
 // What both directions need to map the weights: the finalized model config and the vocabulary
 // on either side (Hugging Face's rows, mcore's padded rows).
 struct HFModel {
@@ -38,6 +42,7 @@ struct HFModel {
   int64_t padded_vocab_size = 0;          // mcore's embedding rows (>= vocab_size)
   int64_t max_position_embeddings = 0;
   bool tie_word_embeddings = false;
+  nlohmann::json special_tokens = nlohmann::json::object();  // kSpecialTokenKeys present
 };
 
 // config.json read as pretrain_gpt flags: ["--num-layers", "2", "--hidden-size", "64", ...].
@@ -45,6 +50,7 @@ struct ImportedConfig {
   HFArchitecture architecture = HFArchitecture::kLlama;
   std::vector<std::string> model_flags;
   int64_t vocab_size = 0;
+  nlohmann::json special_tokens = nlohmann::json::object();  // kSpecialTokenKeys present
   // Fields accepted with a caveat (e.g. Mistral's sliding window), for the user.
   std::vector<std::string> warnings;
 };

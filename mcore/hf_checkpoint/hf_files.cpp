@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <set>
 
+#include <unistd.h>
+
 #include "mcore/base/error.h"
 #include "mcore/base/file_io.h"
 
@@ -100,38 +102,43 @@ Tensor HFWeightFiles::load(const std::string& name) const {
   return where_.at(name)->load(name);
 }
 
-std::vector<std::string> tokenizer_files(const std::string& dir) {
-  static const char* kNames[] = {
-      "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
-      "merges.txt",     "tokenizer.model",       "generation_config.json"};
-  std::vector<std::string> found;
-  for (const char* n : kNames) {
-    const fs::path p = fs::path(dir) / n;
-    if (fs::is_regular_file(p)) found.push_back(p.string());
-  }
-  return found;
+std::string normalized_dir(const std::string& dir) {
+  fs::path p = fs::absolute(fs::path(dir)).lexically_normal();
+  while (!p.has_filename() && p.has_relative_path()) p = p.parent_path();
+  return p.string();
 }
 
-void write_hf_directory(const std::string& out_dir, const json& config,
+std::string make_staging_dir(const std::string& out_dir) {
+  const fs::path out(out_dir);
+  std::error_code ec;
+  fs::create_directories(out.parent_path(), ec);
+  MCORE_CHECK(!ec) << "cannot create " << out.parent_path().string() << ": " << ec.message();
+  const std::string staging = out_dir + ".tmp-" + std::to_string(::getpid());
+  const bool created = fs::create_directory(staging, ec);
+  MCORE_CHECK(created && !ec) << "cannot create the staging directory " << staging << ": "
+                              << (ec ? ec.message()
+                                     : "it exists (remove it if no conversion "
+                                       "is running)");
+  return staging;
+}
+
+void write_hf_directory(const std::string& out_dir, const std::map<std::string, json>& json_files,
                         const std::vector<std::pair<std::string, Tensor>>& tensors,
-                        const std::vector<std::string>& extra_files) {
+                        const std::vector<std::pair<std::string, std::string>>& copies) {
   MCORE_CHECK(!fs::exists(out_dir) || (fs::is_directory(out_dir) && fs::is_empty(out_dir)))
       << "--save-hf " << out_dir << " exists and is not an empty directory; choose a new one";
-  const std::string tmp = out_dir + ".tmp";
+  const std::string tmp = make_staging_dir(out_dir);
   std::error_code ec;
-  fs::remove_all(tmp, ec);  // left by an export that crashed
-  fs::create_directories(tmp, ec);
-  MCORE_CHECK(!ec) << "cannot create " << tmp << ": " << ec.message();
   try {
     dcp::save_safetensors((fs::path(tmp) / kWeightsFileName).string(), tensors, {{"format", "pt"}});
-    {
-      FileWriter w((fs::path(tmp) / kConfigFileName).string());
-      w.write(config.dump(2) + "\n");
+    for (const auto& [name, j] : json_files) {
+      FileWriter w((fs::path(tmp) / name).string());
+      w.write(j.dump(2) + "\n");
       w.close();
     }
-    for (const std::string& f : extra_files) {
-      fs::copy_file(f, fs::path(tmp) / fs::path(f).filename(), ec);
-      MCORE_CHECK(!ec) << "cannot copy " << f << " into " << tmp << ": " << ec.message();
+    for (const auto& [from, name] : copies) {
+      fs::copy_file(from, fs::path(tmp) / name, ec);
+      MCORE_CHECK(!ec) << "cannot copy " << from << " into " << tmp << ": " << ec.message();
     }
     fsync_directory(tmp);
     if (fs::exists(out_dir)) fs::remove(out_dir);  // empty, checked above

@@ -43,14 +43,24 @@ class HFWeightFiles {
   std::map<std::string, const dist_checkpointing::SafetensorsReader*> where_;
 };
 
-// Writes <out_dir>/config.json and <out_dir>/model.safetensors (with {"format": "pt"} metadata,
-// as transformers' save_pretrained), plus copies of `extra_files` (tokenizer files), under
-// <out_dir>.tmp first; then renames it to out_dir. out_dir must not exist or be empty.
-void write_hf_directory(const std::string& out_dir, const nlohmann::json& config,
-                        const std::vector<std::pair<std::string, Tensor>>& tensors,
-                        const std::vector<std::string>& extra_files = {});
+// A directory flag's path in one spelling, absolute and without a trailing separator: "ckpt/"
+// and "ckpt" name the same directory, but renaming onto "ckpt/" fails and the staging name
+// beside it must not become "ckpt/.tmp-N".
+std::string normalized_dir(const std::string& dir);
 
-// The files next to the weights that transformers' tokenizers read, those present in `dir`.
-std::vector<std::string> tokenizer_files(const std::string& dir);
+// Creates and returns a fresh staging directory <out_dir>.tmp-<pid> beside out_dir (the same file
+// system, so the final rename is atomic), creating out_dir's parents. The process id keeps a
+// user's own "<out_dir>.tmp" (or another conversion's staging) untouched: an existing one is an
+// error, never deleted.
+std::string make_staging_dir(const std::string& out_dir);
+
+// Writes <out_dir>/model.safetensors (with {"format": "pt"} metadata, as transformers'
+// save_pretrained), the JSON files (name -> content: config.json, generation_config.json, ...)
+// and copies of files (source path, name in out_dir), under a staging directory first; then
+// renames it to out_dir. out_dir (normalized) must not exist or be empty.
+void write_hf_directory(const std::string& out_dir,
+                        const std::map<std::string, nlohmann::json>& json_files,
+                        const std::vector<std::pair<std::string, Tensor>>& tensors,
+                        const std::vector<std::pair<std::string, std::string>>& copies = {});
 
 }  // namespace mcore::hf_checkpoint

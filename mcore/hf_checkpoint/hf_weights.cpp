@@ -1,5 +1,8 @@
 #include "mcore/hf_checkpoint/hf_weights.h"
 
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <set>
 
 #include "mcore/base/error.h"
@@ -76,6 +79,13 @@ class Reader {
     MCORE_CHECK(files_.contains(full))
         << "Hugging Face model " << files_.dir() << " lacks tensor \"" << full << "\", which "
         << arch_ << " with this config.json has";
+    // An integer or bool tensor would be cast to float without a word: a quantized or corrupt
+    // file, never a model's weights.
+    const DType dtype = files_.entry(full).dtype;
+    MCORE_CHECK(dtype == DType::F64 || dtype == DType::F32 || dtype == DType::BF16 ||
+                dtype == DType::F16)
+        << "Hugging Face model " << files_.dir() << ": tensor \"" << full << "\" has dtype "
+        << dtype_name(dtype) << "; weights must be float64, float32, bfloat16 or float16";
     const Shape& have = files_.entry(full).shape;
     MCORE_CHECK(have == shape) << "Hugging Face model " << files_.dir() << ": tensor \"" << full
                                << "\" has shape " << shape_str(have) << ", but config.json implies "
@@ -325,6 +335,45 @@ std::vector<std::pair<std::string, Tensor>> export_weights(
     out.emplace_back("lm_head.weight",
                      get(sd, "output_layer.weight").narrow(0, 0, m.vocab_size).contiguous());
   return out;
+}
+
+std::vector<std::string> weight_value_warnings(const std::map<std::string, Tensor>& state,
+                                               DType params_dtype) {
+  NoGradGuard no_grad;
+  std::vector<std::string> warnings;
+  const bool narrow = params_dtype != DType::F64 && params_dtype != DType::F32;
+  for (const auto& [name, t] : state) {
+    // float64 holds every value of the files' dtypes exactly, and the cast back from the
+    // parameter dtype shows what the model will hold.
+    const Tensor x = t.to(DType::F64).contiguous();
+    const Tensor y = narrow ? t.to(params_dtype).to(DType::F64).contiguous() : x;
+    const double* a = x.data<double>();
+    const double* b = y.data<double>();
+    int64_t nonfinite = 0, overflowed = 0;
+    double largest = 0;
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      if (!std::isfinite(a[i])) {
+        ++nonfinite;
+      } else if (!std::isfinite(b[i])) {
+        ++overflowed;
+        largest = std::max(largest, std::abs(a[i]));
+      }
+    }
+    if (nonfinite) {
+      warnings.push_back("parameter " + name + " holds " + std::to_string(nonfinite) +
+                         " NaN or Inf value(s) in the Hugging Face weights");
+    }
+    if (overflowed) {
+      char largest_str[32];
+      std::snprintf(largest_str, sizeof largest_str, "%g", largest);
+      warnings.push_back("parameter " + name + ": " + std::to_string(overflowed) +
+                         " finite value(s) (largest magnitude " + largest_str + ") become Inf in " +
+                         dtype_name(params_dtype) + "; convert " +
+                         (params_dtype == DType::F16 ? "with --bf16 or " : "") +
+                         "in float32 (no --fp16/--bf16) to keep them");
+    }
+  }
+  return warnings;
 }
 
 }  // namespace mcore::hf_checkpoint

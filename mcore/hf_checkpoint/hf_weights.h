@@ -32,6 +32,12 @@ namespace mcore::hf_checkpoint {
 // older checkpoints hold, are skipped); errors name the tensor.
 std::map<std::string, Tensor> import_weights(const HFModel& model, const HFWeightFiles& files);
 
+// Warnings for values the conversion does not keep: NaN/Inf in the files' weights, and finite
+// values that overflow to Inf when cast to `params_dtype` (fp16's largest is 65504). One per
+// parameter, naming it.
+std::vector<std::string> weight_value_warnings(const std::map<std::string, Tensor>& state,
+                                               DType params_dtype);
+
 // The Hugging Face tensors (names as save_pretrained writes them) from GPTModel's state dict.
 std::vector<std::pair<std::string, Tensor>> export_weights(
     const HFModel& model, const std::map<std::string, Tensor>& state);

@@ -12,13 +12,18 @@
 //  - checkpoints trained by pretrain_gpt under TP=2 (gpt2-tiny, and llama3-tiny for SwiGLU's
 //    strided fc1) export to models whose transformers logits match mcore's.
 //  - bad input: clear errors, non-zero exit, nothing written.
+//  - exports: the tokenizer's vocabulary, files and special ids; layouts transformers 4.40.2
+//    cannot load are refused; output paths with a trailing slash, quotes and a user's own
+//    <out>.tmp beside them.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -28,6 +33,7 @@
 #include "mcore/hf_checkpoint/hf_config.h"
 #include "mcore/tensor/factory.h"
 #include "mcore/tensor/npy.h"
+#include "mcore/tokenizers/gpt2_bpe_tokenizer.h"
 #include "mcore/training/arguments.h"
 #include "mcore/training/training.h"
 #include "tests/common/test_util.h"
@@ -59,6 +65,22 @@ std::string script() {
 
 std::string convert(const std::string& flags) {
   return "OMP_NUM_THREADS=2 " + tool("convert_checkpoint") + " " + flags;
+}
+
+// A path as one shell word (as convert_checkpoint prints it).
+std::string sh_quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+// Names in `dir` other than `keep`: what a conversion left behind (staging directories).
+std::vector<std::string> leftovers(const fs::path& dir, const std::set<std::string>& keep) {
+  std::vector<std::string> v;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (!keep.count(e.path().filename().string())) v.push_back(e.path().filename().string());
+  }
+  return v;
 }
 
 class ConvertCheckpoint : public ::testing::Test {
@@ -129,7 +151,8 @@ TEST_F(ConvertCheckpoint, ImportGivesTransformersLogits) {
     const fs::path out = import(v, std::string("import_") + v);
     EXPECT_EQ(read_file((out / "latest_checkpointed_iteration.txt").string()), "release");
     ASSERT_TRUE(fs::exists(out / "release" / "metadata.json"));
-    EXPECT_FALSE(fs::exists(out.string() + ".tmp"));
+    for (const std::string& f : leftovers(*root_, {}))
+      EXPECT_EQ(f.find(".tmp"), std::string::npos) << "staging directory left: " << f;
     const Tensor expected = load_npy(ref(v, "logits.npy").string());
     const Tensor got =
         mcore_logits(out, load_npy(ref(v, "input_ids.npy").string()), expected.size(2));
@@ -158,6 +181,16 @@ TEST_F(ConvertCheckpoint, ExportRoundTripsThroughTransformers) {
   check_in_transformers(jobs);
   for (const char* v : kVariants) {
     SCOPED_TRACE(v);
+    // config.json's special ids come back, in generation_config.json too.
+    const fs::path out = *root_ / (std::string("exported_") + v);
+    const json original = json::parse(read_file((hf_dir(v) / "config.json").string()));
+    const json exported = json::parse(read_file((out / "config.json").string()));
+    for (const char* key : {"bos_token_id", "eos_token_id", "pad_token_id"}) {
+      if (!original.contains(key) || original.at(key).is_null()) continue;
+      EXPECT_EQ(exported.value(key, json()), original.at(key)) << key;
+      const json generation = json::parse(read_file((out / "generation_config.json").string()));
+      EXPECT_EQ(generation.value(key, json()), original.at(key)) << key;
+    }
     // The same weights in the same library: the same logits, to the bit.
     EXPECT_LT(testing::max_rel_error(
                   load_npy((*root_ / (std::string("exported_") + v + ".npy")).string()),
@@ -222,6 +255,127 @@ TEST_F(ConvertCheckpoint, TensorParallelTrainedCheckpointsExport) {
   }
 }
 
+std::string train_flags(const fs::path& save) {
+  return " --seq-length 32 --max-position-embeddings 64 --mock-data --micro-batch-size 2"
+         " --global-batch-size 2 --lr 1e-3 --train-iters 1 --save-interval 1 --save " +
+         save.string();
+}
+
+// A model trained with a file tokenizer exports the tokenizer's vocabulary (3000 ids), not the
+// preset's --vocab-size (211 for gpt2-tiny, which file tokenizers ignore), and exactly the files
+// its arguments name - Megatron's gpt2-vocab.json / gpt2-merges.txt as vocab.json / merges.txt,
+// never the unrelated tokenizer.json beside them - which AutoTokenizer loads to encode as mcore.
+TEST_F(ConvertCheckpoint, ExportsTheTrainingTokenizer) {
+  const fs::path tok = *root_ / "megatron_tok";
+  fs::remove_all(tok);
+  fs::create_directories(tok);
+  const fs::path src = fs::path(testing::ref_dir()) / "tokenizers" / "gpt2";
+  fs::copy_file(src / "vocab.json", tok / "gpt2-vocab.json");
+  fs::copy_file(src / "merges.txt", tok / "gpt2-merges.txt");
+  std::ofstream(tok / "tokenizer.json") << "{\"another\": \"tokenizer\"}";
+  const std::string tok_flags = " --tokenizer-type GPT2BPETokenizer --vocab-file " +
+                                (tok / "gpt2-vocab.json").string() + " --merge-file " +
+                                (tok / "gpt2-merges.txt").string();
+  const fs::path save = *root_ / "bpe_trained";
+  fs::remove_all(save);
+  RunResult t = run(tool("pretrain_gpt") + " --model gpt2-tiny" + tok_flags + train_flags(save));
+  ASSERT_EQ(t.rc, 0) << t.output;
+  const fs::path out = *root_ / "bpe_hf";
+  fs::remove_all(out);
+  RunResult r = run(
+      convert("--direction mcore-to-hf --load " + save.string() + " --save-hf " + out.string()));
+  ASSERT_EQ(r.rc, 0) << r.output;
+
+  const tokenizers::GPT2BPETokenizer bpe((src / "vocab.json").string(),
+                                         (src / "merges.txt").string());
+  const json config = json::parse(read_file((out / "config.json").string()));
+  EXPECT_EQ(config.at("vocab_size"), bpe.vocab_size());
+  EXPECT_EQ(config.value("eos_token_id", json()), bpe.eos());
+  EXPECT_EQ(json::parse(read_file((out / "generation_config.json").string())).at("eos_token_id"),
+            bpe.eos());
+  EXPECT_EQ(read_file((out / "vocab.json").string()), read_file((src / "vocab.json").string()));
+  EXPECT_EQ(read_file((out / "merges.txt").string()), read_file((src / "merges.txt").string()));
+  EXPECT_FALSE(fs::exists(out / "tokenizer.json"));
+
+  const std::string text = "Once upon a time there was a tokenizer";
+  const std::vector<tokenizers::TokenId> ids = bpe.encode(text);
+  std::vector<int64_t> ids64(ids.begin(), ids.end());
+  const Tensor input = from_vector<int64_t>(ids64, {1, int64_t(ids.size())});
+  save_npy((*root_ / "bpe_ids.npy").string(), input);
+  check_in_transformers(json::array(
+      {{{"dir", out.string()},
+        {"input_ids", (*root_ / "bpe_ids.npy").string()},
+        {"logits_out", (*root_ / "bpe_logits.npy").string()},
+        {"architecture", "GPT2LMHeadModel"},
+        {"tokenize", {{"text", text}, {"ids_out", (*root_ / "bpe_hf_ids.json").string()}}}}}));
+  EXPECT_EQ(json::parse(read_file((*root_ / "bpe_hf_ids.json").string())), json(ids));
+  const Tensor hf = load_npy((*root_ / "bpe_logits.npy").string());
+  EXPECT_LT(testing::max_rel_error(mcore_logits(save, input, hf.size(2)), hf), 1e-5);
+
+  // Without its files the vocabulary size is unknown: an error naming --vocab-size, which then
+  // exports the model with a warning that no tokenizer came along.
+  fs::rename(tok, *root_ / "megatron_tok_moved");
+  fs::remove_all(out);
+  r = run(
+      convert("--direction mcore-to-hf --load " + save.string() + " --save-hf " + out.string()));
+  EXPECT_NE(r.rc, 0) << r.output;
+  EXPECT_NE(r.output.find("pass --vocab-size"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(out));
+  r = run(convert("--direction mcore-to-hf --load " + save.string() + " --save-hf " + out.string() +
+                  " --vocab-size 3000"));
+  EXPECT_EQ(r.rc, 0) << r.output;
+  EXPECT_NE(r.output.find("warning: no tokenizer is exported"), std::string::npos) << r.output;
+}
+
+// transformers 4.40.2 loads LLaMA models with biases on every linear layer without the MLP's
+// ("mlp_bias" is unknown to it) and refuses heads x head_dim != hidden: both exports are errors.
+TEST_F(ConvertCheckpoint, ExportRefusesModelsTransformersMisreads) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {" --num-layers 2 --hidden-size 64 --num-attention-heads 4 --ffn-hidden-size 96 --swiglu"
+       " --normalization RMSNorm --position-embedding-type rope --tokenizer-type NullTokenizer"
+       " --vocab-size 250",
+       "has no \"mlp_bias\""},
+      {" --model llama3-tiny --kv-channels 32", "ignores \"head_dim\""}};
+  for (size_t i = 0; i < cases.size(); ++i) {
+    SCOPED_TRACE(cases[i].second);
+    const fs::path save = *root_ / ("misread_" + std::to_string(i));
+    fs::remove_all(save);
+    RunResult t = run(tool("pretrain_gpt") + cases[i].first + train_flags(save));
+    ASSERT_EQ(t.rc, 0) << t.output;
+    const fs::path out = *root_ / ("misread_hf_" + std::to_string(i));
+    RunResult r = run(
+        convert("--direction mcore-to-hf --load " + save.string() + " --save-hf " + out.string()));
+    EXPECT_NE(r.rc, 0) << r.output;
+    EXPECT_NE(r.output.find(cases[i].second), std::string::npos) << r.output;
+    EXPECT_FALSE(fs::exists(out));
+  }
+}
+
+// "dir/" is "dir" (an existing empty one too); a user's own <out>.tmp is left alone; printed
+// paths with a quote and a space paste back into a shell.
+TEST_F(ConvertCheckpoint, OutputPathsAndNeighboursAreKept) {
+  const fs::path dir = *root_ / "it's here";
+  fs::remove_all(dir);
+  for (const char* d : {"ckpt.tmp", "hf.tmp", "hf"}) fs::create_directories(dir / d);
+  std::ofstream(dir / "ckpt.tmp" / "mine.txt") << "keep";
+  std::ofstream(dir / "hf.tmp" / "mine.txt") << "keep";
+  const std::string ckpt = (dir / "ckpt").string() + "/";
+  RunResult a = run(convert("--direction hf-to-mcore --hf-dir " + hf_dir("llama").string() +
+                            " --save " + sh_quote(ckpt)));
+  ASSERT_EQ(a.rc, 0) << a.output;
+  EXPECT_NE(a.output.find("--load " + sh_quote(ckpt) + " --use-checkpoint-args"), std::string::npos)
+      << a.output;
+  EXPECT_NE(a.output.find("pass --seq-length"), std::string::npos) << a.output;
+  RunResult b = run(convert("--direction mcore-to-hf --load " + sh_quote(ckpt) + " --save-hf " +
+                            sh_quote((dir / "hf").string() + "/")));
+  ASSERT_EQ(b.rc, 0) << b.output;
+  EXPECT_TRUE(fs::exists(dir / "ckpt" / "release" / "metadata.json"));
+  EXPECT_TRUE(fs::exists(dir / "hf" / "model.safetensors"));
+  EXPECT_EQ(read_file((dir / "ckpt.tmp" / "mine.txt").string()), "keep");
+  EXPECT_EQ(read_file((dir / "hf.tmp" / "mine.txt").string()), "keep");
+  EXPECT_EQ(leftovers(dir, {"ckpt", "ckpt.tmp", "hf", "hf.tmp"}), std::vector<std::string>{});
+}
+
 // The converted checkpoint is what pretrain_gpt saves: it fine-tunes from it (here under TP=2,
 // shape and tokenizer from the saved arguments) and generate samples from it.
 TEST_F(ConvertCheckpoint, ConvertedCheckpointLoadsInPretrainGptAndGenerate) {
@@ -264,6 +418,15 @@ void edit_config(const fs::path& dir, const std::function<void(json&)>& f) {
   json c = json::parse(read_file((dir / "config.json").string()));
   f(c);
   std::ofstream(dir / "config.json") << c.dump(1);
+}
+
+// Rewrites <dir>/model.safetensors with `f` applied to its tensors.
+void edit_tensors(const fs::path& dir,
+                  const std::function<void(std::map<std::string, Tensor>&)>& f) {
+  const std::string file = (dir / "model.safetensors").string();
+  std::map<std::string, Tensor> t = dist_checkpointing::load_safetensors(file);
+  f(t);
+  dist_checkpointing::save_safetensors(file, t, {{"format", "pt"}});
 }
 
 TEST_F(ConvertCheckpoint, BadHuggingFaceInputIsAnError) {
@@ -310,11 +473,43 @@ TEST_F(ConvertCheckpoint, BadHuggingFaceInputIsAnError) {
       root, src, "act",
       [](const fs::path& d) { edit_config(d, [](json& c) { c["hidden_act"] = "gelu"; }); },
       "\"hidden_act\": \"gelu\" is not supported");
+  // Integer and bool weights are not cast to float.
+  const std::string q = "model.layers.0.self_attn.q_proj.weight";
+  for (DType d : {DType::I8, DType::BOOL}) {
+    expect_import_error(
+        root, src, dtype_name(d),
+        [&](const fs::path& dir) { edit_tensors(dir, [&](auto& t) { t[q] = t[q].to(d); }); },
+        "tensor \"" + q + "\" has dtype " + dtype_name(d) + "; weights must be float64");
+  }
   // A sharded model whose index names a shard that is gone.
   expect_import_error(
       root, hf_dir("mistral"), "missing_shard",
       [](const fs::path& d) { fs::remove(d / "model-00002-of-00010.safetensors"); },
       "model-00002-of-00010.safetensors does not exist");
+}
+
+// Values a conversion does not keep are reported: NaN/Inf in the files, and finite values beyond
+// fp16's range under --fp16.
+TEST_F(ConvertCheckpoint, NonFiniteWeightsAreReported) {
+  const fs::path dir = *root_ / "nonfinite_hf";
+  fs::remove_all(dir);
+  fs::copy(hf_dir("llama"), dir, fs::copy_options::recursive);
+  edit_tensors(dir, [](auto& t) {
+    t["model.layers.0.mlp.up_proj.weight"].narrow(0, 0, 1).fill_(1e5);
+    t["model.norm.weight"].narrow(0, 0, 1).fill_(std::numeric_limits<double>::quiet_NaN());
+  });
+  const fs::path out = *root_ / "nonfinite";
+  fs::remove_all(out);
+  RunResult r = run(convert("--direction hf-to-mcore --hf-dir " + dir.string() + " --save " +
+                            out.string() + " --fp16"));
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_NE(r.output.find("decoder.layers.0.mlp.linear_fc1.weight: 64 finite value(s) (largest "
+                          "magnitude 100000) become Inf in float16"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("decoder.final_layernorm.weight holds 1 NaN or Inf value(s)"),
+            std::string::npos)
+      << r.output;
 }
 
 TEST_F(ConvertCheckpoint, BadFlagsAndOutputsAreErrors) {
@@ -406,6 +601,49 @@ TEST(HFConfig, Llama3RopeScaling) {
               std::string::npos)
         << e.what();
   }
+}
+
+// Import details: the saved sequence length is capped (a 131072-position model must not make
+// fine-tunes allocate 131072-token sequences), special ids are kept, and config errors name
+// their fields.
+TEST(HFConfig, SeqLengthSpecialTokensAndErrors) {
+  json c = {{"architectures", {"LlamaForCausalLM"}},
+            {"vocab_size", 300},
+            {"hidden_size", 64},
+            {"intermediate_size", 128},
+            {"num_hidden_layers", 2},
+            {"num_attention_heads", 4},
+            {"max_position_embeddings", 131072},
+            {"bos_token_id", 1},
+            {"eos_token_id", {2, 3}}};
+  const auto ic = hf_checkpoint::import_hf_config(c, "config.json");
+  std::string flags;
+  for (const auto& f : ic.model_flags) flags += f + " ";
+  EXPECT_NE(flags.find("--max-position-embeddings 131072 --seq-length 4096 "), std::string::npos)
+      << flags;
+  EXPECT_EQ(ic.special_tokens, json({{"bos_token_id", 1}, {"eos_token_id", {2, 3}}}));
+  auto error_of = [](const json& config) -> std::string {
+    try {
+      hf_checkpoint::import_hf_config(config, "config.json");
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  json bad = c;
+  bad["num_attention_heads"] = 3;
+  EXPECT_NE(error_of(bad).find("\"hidden_size\" 64 is not divisible by \"num_attention_heads\" 3"),
+            std::string::npos)
+      << error_of(bad);
+  bad = c;
+  bad["attention_bias"] = true;
+  EXPECT_NE(error_of(bad).find("\"attention_bias\": true with \"mlp_bias\": false is not"),
+            std::string::npos)
+      << error_of(bad);
+  bad = c;
+  bad["eos_token_id"] = "</s>";
+  EXPECT_NE(error_of(bad).find("\"eos_token_id\" must be a token id"), std::string::npos)
+      << error_of(bad);
 }
 
 }  // namespace

@@ -10,8 +10,10 @@
       For each job {"dir", "input_ids", "logits_out", "original" (optional), "architecture"}:
       from_pretrained(dir) with no missing/unexpected/mismatched keys and the expected class,
       logits (float64) written to logits_out; with "original", every tensor of dir's
-      safetensors equals the original model's bit for bit and no tensor is missing. Exit 1 with
-      the reasons on any failure.
+      safetensors equals the original model's bit for bit and no tensor is missing; with
+      "tokenize": {"text", "ids_out"}, AutoTokenizer.from_pretrained(dir)'s ids for the text
+      (no special tokens added) written to ids_out as a JSON list. Exit 1 with the reasons on any
+      failure.
 """
 import json
 import os
@@ -21,12 +23,13 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 import transformers
-from transformers import (AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, LlamaConfig,
+from transformers import (AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel, LlamaConfig,
                           LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config,
                           Qwen2ForCausalLM)
 
 # Vocabularies that are not multiples of 128, so mcore pads the embedding and the converter
-# must add and drop rows. Shapes: hidden 64, 2 layers; GQA and MQA; tied and untied.
+# must add and drop rows. Shapes: hidden 64, 2 layers; GQA and MQA; tied and untied. Special
+# token ids other than the defaults (a list of eos ids, as Llama-3.1's), which must come back.
 VARIANTS = {
     "gpt2": (GPT2LMHeadModel, GPT2Config(
         vocab_size=250, n_positions=32, n_embd=64, n_layer=2, n_head=4,
@@ -35,11 +38,13 @@ VARIANTS = {
     "llama": (LlamaForCausalLM, LlamaConfig(
         vocab_size=250, hidden_size=64, intermediate_size=160, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-        rms_norm_eps=1e-5, rope_theta=500000.0, tie_word_embeddings=False)),
+        rms_norm_eps=1e-5, rope_theta=500000.0, tie_word_embeddings=False,
+        bos_token_id=247, eos_token_id=248, pad_token_id=249)),
     "qwen2": (Qwen2ForCausalLM, Qwen2Config(
         vocab_size=300, hidden_size=64, intermediate_size=176, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-        rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=True)),
+        rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=True,
+        eos_token_id=[298, 299])),
     "mistral": (MistralForCausalLM, MistralConfig(
         vocab_size=200, hidden_size=64, intermediate_size=160, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=1, max_position_embeddings=64,
@@ -112,6 +117,10 @@ def check(jobs_file):
         ids = torch.from_numpy(np.load(job["input_ids"]))
         logits = forward64(model.eval(), ids)
         np.save(job["logits_out"], logits.numpy())
+        if job.get("tokenize"):
+            tok = AutoTokenizer.from_pretrained(d)
+            ids = tok(job["tokenize"]["text"], add_special_tokens=False)["input_ids"]
+            json.dump(ids, open(job["tokenize"]["ids_out"], "w"))
         if job.get("original"):
             exported, original = safetensors_of(d), safetensors_of(job["original"])
             if set(exported) != set(original):
