@@ -87,6 +87,12 @@ std::vector<ModelPreset> build_presets() {
   v.push_back(qwen);
   v.push_back(
       llama("mistral-7b", "mistral", 32, 4096, 32, 8, 14336, 32000, 32768, 1e4, 1e-5, 7241732096));
+  // Mixtral: Mistral's attention with 8 SwiGLU experts per layer, each token to the top 2.
+  ModelPreset mixtral = llama("mixtral-8x7b", "mixtral", 32, 4096, 32, 8, 14336, 32000, 32768, 1e6,
+                              1e-5, 46702792704);
+  mixtral.config.num_moe_experts = 8;
+  mixtral.config.moe_router_topk = 2;
+  v.push_back(mixtral);
 
   // Tiny variants: the same structure (bias, norm, GLU, GQA ratio, positions), small sizes with
   // odd-ish vocabularies, for tests and examples.
@@ -99,6 +105,10 @@ std::vector<ModelPreset> build_presets() {
   qt.config.add_qkv_bias = true;
   v.push_back(qt);
   v.push_back(llama("mistral-tiny", "mistral", 2, 64, 4, 1, 160, 256, 64, 1e4, 1e-5, 0));
+  ModelPreset mt = llama("mixtral-tiny", "mixtral", 2, 64, 4, 2, 96, 256, 64, 1e6, 1e-5, 0);
+  mt.config.num_moe_experts = 4;
+  mt.config.moe_router_topk = 2;
+  v.push_back(mt);
   for (ModelPreset& p : v) p.config.finalize();
   return v;
 }
@@ -131,12 +141,15 @@ int64_t count_parameters(const TransformerConfig& config, int64_t vocab_size,
   const int64_t h = c.hidden_size;
   const int64_t norm = c.normalization == "LayerNorm" ? 2 * h : h;  // weight (+ bias)
   const int64_t qkv_out = c.query_projection_size() + 2 * c.kv_projection_size();
-  const int64_t fc1_out = c.gated_linear_unit ? 2 * c.ffn_hidden_size : c.ffn_hidden_size;
+  // One MLP (dense, or each expert of a mixture-of-experts layer, plus its router).
+  const int64_t ffn = c.num_moe_experts > 0 ? c.moe_ffn_hidden_size : c.ffn_hidden_size;
+  const int64_t fc1_out = c.gated_linear_unit ? 2 * ffn : ffn;
+  const int64_t mlp =
+      h * fc1_out + (c.add_bias_linear ? fc1_out : 0) + ffn * h + (c.add_bias_linear ? h : 0);
   int64_t layer = 2 * norm;
   layer += h * qkv_out + ((c.add_bias_linear || c.add_qkv_bias) ? qkv_out : 0);
   layer += c.query_projection_size() * h + (c.add_bias_linear ? h : 0);
-  layer += h * fc1_out + (c.add_bias_linear ? fc1_out : 0);
-  layer += c.ffn_hidden_size * h + (c.add_bias_linear ? h : 0);
+  layer += c.num_moe_experts > 0 ? c.num_moe_experts * (mlp + h) : mlp;
   if (c.qk_layernorm) {
     layer += 2 * (c.normalization == "LayerNorm" ? 2 * c.kv_channels : c.kv_channels);
   }

@@ -109,8 +109,16 @@ void DistributedOptimizerShards::all_gather_params() const {
   for (auto* ddp : chunks_) {
     for (const auto& buffer : ddp->buffers()) {
       const bool reuse = buffer->grad_dtype() == buffer->param_dtype();
-      gather_buffer(*buffer, buffer->param_dtype(), local, full,
-                    reuse ? buffer->grad_data() : Tensor());
+      Tensor staging = reuse ? buffer->grad_data() : Tensor();
+      if (!reuse) {
+        // bf16/fp16 params over an fp32 grad buffer: a staging buffer kept across steps.
+        Tensor& kept = staging_[buffer.get()];
+        if (!kept.defined())
+          kept = empty({buffer->layout().numel()},
+                       {buffer->param_dtype(), buffer->grad_data().device()});
+        staging = kept;
+      }
+      gather_buffer(*buffer, buffer->param_dtype(), local, full, staging);
     }
   }
 }

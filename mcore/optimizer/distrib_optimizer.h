@@ -66,6 +66,8 @@ class DistributedOptimizerShards {
   std::vector<distributed::DistributedDataParallel*> chunks_;
   comm::ProcessGroupPtr group_;
   std::unordered_map<const nn::Parameter*, Entry> entries_;
+  // all_gather_params' staging per buffer whose grads are not in the params' dtype.
+  mutable std::unordered_map<const distributed::ParamAndGradBuffer*, Tensor> staging_;
 };
 
 }  // namespace mcore::optimizer

@@ -4,6 +4,7 @@
 #include "mcore/nn/functional.h"
 #include "mcore/tensor/factory.h"
 #include "mcore/timers/timers.h"
+#include "mcore/transformer/moe/moe_utils.h"
 
 namespace mcore::pipeline_parallel::detail {
 
@@ -22,6 +23,18 @@ ScheduleRunner::ScheduleRunner(const ForwardStepFunc& forward_step_func,
       start_(std::chrono::steady_clock::now()) {
   MCORE_CHECK(config_.num_microbatches >= 1)
       << "pipeline schedule: num_microbatches must be at least 1, got " << config_.num_microbatches;
+  // Megatron's forward_step: a MoE layer's auxiliary loss gets the gradient the main loss gets
+  // per microbatch (the loss scale, divided by the microbatch count unless the loss is summed
+  // per token), so it weighs the same whatever the schedule or accumulation.
+  if (!config_.forward_only) {
+    double scale = 1.0;
+    if (config_.grad_scale_func) {
+      NoGradGuard no_grad;
+      scale = config_.grad_scale_func(scalar_tensor(1.0, DType::F32)).to(Device::cpu()).item();
+    }
+    if (!config_.calculate_per_token_loss) scale /= static_cast<double>(config_.num_microbatches);
+    transformer::moe::set_aux_loss_backward_scale(scale);
+  }
   MCORE_CHECK(config_.ddp.empty() ||
               static_cast<int>(config_.ddp.size()) == config_.num_model_chunks)
       << "pipeline schedule: " << config_.ddp.size() << " DDP wrappers for "

@@ -9,6 +9,7 @@
 #include <functional>
 #include <iostream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <variant>
 
@@ -338,8 +339,11 @@ std::string py_str(const T& v) {
 
 std::string format_args(const Arguments& a, const std::string& title) {
   std::vector<std::pair<std::string, std::string>> items;
-  for (const Row& r : rows())
+  std::set<std::string> seen;  // flags that share a dest (--x / --no-x) print it once
+  for (const Row& r : rows()) {
+    if (!seen.insert(r.spec.dest).second) continue;
     std::visit([&](auto member) { items.emplace_back(r.spec.dest, py_str(a.*member)); }, r.field);
+  }
   items.emplace_back("world_size", py_str(a.world_size));
   items.emplace_back("rank", py_str(a.rank));
   items.emplace_back("data_parallel_size", py_str(a.data_parallel_size));

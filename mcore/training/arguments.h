@@ -172,6 +172,20 @@ struct Arguments {
   bool log_throughput = false;
   bool log_params_norm = false;
   bool log_num_zeros_in_grad = false;
+  // ---- mixture of experts (Megatron's _add_moe_args) ----
+  std::optional<int64_t> num_experts;
+  std::optional<int64_t> moe_ffn_hidden_size;
+  int64_t moe_router_topk = 2;
+  std::string moe_router_load_balancing_type = "aux_loss";
+  double moe_aux_loss_coeff = 0.0;
+  std::optional<double> moe_z_loss_coeff;
+  bool moe_router_pre_softmax = false;
+  std::optional<double> moe_router_topk_scaling_factor;
+  std::string moe_token_dispatcher_type = "allgather";
+  bool moe_grouped_gemm = false;
+  bool moe_permute_fusion = false;
+  std::optional<int64_t> moe_shared_expert_intermediate_size;
+  std::optional<double> moe_expert_capacity_factor;
   // Take the model shape and tokenizer flags not given on the command line from the arguments
   // saved in the --load checkpoint (checkpoint_args.h).
   bool use_checkpoint_args = false;
@@ -229,6 +243,24 @@ struct Arguments {
   std::optional<int64_t> logging_level;
   bool optimizer_cpu_offload = false;
   bool use_precision_aware_optimizer = false;
+  std::optional<int64_t> manual_gc_interval;
+  bool align_grad_reduce = true;
+  std::optional<int64_t> ddp_num_buckets;
+  bool te_rng_tracker = false;
+  bool deterministic_mode = false;
+  bool log_energy = false;
+  bool log_batch_size_to_tensorboard = false;
+  bool log_world_size_to_tensorboard = false;
+  bool log_learning_rate_to_tensorboard = true;
+  bool enable_one_logger = true;
+  std::optional<std::string> one_logger_project;
+  bool defer_embedding_wgrad_compute = false;
+  // Megatron's deprecated --no-position-embedding (position_embedding_type says which).
+  bool add_position_embedding = true;
+  // Real model flags whose TransformerConfig fields exist.
+  bool apply_query_key_layer_scaling = false;
+  std::optional<double> rotary_seq_len_interpolation_factor;
+  bool ddp_pad_buckets_for_high_nccl_busbw = false;
   // Megatron's old spelling of --position-embedding-type rope.
   bool use_rotary_position_embeddings = false;
   // Accepted at their defaults only (validate_args refuses other values).
@@ -239,6 +271,8 @@ struct Arguments {
   // Features mcore lacks: accepted by the parser only to be refused with a clear message.
   bool distribute_saved_activations = false;
   bool use_torch_fsdp2 = false;
+  bool squared_relu = false;
+  std::optional<double> decoupled_lr;
   bool use_legacy_models = false;
   std::optional<std::string> fp8_format;
   std::optional<std::vector<std::string>> recompute_modules;

@@ -31,6 +31,17 @@ transformer::TransformerConfig transformer_config_from_args(const Arguments& a) 
   c.rotary_base = static_cast<double>(a.rotary_base);
   c.rotary_percent = a.rotary_percent;
   c.rotary_interleaved = a.rotary_interleaved;
+  c.apply_query_key_layer_scaling = a.apply_query_key_layer_scaling;
+  c.num_moe_experts = a.num_experts.value_or(0);
+  c.moe_ffn_hidden_size = a.moe_ffn_hidden_size.value_or(0);
+  c.moe_router_topk = a.moe_router_topk;
+  c.moe_router_load_balancing_type = a.moe_router_load_balancing_type;
+  c.moe_aux_loss_coeff = a.moe_aux_loss_coeff;
+  c.moe_router_pre_softmax = a.moe_router_pre_softmax;
+  c.moe_router_topk_scaling_factor = a.moe_router_topk_scaling_factor.value_or(1.0);
+  c.expert_model_parallel_size = a.expert_model_parallel_size;
+  if (a.rotary_seq_len_interpolation_factor)
+    c.seq_len_interpolation_factor = *a.rotary_seq_len_interpolation_factor;
   c.rope_scaling = a.use_rope_scaling;
   c.rope_scaling_factor = a.rope_scaling_factor;
   c.init_method_std = a.init_method_std;
@@ -56,7 +67,13 @@ double num_floating_point_operations(const Arguments& a, int64_t batch_size) {
   const double heads = static_cast<double>(*a.num_attention_heads);
   const double groups = a.group_query_attention ? static_cast<double>(a.num_query_groups) : heads;
   const double kv = a.kv_channels ? static_cast<double>(*a.kv_channels) : h / heads;
-  const double ffn = a.ffn_hidden_size ? static_cast<double>(*a.ffn_hidden_size) : 4 * h;
+  // Megatron's count: a MoE token passes through moe_router_topk experts' MLPs (the router's
+  // small GEMM is not counted).
+  double ffn = a.ffn_hidden_size ? static_cast<double>(*a.ffn_hidden_size) : 4 * h;
+  if (a.num_experts) {
+    if (a.moe_ffn_hidden_size) ffn = static_cast<double>(*a.moe_ffn_hidden_size);
+    ffn *= static_cast<double>(a.moe_router_topk);
+  }
   const double vocab = static_cast<double>(a.padded_vocab_size.value_or(0));
   const double gated = a.swiglu ? 1.5 : 1.0;
   const double qproj_ratio = kv * heads / h;

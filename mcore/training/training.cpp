@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <map>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -94,6 +95,7 @@ int pretrain_gpt(Arguments& args) {
   ddp_config.average_in_collective = args.ddp_average_in_collective;
   ddp_config.calculate_per_token_loss = args.calculate_per_token_loss;
   ddp_config.use_distributed_optimizer = args.use_distributed_optimizer;
+  ddp_config.pad_buckets_for_high_nccl_busbw = args.ddp_pad_buckets_for_high_nccl_busbw;
   // Under fp16 an inf gradient is the loss scaler's business (the step is skipped), not an
   // error.
   ddp_config.check_for_nan_in_grad = args.check_for_nan_in_loss_and_grad && !args.fp16;
@@ -339,8 +341,15 @@ int pretrain_gpt(Arguments& args) {
           {"elapsed time per iteration (ms)", elapsed * 1e3},
           {"throughput (TFLOP/s/GPU)", tflops},
           {"tokens per second", tokens_per_s}};
+      if (sr.num_zeros_in_grad) metrics.push_back({"num zeros", double(*sr.num_zeros_in_grad)});
       log_safely([&] { jsonl->log_iteration(state.iteration, metrics); });
     }
+    // Max over ranks, ms per iteration since the last log line, read without resetting: a
+    // collective, so every rank takes part although only rank 0 writes TensorBoard.
+    std::map<std::string, double> timer_ms;
+    if (args.log_timers_to_tensorboard && state.iteration % args.tensorboard_log_interval == 0)
+      timer_ms = phase_timers.max_times(kTimersToLog, comm::world(),
+                                        static_cast<double>(interval_iters), false);
     if (tb && state.iteration % args.tensorboard_log_interval == 0) {
       const MemoryGib mem = memory_gib(device);
       std::vector<std::pair<std::string, double>> v = {
@@ -348,12 +357,7 @@ int pretrain_gpt(Arguments& args) {
           {"grad-norm", grad_norm}, {"throughput", tflops}, {"tokens-per-second", tokens_per_s}};
       if (args.log_loss_scale_to_tensorboard) v.push_back({"loss-scale", loss_scale});
       if (sr.num_zeros_in_grad) v.push_back({"num-zeros", double(*sr.num_zeros_in_grad)});
-      if (args.log_timers_to_tensorboard) {
-        // Max over ranks, ms per iteration since the last log line, read without resetting.
-        for (const auto& [name, ms] : phase_timers.max_times(
-                 kTimersToLog, comm::world(), static_cast<double>(interval_iters), false))
-          v.push_back({name + "-time", ms});
-      }
+      for (const auto& [name, ms] : timer_ms) v.push_back({name + "-time", ms});
       v.push_back({device.is_cuda() ? "mem-allocated-gib" : "mem-rss-gib", mem.current});
       v.push_back({"mem-peak-gib", mem.peak});
       log_safely([&] { tb->add_scalars(v, state.iteration); });
@@ -475,13 +479,6 @@ int pretrain_gpt(Arguments& args) {
 int pretrain_gpt_main(int argc, char** argv) {
   return comm::run_distributed_main(argc, argv, [](int ac, char** av) -> int {
     Arguments args = parse_args(ac, av);
-    if (args.use_checkpoint_args && !args.help) {
-      MCORE_CHECK(args.load) << "--use-checkpoint-args needs --load (the checkpoint to read "
-                                "the model arguments from)";
-      const std::vector<std::string> argv(av, av + ac);
-      args = parse_args(
-          argv_with_checkpoint_args(argv, args, checkpoint_dir_to_load(*args.load, false)));
-    }
     if (args.help) {
       std::fputs(help_text("pretrain_gpt").c_str(), stdout);
       return 0;
@@ -490,6 +487,23 @@ int pretrain_gpt_main(int argc, char** argv) {
     init.timeout = distributed_timeout(args);
     init.device = init_device(args);  // cuda: the nccl backend
     comm::init_distributed(init);
+    if (args.use_checkpoint_args) {
+      MCORE_CHECK(args.load) << "--use-checkpoint-args needs --load (the checkpoint to read "
+                                "the model arguments from)";
+      // Megatron: a --load without a checkpoint yet (the first run of a job that resumes
+      // itself) keeps the command line's arguments.
+      std::optional<std::string> dir;
+      try {
+        dir = checkpoint_dir_to_load(*args.load, false);
+      } catch (const Error&) {
+        if (comm::get_rank() == 0)
+          std::printf("Checkpoint not found to provide arguments, using provided arguments.\n");
+      }
+      if (dir) {
+        const std::vector<std::string> argv(av, av + ac);
+        args = parse_args(argv_with_checkpoint_args(argv, args, *dir));
+      }
+    }
     validate_args(args, comm::get_world_size(), comm::get_rank());
     const int rc = pretrain_gpt(args);
     parallel_state::destroy_model_parallel();

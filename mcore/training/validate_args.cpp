@@ -23,94 +23,6 @@ void warn(const Arguments& a, const std::string& msg) {
   if (a.rank == 0) std::cerr << "WARNING: " << msg << "\n";
 }
 
-// Megatron flags that select among implementations or logging extras mcore doesn't have. They
-// are accepted so existing launch scripts run, and each one given says it changes nothing.
-void note_flags_without_effect(const Arguments& a) {
-  static const std::pair<const char*, const char*> kNotes[] = {
-      {"use_flash_attn", "--use-flash-attn: attention always runs mcore's fused blocked kernel"},
-      {"use_mcore_models", "--use-mcore-models: the models are always mcore's"},
-      {"transformer_impl", "--transformer-impl: mcore has one transformer implementation"},
-      {"masked_softmax_fusion", "--no-masked-softmax-fusion: the attention kernel is always fused"},
-      {"bias_gelu_fusion", "--no-bias-gelu-fusion: mcore picks its own fusions"},
-      {"bias_swiglu_fusion", "--no-bias-swiglu-fusion: mcore picks its own fusions"},
-      {"bias_dropout_fusion", "--no-bias-dropout-fusion: mcore picks its own fusions"},
-      {"apply_rope_fusion", "--no-rope-fusion: mcore picks its own fusions"},
-      {"persist_layer_norm", "--no-persist-layer-norm: mcore has one layer norm kernel"},
-      {"gradient_accumulation_fusion",
-       "--no-gradient-accumulation-fusion: weight gradients are always made in the parameter "
-       "dtype and then added to the fp32 grad buffer, Megatron's unfused path"},
-      {"cross_entropy_loss_fusion", "--cross-entropy-loss-fusion: the loss is always fused"},
-      {"attention_softmax_in_fp32",
-       "--attention-softmax-in-fp32: the attention softmax always accumulates in fp32"},
-      {"use_cpu_initialization",
-       "--use-cpu-initialization: initial weights are the same on every device"},
-      {"manual_gc", "--manual-gc: there is no garbage collector"},
-      {"ckpt_format", "--ckpt-format: checkpoints are always mcore's sharded safetensors format"},
-      {"distributed_backend",
-       "--distributed-backend: ranks talk over MPI on CPU and NCCL with --device cuda"},
-      {"num_dataset_builder_threads",
-       "--num-dataset-builder-threads: datasets build on one thread"},
-      {"empty_unused_memory_level",
-       "--empty-unused-memory-level: mcore's allocators keep and reuse their blocks"},
-      {"overlap_p2p_comm",
-       "--(no-)overlap-p2p-communication: pipeline sends and receives are "
-       "batched as the schedule issues them"},
-      {"overlap_p2p_comm_warmup_flush",
-       "--overlap-p2p-communication-warmup-flush: pipeline sends and receives are batched as the "
-       "schedule issues them"},
-      {"overlap_param_gather",
-       "--overlap-param-gather: the distributed optimizer all-gathers the updated weights at the "
-       "end of each step"},
-      {"num_workers", "--num-workers: batches are read on the training thread"},
-      {"async_save", "--async-save: checkpoints are saved synchronously (the same files)"},
-      {"ckpt_fully_parallel_save",
-       "--(no-)ckpt-fully-parallel-save: every rank always writes its own shards"},
-      {"ckpt_fully_parallel_load",
-       "--ckpt-fully-parallel-load: every rank always reads the shards it needs"},
-      {"ckpt_assume_constant_structure",
-       "--ckpt-assume-constant-structure: each save is planned afresh"},
-      {"dist_ckpt_strictness",
-       "--dist-ckpt-strictness: a key missing from the checkpoint is always an error"},
-      {"use_dist_ckpt", "--use-dist-ckpt: checkpoints are always mcore's sharded format"},
-      {"auto_detect_ckpt_format",
-       "--auto-detect-ckpt-format: checkpoints are always mcore's sharded format"},
-      {"wandb_project",
-       "--wandb-project: there is no Weights & Biases logging; metrics go to --tensorboard-dir "
-       "(event files and metrics.jsonl)"},
-      {"wandb_exp_name", "--wandb-exp-name: there is no Weights & Biases logging"},
-      {"wandb_save_dir", "--wandb-save-dir: there is no Weights & Biases logging"},
-      {"wandb_entity", "--wandb-entity: there is no Weights & Biases logging"},
-      {"attention_backend", "--attention-backend: attention always runs mcore's fused kernel"},
-      {"async_tensor_model_parallel_allreduce",
-       "--no-async-tensor-model-parallel-allreduce: deprecated in Megatron-LM"},
-      {"tp_comm_overlap",
-       "--tp-comm-overlap: tensor-parallel collectives are not overlapped with GEMMs"},
-      {"tp_comm_bulk_wgrad", "--disable-tp-comm-bulk-wgrad: there is no TP comm overlap"},
-      {"tp_comm_bulk_dgrad", "--disable-tp-comm-bulk-dgrad: there is no TP comm overlap"},
-      {"cross_entropy_fusion_impl",
-       "--cross-entropy-fusion-impl: the loss is always mcore's fused kernel"},
-      {"log_straggler", "--log-straggler: no straggler detection"},
-      {"logging_level", "--logging-level: mcore logs at one level"},
-      {"optimizer_cpu_offload",
-       "--optimizer-cpu-offload: on CPU ranks the optimizer state is in host memory already; "
-       "with --device cuda it stays on the GPU"},
-      {"use_precision_aware_optimizer",
-       "--use-precision-aware-optimizer: main grads, main params and Adam state are fp32"},
-      {"tensorboard_queue_size", "--tensorboard-queue-size: events are written as they come"},
-      {"log_progress", "--log-progress: no progress.txt is written"},
-      {"log_memory_to_tensorboard", "--log-memory-to-tensorboard: memory is always logged"},
-      {"log_validation_ppl_to_tensorboard",
-       "--log-validation-ppl-to-tensorboard: validation perplexity is always logged"},
-      {"exit_signal_handler",
-       "--exit-signal-handler: SIGTERM always saves a checkpoint (with --save) and exits"},
-      {"create_attention_mask_in_dataloader",
-       "--no-create-attention-mask-in-dataloader: masks are built only for "
-       "--reset-attention-mask"},
-  };
-  for (const auto& [dest, note] : kNotes)
-    if (a.is_set(dest)) warn(a, std::string(note) + "; the flag has no effect");
-}
-
 bool is_number(const std::string& s) {
   char* end = nullptr;
   std::strtod(s.c_str(), &end);
@@ -213,6 +125,10 @@ void apply_model_preset(Arguments& a) {
   set("attention_dropout", a.attention_dropout, c.attention_dropout);
   set("init_method_std", a.init_method_std, c.init_method_std);
   set("vocab_size", a.vocab_size, p.vocab_size);
+  if (c.num_moe_experts > 0) {
+    set("num_experts", a.num_experts, c.num_moe_experts);
+    set("moe_router_topk", a.moe_router_topk, c.moe_router_topk);
+  }
 }
 
 void validate_args(Arguments& a, int64_t world_size, int64_t rank) {
@@ -512,6 +428,28 @@ void validate_args(Arguments& a, int64_t world_size, int64_t rank) {
   }
   ARG_CHECK(!a.use_torch_fsdp2) << "--use-torch-fsdp2: FSDP is not implemented in mcore; use "
                                    "--use-distributed-optimizer to shard the optimizer state";
+  if (a.num_experts) {
+    ARG_CHECK(*a.num_experts > 0) << "--num-experts must be positive, got " << *a.num_experts;
+    ARG_CHECK(!a.moe_z_loss_coeff || *a.moe_z_loss_coeff == 0)
+        << "--moe-z-loss-coeff is not implemented in mcore; drop the flag";
+    ARG_CHECK(!a.moe_shared_expert_intermediate_size)
+        << "--moe-shared-expert-intermediate-size: shared experts are not implemented in mcore";
+    ARG_CHECK(!a.moe_expert_capacity_factor)
+        << "--moe-expert-capacity-factor: token dropping is not implemented in mcore (every "
+           "token reaches its experts)";
+    ARG_CHECK(a.tensor_model_parallel_size == 1)
+        << "--num-experts with --tensor-model-parallel-size " << a.tensor_model_parallel_size
+        << ": mixture-of-experts layers run without tensor parallelism in mcore; use data and "
+           "pipeline parallelism";
+  }
+  ARG_CHECK(!a.squared_relu) << "--squared-relu is not implemented in mcore; drop the flag";
+  ARG_CHECK(!a.decoupled_lr) << "--decoupled-lr is not implemented in mcore (one learning rate "
+                                "schedule for all parameters); drop the flag";
+  // Megatron-LM: the deprecated flag stays valid only where it changes nothing.
+  ARG_CHECK(a.add_position_embedding || a.position_embedding_type == "rope" ||
+            a.position_embedding_type == "none")
+      << "--no-position-embedding is deprecated and conflicts with --position-embedding-type "
+      << a.position_embedding_type << "; use --position-embedding-type none (or rope)";
   ARG_CHECK(!a.use_legacy_models)
       << "--use-legacy-models: mcore has only the Megatron Core models; drop the flag";
   ARG_CHECK(!a.fp8_format) << "--fp8-format " << *a.fp8_format

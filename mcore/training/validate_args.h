@@ -10,4 +10,9 @@ namespace mcore::training {
 // command line or config file did not set. Errors list the known presets.
 void apply_model_preset(Arguments& args);
 
+// Megatron flags that select among implementations or logging extras mcore doesn't have are
+// accepted so existing launch scripts run; each one given prints (rank 0) that it changes
+// nothing here (flag_notes.cpp).
+void note_flags_without_effect(const Arguments& args);
+
 }  // namespace mcore::training

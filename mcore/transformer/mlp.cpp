@@ -7,12 +7,13 @@ namespace mcore::transformer {
 MLP::MLP(const MLPArgs& args, const MLPSubmodules& subs) : config_(args.config) {
   const TransformerConfig& c = *config_;
   const int64_t input_size = args.input_size > 0 ? args.input_size : c.hidden_size;
+  const int64_t ffn = args.ffn_hidden_size > 0 ? args.ffn_hidden_size : c.ffn_hidden_size;
 
   LinearArgs fc1;
   static_cast<SlotArgs&>(fc1) = args;
   fc1.prefix = args.param_name("linear_fc1");
   fc1.input_size = input_size;
-  fc1.output_size = c.gated_linear_unit ? 2 * c.ffn_hidden_size : c.ffn_hidden_size;
+  fc1.output_size = c.gated_linear_unit ? 2 * ffn : ffn;
   fc1.bias = c.add_bias_linear;
   fc1.skip_bias_add = false;  // the bias is added before the activation either way
   fc1.gather_output = false;
@@ -25,7 +26,7 @@ MLP::MLP(const MLPArgs& args, const MLPSubmodules& subs) : config_(args.config) 
   LinearArgs fc2;
   static_cast<SlotArgs&>(fc2) = args;
   fc2.prefix = args.param_name("linear_fc2");
-  fc2.input_size = c.ffn_hidden_size;
+  fc2.input_size = ffn;
   fc2.output_size = input_size;
   fc2.bias = c.add_bias_linear;
   fc2.skip_bias_add = true;

@@ -4,6 +4,7 @@
 #include "mcore/transformer/attention.h"
 #include "mcore/transformer/dot_product_attention.h"
 #include "mcore/transformer/mlp.h"
+#include "mcore/transformer/moe/moe_layer.h"
 #include "mcore/transformer/transformer_layer.h"
 
 namespace mcore::transformer {
@@ -94,7 +95,14 @@ TransformerLayerSpec get_gpt_layer_local_spec(bool qk_layernorm) {
   spec.submodules.input_layernorm = {layer_norm_builder()};
   spec.submodules.self_attention = {module_class<SelfAttention>(), attn};
   spec.submodules.pre_mlp_layernorm = {layer_norm_builder()};
-  spec.submodules.mlp = {module_class<MLP>(), mlp};
+  // The dense MLP or, for a config with experts, the MoE layer (its experts are MLPs built
+  // from these submodules).
+  spec.submodules.mlp.module = [](const MLPArgs& a, const MLPSubmodules& subs) -> Slot<MLPFn> {
+    if (a.config->num_moe_experts > 0)
+      return module_builder<moe::MoELayer, MLPFn, MLPArgs, MLPSubmodules>()(a, subs);
+    return module_builder<MLP, MLPFn, MLPArgs, MLPSubmodules>()(a, subs);
+  };
+  spec.submodules.mlp.submodules = mlp;
   return spec;
 }
 

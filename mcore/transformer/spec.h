@@ -143,7 +143,8 @@ struct MLPSubmodules {
   LinearSpec linear_fc2;
 };
 struct MLPArgs : SlotArgs {
-  int64_t input_size = 0;  // 0: config->hidden_size
+  int64_t input_size = 0;       // 0: config->hidden_size
+  int64_t ffn_hidden_size = 0;  // 0: config->ffn_hidden_size (experts: moe_ffn_hidden_size)
 };
 using MLPSpec = ModuleSpec<MLPFn, MLPArgs, MLPSubmodules>;
 
@@ -196,7 +197,8 @@ LinearSpec::Builder row_parallel_linear_builder();
 
 // Megatron's get_gpt_layer_local_spec: LayerNorm/RMSNorm (config.normalization), SelfAttention
 // with ColumnParallelLinear QKV, DotProductAttention, RowParallelLinear projection, optional
-// QK-norm, and the MLP with ColumnParallelLinear fc1 / RowParallelLinear fc2.
+// QK-norm, and the MLP with ColumnParallelLinear fc1 / RowParallelLinear fc2 - or, when the
+// config has num_moe_experts, a MoELayer whose experts are such MLPs (transformer/moe/).
 TransformerLayerSpec get_gpt_layer_local_spec(bool qk_layernorm = false);
 
 }  // namespace mcore::transformer

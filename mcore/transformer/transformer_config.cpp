@@ -41,6 +41,7 @@ void TransformerConfig::finalize() {
     kv_channels = hidden_size / num_attention_heads;
   }
   if (num_query_groups == 0) num_query_groups = num_attention_heads;
+  if (num_moe_experts > 0 && moe_ffn_hidden_size == 0) moe_ffn_hidden_size = ffn_hidden_size;
   // Megatron-LM turns sequence parallelism off with one tensor-parallel rank: there is nothing
   // to split the sequence across.
   if (tensor_model_parallel_size == 1) sequence_parallel = false;
@@ -101,6 +102,25 @@ void TransformerConfig::validate() const {
                                   << "1/sqrt(kv_channels)), got " << softmax_scale;
   MCORE_CHECK(is_floating(params_dtype))
       << w << "params_dtype must be a floating dtype, got " << dtype_name(params_dtype);
+
+  if (num_moe_experts > 0) {
+    MCORE_CHECK(moe_router_topk >= 1 && moe_router_topk <= num_moe_experts)
+        << w << "moe_router_topk (" << moe_router_topk << ") must lie in [1, num_moe_experts ("
+        << num_moe_experts << ")]";
+    MCORE_CHECK(moe_ffn_hidden_size > 0)
+        << w << "moe_ffn_hidden_size must be positive, got " << moe_ffn_hidden_size;
+    MCORE_CHECK(moe_router_load_balancing_type == "aux_loss" ||
+                moe_router_load_balancing_type == "none")
+        << w << "moe_router_load_balancing_type \"" << moe_router_load_balancing_type
+        << "\" is not implemented; use aux_loss or none";
+    MCORE_CHECK(moe_aux_loss_coeff >= 0 && moe_z_loss_coeff >= 0)
+        << w << "moe_aux_loss_coeff and moe_z_loss_coeff must be >= 0";
+    MCORE_CHECK(tensor_model_parallel_size == 1 && expert_model_parallel_size == 1)
+        << w << "mixture-of-experts layers run without tensor or expert parallelism here "
+        << "(tensor_model_parallel_size " << tensor_model_parallel_size
+        << ", expert_model_parallel_size " << expert_model_parallel_size
+        << "); use data and pipeline parallelism";
+  }
 
   const std::string& pe = position_embedding_type;
   MCORE_CHECK(pe == "learned_absolute" || pe == "rope" || pe == "yarn" || pe == "none")

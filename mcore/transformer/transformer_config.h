@@ -97,6 +97,20 @@ struct TransformerConfig {
   std::string recompute_method;       // "" | "uniform" | "block" (with granularity "full")
   int64_t recompute_num_layers = 0;
 
+  // ---- mixture of experts (Megatron's moe_* fields; transformer/moe/) ----
+  int64_t num_moe_experts = 0;      // 0: dense MLP (Megatron's None)
+  int64_t moe_ffn_hidden_size = 0;  // 0: ffn_hidden_size
+  int64_t moe_router_topk = 2;
+  // "aux_loss" (Switch load balancing) or "none".
+  std::string moe_router_load_balancing_type = "aux_loss";
+  double moe_aux_loss_coeff = 0.0;
+  double moe_z_loss_coeff = 0.0;  // 0: no z-loss
+  // Softmax over all experts before the top-k (the top-k scores are then not renormalized);
+  // by default the top-k logits are softmaxed among themselves.
+  bool moe_router_pre_softmax = false;
+  double moe_router_topk_scaling_factor = 1.0;
+  int64_t expert_model_parallel_size = 1;
+
   // ---- loss ----
   bool calculate_per_token_loss = false;
 

@@ -9,6 +9,7 @@
 #include "mcore/comm/local_backend.h"
 #include "mcore/models/gpt/gpt_model.h"
 #include "mcore/models/presets.h"
+#include "mcore/transformer/moe/moe_utils.h"
 #include "mcore/nn/functional.h"
 #include "tests/common/test_util.h"
 
@@ -39,11 +40,13 @@ Variant make_variant(const std::string& name) {
     v.max_pos = 64;
     v.tied = true;
   } else {
-    const char* preset = name == "llama"  ? "llama3-tiny"
-                         : name == "qwen" ? "qwen2.5-tiny"
-                                          : "mistral-tiny";  // mistral_qknorm: MQA, rope 1e4
+    const char* preset = name == "llama"     ? "llama3-tiny"
+                         : name == "qwen"    ? "qwen2.5-tiny"
+                         : name == "mixtral" ? "mixtral-tiny"
+                                             : "mistral-tiny";  // mistral_qknorm: MQA, rope 1e4
     v.config = models::get_preset(preset).config;
     v.config.qk_layernorm = name == "mistral_qknorm";
+    if (name == "mixtral") v.config.moe_aux_loss_coeff = 0.01;
     v.vocab = 256;
     v.max_pos = 64;
     v.tied = false;
@@ -79,6 +82,7 @@ void check_against_reference(const std::string& name, const std::string& recompu
     Tensor logits = model.forward(ids);
     EXPECT_LT(max_rel_error(logits, load_ref(v.group, "logits")), 1e-5) << "logits";
   }
+  transformer::moe::set_aux_loss_backward_scale(1.0);  // the aux loss enters as it is
   Tensor loss = model.forward(ids, Tensor(), Tensor(), labels);
   EXPECT_LT(max_rel_error(loss, load_ref(v.group, "loss")), 1e-5) << "loss";
   F::mean(loss).backward();
@@ -101,6 +105,14 @@ TEST(GPTModelReference, QwenStyleMatchesPyTorch) {
 // Multi-query attention (one kv head) with QK-norm weights loaded by Megatron's names.
 TEST(GPTModelReference, MistralStyleMqaWithQkNormMatchesPyTorch) {
   check_against_reference("mistral_qknorm");
+}
+// Mixture of experts: top-2 routing over 4 SwiGLU experts per layer, the router's weights and
+// every expert's gradients (through the routing probabilities and the load-balancing loss).
+TEST(GPTModelReference, MixtralStyleMoeMatchesPyTorch) {
+  check_against_reference("mixtral");
+}
+TEST(GPTModelReference, MixtralFullRecomputeMatchesPyTorch) {
+  check_against_reference("mixtral", "uniform");
 }
 // Recompute replays the same forward: the same values and gradients as the reference.
 TEST(GPTModelReference, LlamaFullUniformRecomputeMatchesPyTorch) {

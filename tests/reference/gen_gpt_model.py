@@ -33,6 +33,12 @@ VARIANTS = {
     "mistral_qknorm": dict(layers=2, hidden=64, heads=4, kv_heads=1, ffn=160, vocab=256,
                            max_pos=64, norm="RMSNorm", eps=1e-5, bias=False, qkv_bias=False,
                            glu=True, rope=True, tied=False, rope_base=1e4, qk_norm=True),
+    # Mixture of experts (Mixtral-style): each layer's MLP is 4 SwiGLU experts, every token goes
+    # to the 2 with the largest router logits, weighted by the softmax of those two logits; the
+    # Switch load-balancing loss (coefficient 0.01) is added to the loss the gradients follow.
+    "mixtral": dict(layers=2, hidden=64, heads=4, kv_heads=2, ffn=96, vocab=256, max_pos=64,
+                    norm="RMSNorm", eps=1e-5, bias=False, qkv_bias=False, glu=True, rope=True,
+                    tied=False, rope_base=1e6, experts=4, topk=2, aux_coeff=0.01),
 }
 BATCH, SEQ = 3, 13
 
@@ -59,11 +65,17 @@ def make_params(cfg, gen):
         if cfg["qkv_bias"]:
             p[L + "bq"], p[L + "bk"], p[L + "bv"] = randn(nh * hd), randn(nkv * hd), randn(nkv * hd)
         p[L + "wo"] = randn(h, nh * hd)
-        if cfg["glu"]:
+        if cfg.get("experts"):
+            p[L + "router"] = randn(cfg["experts"], h, std=0.3)
+            for e in range(cfg["experts"]):
+                E = f"{L}e{e}."
+                p[E + "wgate"], p[E + "wup"], p[E + "w2"] = randn(f, h), randn(f, h), randn(h, f)
+        elif cfg["glu"]:
             p[L + "wgate"], p[L + "wup"] = randn(f, h), randn(f, h)
+            p[L + "w2"] = randn(h, f)
         else:
             p[L + "w1"] = randn(f, h)
-        p[L + "w2"] = randn(h, f)
+            p[L + "w2"] = randn(h, f)
         if cfg["bias"]:
             p[L + "bo"], p[L + "b1"], p[L + "b2"] = randn(h), randn(f), randn(h)
     p["lnf.w"] = 1.0 + randn(h, std=0.1)
@@ -87,6 +99,27 @@ def rope(cfg, t):  # t [b, s, n, hd], rotate-half (GPT-NeoX / LLaMA)
     emb = torch.cat([freqs, freqs], -1).double()[None, :, None, :]
     x1, x2 = t[..., : hd // 2], t[..., hd // 2:]
     return t * emb.cos() + torch.cat([-x2, x1], -1) * emb.sin()
+
+
+def moe_mlp(cfg, p, L, m):
+    """Top-k routed SwiGLU experts on m [b, s, h]; returns (output, Switch aux loss)."""
+    b, s, h = m.shape
+    x = m.reshape(b * s, h)
+    n_exp, k = cfg["experts"], cfg["topk"]
+    logits = x @ p[L + "router"].T                      # [T, E]
+    top_logits, top_idx = logits.topk(k, dim=-1)
+    probs = top_logits.softmax(-1)                     # softmax among the chosen k
+    out = torch.zeros_like(x)
+    for e in range(n_exp):
+        E = f"{L}e{e}."
+        weight = (probs * (top_idx == e)).sum(-1, keepdim=True)  # 0 where e was not chosen
+        y = (torch.nn.functional.silu(x @ p[E + "wgate"].T) * (x @ p[E + "wup"].T)) @ p[E + "w2"].T
+        out = out + weight * y
+    tokens = x.shape[0]
+    per_expert = torch.bincount(top_idx.flatten(), minlength=n_exp).to(x.dtype)
+    aux = (logits.softmax(-1).sum(0) * per_expert).sum() * (
+        n_exp * cfg["aux_coeff"] / (k * tokens * tokens))
+    return out.view(b, s, h), aux
 
 
 def forward(cfg, p, ids):
@@ -120,6 +153,11 @@ def forward(cfg, p, ids):
             o = o + p[L + "bo"]
         x = x + o
         m = norm(cfg, x, p[L + "ln2.w"], p.get(L + "ln2.b"))
+        if cfg.get("experts"):
+            d, aux = moe_mlp(cfg, p, L, m)
+            forward.aux_loss = forward.aux_loss + aux
+            x = x + d
+            continue
         if cfg["glu"]:
             u = torch.nn.functional.silu(m @ p[L + "wgate"].T) * (m @ p[L + "wup"].T)
         else:
@@ -133,6 +171,9 @@ def forward(cfg, p, ids):
         x = x + d
     x = norm(cfg, x, p["lnf.w"], p.get("lnf.b"))
     return x @ (p["wte"] if cfg["tied"] else p["lm_head"]).T
+
+
+forward.aux_loss = 0.0  # the MoE layers' load-balancing losses of the last forward
 
 
 def to_megatron(cfg, p):
@@ -164,11 +205,18 @@ def to_megatron(cfg, p):
         if L + "qn.w" in p:
             out[A + "q_layernorm.weight"] = p[L + "qn.w"]
             out[A + "k_layernorm.weight"] = p[L + "kn.w"]
-        if cfg["glu"]:
+        if cfg.get("experts"):
+            out[M + "mlp.router.weight"] = p[L + "router"]
+            for e in range(cfg["experts"]):
+                E, X = f"{L}e{e}.", f"{M}mlp.experts.local_experts.{e}."
+                out[X + "linear_fc1.weight"] = torch.cat([p[E + "wgate"], p[E + "wup"]], 0)
+                out[X + "linear_fc2.weight"] = p[E + "w2"]
+        elif cfg["glu"]:
             out[M + "mlp.linear_fc1.weight"] = torch.cat([p[L + "wgate"], p[L + "wup"]], 0)
+            out[M + "mlp.linear_fc2.weight"] = p[L + "w2"]
         else:
             out[M + "mlp.linear_fc1.weight"] = p[L + "w1"]
-        out[M + "mlp.linear_fc2.weight"] = p[L + "w2"]
+            out[M + "mlp.linear_fc2.weight"] = p[L + "w2"]
         if cfg["bias"]:
             out[A + "linear_proj.bias"] = p[L + "bo"]
             out[M + "mlp.linear_fc1.bias"] = p[L + "b1"]
@@ -189,10 +237,11 @@ def generate(out):
         ids = torch.randint(0, cfg["vocab"], (BATCH, SEQ), generator=gen)
         labels = torch.randint(0, cfg["vocab"], (BATCH, SEQ), generator=gen)
         p = {k: v.double().requires_grad_(True) for k, v in p32.items()}
+        forward.aux_loss = 0.0
         logits = forward(cfg, p, ids)
         loss = torch.nn.functional.cross_entropy(
             logits.reshape(-1, cfg["vocab"]), labels.reshape(-1), reduction="none").view(BATCH, SEQ)
-        loss.mean().backward()
+        (loss.mean() + forward.aux_loss).backward()
         for k, v in to_megatron(cfg, p32).items():
             save(out, group, "w." + k, v.numpy())
         for k, v in to_megatron(cfg, {k: t.grad for k, t in p.items()}).items():

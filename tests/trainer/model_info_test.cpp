@@ -20,8 +20,8 @@ TEST(ModelInfo, EveryPublishedCountMatches) {
     while (!line.empty() && line.back() == ' ') line.pop_back();
     if (line.size() >= 3 && line.compare(line.size() - 3, 3, " ok") == 0) ++ok;
   }
-  EXPECT_EQ(rows, 15) << r.output;  // 10 published models and 5 tiny variants
-  EXPECT_EQ(ok, 10) << r.output;
+  EXPECT_EQ(rows, 17) << r.output;  // 11 published models and 6 tiny variants
+  EXPECT_EQ(ok, 11) << r.output;
   EXPECT_EQ(r.output.find("MISMATCH"), std::string::npos) << r.output;
 }
 
@@ -86,7 +86,8 @@ TEST(ModelInfo, TensorParallelSizeTheModelBuildRejectsIsAnError) {
   EXPECT_NE(r.output.find("Sizes that fit: --tp 1, 5, 25"), std::string::npos) << r.output;
 
   // The listing of every preset still shows the ones --tp 2 fits, and marks the others: GPT-2
-  // 1.5B (25 heads) and mistral-tiny (1 query group).
+  // 1.5B (25 heads), mistral-tiny (1 query group) and the two Mixtrals (experts run without
+  // tensor parallelism here).
   r = run(model_info + " --tp 2");
   ASSERT_EQ(r.rc, 0) << r.output;
   EXPECT_NE(r.output.find(" 4,015,263,744"), std::string::npos) << r.output;
@@ -96,10 +97,11 @@ TEST(ModelInfo, TensorParallelSizeTheModelBuildRejectsIsAnError) {
     if (line.size() > 2 && line.compare(line.size() - 2, 2, " -") == 0) ++marked;
     if (line.rfind("- --tp 2 does not fit ", 0) == 0) ++notes;
   }
-  EXPECT_EQ(marked, 2) << r.output;
-  EXPECT_EQ(notes, 2) << r.output;
+  EXPECT_EQ(marked, 4) << r.output;
+  EXPECT_EQ(notes, 4) << r.output;
   EXPECT_NE(r.output.find("does not fit gpt2-1.5b"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("does not fit mistral-tiny"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("does not fit mixtral-8x7b"), std::string::npos) << r.output;
 }
 
 }  // namespace

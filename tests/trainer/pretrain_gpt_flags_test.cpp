@@ -218,7 +218,8 @@ TEST(PretrainGPTFlags, UseCheckpointArgsTakesTheShapeFromTheCheckpoint) {
                         " --num-layers 3 --hidden-size 48 --num-attention-heads 4"
                         " --ffn-hidden-size 80 --seq-length 16 --max-position-embeddings 32"
                         " --normalization RMSNorm --swiglu --tokenizer-type NullTokenizer"
-                        " --vocab-size 200 --train-iters 4 --exit-interval 2");
+                        " --vocab-size 200 --hidden-dropout 0 --attention-dropout 0"
+                        " --train-iters 4 --exit-interval 2");
   ASSERT_EQ(first.rc, 0) << first.output;
   const std::string resume = "OMP_NUM_THREADS=1 " + tool("pretrain_gpt") + common + " --load " +
                              (d / "ckpt").string() + " --train-iters 4";
@@ -232,6 +233,17 @@ TEST(PretrainGPTFlags, UseCheckpointArgsTakesTheShapeFromTheCheckpoint) {
   EXPECT_NE(with.output.find("num_layers ...................................... 3"),
             std::string::npos)
       << with.output;
+  // Dropout is part of what the run trains: it comes from the checkpoint too.
+  EXPECT_NE(with.output.find("hidden_dropout .................................. 0.0"),
+            std::string::npos)
+      << with.output;
+  // A --load without a checkpoint yet (a job's first run) keeps the command line's arguments.
+  RunResult fresh =
+      run("OMP_NUM_THREADS=1 " + tool("pretrain_gpt") + kTiny +
+          " --train-iters 1 --use-checkpoint-args --load " + (d / "nothing_yet").string());
+  EXPECT_EQ(fresh.rc, 0) << fresh.output;
+  EXPECT_NE(fresh.output.find("Checkpoint not found to provide arguments"), std::string::npos)
+      << fresh.output;
   fs::remove_all(d);
 }
 
@@ -241,8 +253,10 @@ TEST(PretrainGPTFlags, UseCheckpointArgsTakesTheShapeFromTheCheckpoint) {
 TEST(PretrainGPTFlags, TimingLogLevelPrintsMegatronsTimers) {
   fs::path d = fresh_dir("timers");
   const std::string save = " --save " + (d / "ckpt").string() + " --save-interval 2";
+  // Two ranks: the TensorBoard timers are a collective every rank joins, though one writes.
   RunResult l1 =
-      run(pretrain() + " --train-iters 2 --log-interval 2 --timing-log-level 1" +
+      run(mpirun(2) + tool("pretrain_gpt") + kTiny +
+          " --train-iters 2 --log-interval 2 --timing-log-level 1" +
           " --log-timers-to-tensorboard --tensorboard-dir " + (d / "tb").string() + save);
   ASSERT_EQ(l1.rc, 0) << l1.output;
   const std::regex report(R"(\| ETA: [0-9:]+\n\(min, max\) time across ranks \(ms\):\n)"
@@ -378,6 +392,8 @@ TEST(PretrainGPTFlags, BadValuesExitNonZeroNamingTheFlag) {
         Case{" --train-iters 2 --use-torch-fsdp2", "--use-torch-fsdp2: FSDP is not implemented"},
         Case{" --train-iters 2 --fp8-format hybrid", "--fp8-format hybrid: fp8 training"},
         Case{" --train-iters 2 --use-legacy-models", "--use-legacy-models"},
+        Case{" --train-iters 2 --no-position-embedding", "--no-position-embedding is deprecated"},
+        Case{" --train-iters 2 --squared-relu", "--squared-relu is not implemented"},
         Case{" --train-iters 2 --rerun-mode validate_results", "--rerun-mode validate_results"},
         Case{" --train-iters 2 --exp-avg-dtype bf16", "--exp-avg-dtype bf16"},
         Case{" --train-iters 2 --main-grads-dtype bf16", "--main-grads-dtype bf16"},

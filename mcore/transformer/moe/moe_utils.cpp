@@ -1,0 +1,58 @@
+#include "mcore/transformer/moe/moe_utils.h"
+
+#include <atomic>
+
+#include "mcore/autograd/function.h"
+#include "mcore/base/error.h"
+#include "mcore/nn/functional.h"
+#include "mcore/tensor/factory.h"
+
+namespace mcore::transformer::moe {
+
+namespace {
+
+std::atomic<double> g_aux_scale{1.0};
+
+struct AuxLossAutoScaler : autograd::Function<AuxLossAutoScaler> {
+  static Tensor forward(autograd::AutogradContext* ctx, const Tensor& x, const Tensor& aux) {
+    ctx->save("aux_shape", aux.shape());
+    ctx->save("aux_dtype", aux.dtype());
+    return x.clone();
+  }
+  static std::vector<Tensor> backward(autograd::AutogradContext* ctx, std::vector<Tensor> g) {
+    const Tensor aux_grad = full(ctx->get<Shape>("aux_shape"), aux_loss_backward_scale(),
+                                 {ctx->get<DType>("aux_dtype"), g[0].device()});
+    return {g[0], aux_grad};
+  }
+};
+
+}  // namespace
+
+Tensor switch_load_balancing_loss(const Tensor& scores,
+                                  const std::vector<int64_t>& tokens_per_expert, int64_t topk,
+                                  double coeff) {
+  MCORE_CHECK(scores.dim() == 2 && scores.size(1) == static_cast<int64_t>(tokens_per_expert.size()))
+      << "switch_load_balancing_loss: scores " << shape_str(scores.shape()) << " for "
+      << tokens_per_expert.size() << " experts";
+  const double tokens = static_cast<double>(scores.size(0));
+  const double experts = static_cast<double>(scores.size(1));
+  std::vector<float> counts(tokens_per_expert.begin(), tokens_per_expert.end());
+  const Tensor tpe = from_vector<float>(counts).to(scores.device()).to(scores.dtype());
+  const Tensor per_expert = F::sum(scores, {0});  // [experts]
+  const Tensor dot = F::sum(F::mul(per_expert, tpe));
+  return F::scale(dot, experts * coeff / (static_cast<double>(topk) * tokens * tokens));
+}
+
+Tensor attach_aux_loss(const Tensor& x, const Tensor& aux_loss) {
+  return AuxLossAutoScaler::apply(x, aux_loss);
+}
+
+void set_aux_loss_backward_scale(double scale) {
+  g_aux_scale.store(scale);
+}
+
+double aux_loss_backward_scale() {
+  return g_aux_scale.load();
+}
+
+}  // namespace mcore::transformer::moe

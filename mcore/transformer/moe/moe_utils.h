@@ -1,0 +1,30 @@
+// Pieces of Megatron Core's transformer/moe/moe_utils.py: the Switch Transformer
+// load-balancing loss and MoEAuxLossAutoScaler, which carries an auxiliary loss's gradient into
+// backward through the tensor it is attached to, scaled like the main loss (1/num_microbatches,
+// times the fp16 loss scale: the pipeline schedule sets it per microbatch).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "mcore/tensor/tensor.h"
+
+namespace mcore::transformer::moe {
+
+// scores: [tokens, experts] softmax over all experts (differentiable); tokens_per_expert: how many
+// (token, slot) pairs each expert received. Megatron's switch_load_balancing_loss_func:
+// sum_e(sum_t scores[t, e] * tokens_per_expert[e]) * experts * coeff / (topk * tokens^2).
+Tensor switch_load_balancing_loss(const Tensor& scores,
+                                  const std::vector<int64_t>& tokens_per_expert, int64_t topk,
+                                  double coeff);
+
+// Returns x unchanged in forward; in backward, aux_loss receives the gradient
+// aux_loss_backward_scale() (as if aux_loss had been added to the loss) besides x's own.
+Tensor attach_aux_loss(const Tensor& x, const Tensor& aux_loss);
+
+// Megatron's MoEAuxLossAutoScaler.set_loss_scale: the gradient the aux loss gets per unit of
+// main loss (default 1).
+void set_aux_loss_backward_scale(double scale);
+double aux_loss_backward_scale();
+
+}  // namespace mcore::transformer::moe

@@ -1,0 +1,81 @@
+#include "mcore/transformer/moe/router.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "mcore/nn/functional.h"
+#include "mcore/nn/init.h"
+#include "mcore/tensor/factory.h"
+#include "mcore/transformer/moe/moe_utils.h"
+
+namespace mcore::transformer::moe {
+
+namespace {
+
+// Row t's entries at columns idx[t * k + j] of x [rows, cols], as [rows, k], differentiable.
+Tensor gather_columns(const Tensor& x, const std::vector<int64_t>& idx, int64_t k) {
+  const int64_t rows = x.size(0), cols = x.size(1);
+  std::vector<int64_t> flat(idx.size());
+  for (size_t i = 0; i < idx.size(); ++i) flat[i] = static_cast<int64_t>(i) / k * cols + idx[i];
+  const Tensor ids = from_vector<int64_t>(flat).to(x.device());
+  return F::reshape(F::embedding(ids, F::reshape(x, {rows * cols, 1})), {rows, k});
+}
+
+}  // namespace
+
+TopKRouter::TopKRouter(const SlotArgs& args) : config_(args.config) {
+  const TransformerConfig& c = *config_;
+  nn::InitSpec init;
+  init.seed = c.seed;
+  init.stream = nn::stream_for_name(args.param_name("weight"));
+  init.std = c.init_method_std;
+  weight_ = register_parameter(
+      "weight", c.perform_initialization
+                    ? nn::init_normal({c.num_moe_experts, c.hidden_size}, init, c.params_dtype)
+                    : zeros({c.num_moe_experts, c.hidden_size}, c.params_dtype));
+}
+
+Routing TopKRouter::forward(const Tensor& x) const {
+  const TransformerConfig& c = *config_;
+  const int64_t tokens = x.size(0), experts = c.num_moe_experts, k = c.moe_router_topk;
+  const Tensor logits = F::to(F::linear(x, *weight_), DType::F32);  // [tokens, experts]
+
+  // The top-k experts of each token by logit (softmax keeps the order), larger index last on
+  // ties, as a stable descending sort.
+  Routing r;
+  r.experts.resize(static_cast<size_t>(tokens * k));
+  r.tokens_per_expert.assign(static_cast<size_t>(experts), 0);
+  {
+    const Tensor host = logits.detach().to(Device::cpu()).contiguous();
+    const float* l = host.data<float>();
+    std::vector<int64_t> order(static_cast<size_t>(experts));
+    for (int64_t t = 0; t < tokens; ++t) {
+      const float* row = l + t * experts;
+      std::iota(order.begin(), order.end(), 0);
+      std::stable_sort(order.begin(), order.end(),
+                       [&](int64_t a, int64_t b) { return row[a] > row[b]; });
+      for (int64_t j = 0; j < k; ++j) {
+        r.experts[t * k + j] = order[j];
+        ++r.tokens_per_expert[order[j]];
+      }
+    }
+  }
+  Tensor scores;  // softmax over all experts, when needed
+  if (c.moe_router_pre_softmax) {
+    scores = F::softmax(logits);
+    r.probs = gather_columns(scores, r.experts, k);
+  } else {
+    r.probs = F::softmax(gather_columns(logits, r.experts, k));
+  }
+  if (c.moe_router_topk_scaling_factor != 1.0)
+    r.probs = F::scale(r.probs, c.moe_router_topk_scaling_factor);
+  if (is_training() && c.moe_router_load_balancing_type == "aux_loss" && c.moe_aux_loss_coeff > 0) {
+    if (!scores.defined()) scores = F::softmax(logits);
+    const Tensor aux =
+        switch_load_balancing_loss(scores, r.tokens_per_expert, k, c.moe_aux_loss_coeff);
+    r.probs = attach_aux_loss(r.probs, aux);
+  }
+  return r;
+}
+
+}  // namespace mcore::transformer::moe

@@ -1,0 +1,39 @@
+// The mixture-of-experts router (Megatron Core's TopKRouter, transformer/moe/router.py): a
+// bias-free linear layer [num_moe_experts, hidden] scores every token against every expert, each
+// token goes to its moe_router_topk best experts, and its routing probabilities weight their
+// outputs. By default the top-k logits are softmaxed among themselves (Mixtral's
+// softmax-then-renormalize gives the same numbers); with moe_router_pre_softmax the softmax runs
+// over all experts first and the top-k probabilities are used as they are.
+//
+// With moe_router_load_balancing_type "aux_loss" and moe_aux_loss_coeff > 0 the Switch
+// Transformer load-balancing loss is attached to the probabilities (moe_utils.h): it adds its
+// gradient in backward without changing any activation, as Megatron's MoEAuxLossAutoScaler.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "mcore/nn/module.h"
+#include "mcore/transformer/spec.h"
+
+namespace mcore::transformer::moe {
+
+struct Routing {
+  Tensor probs;                            // [tokens, topk], differentiable, fp32
+  std::vector<int64_t> experts;            // [tokens * topk]: expert of (token, slot), row-major
+  std::vector<int64_t> tokens_per_expert;  // [num_moe_experts]
+};
+
+class TopKRouter : public nn::Module {
+ public:
+  explicit TopKRouter(const SlotArgs& args);
+  // x: [tokens, hidden].
+  Routing forward(const Tensor& x) const;
+  const nn::ParameterPtr& weight() const { return weight_; }
+
+ private:
+  const TransformerConfig* config_;
+  nn::ParameterPtr weight_;
+};
+
+}  // namespace mcore::transformer::moe

@@ -1,0 +1,109 @@
+// Mixture-of-experts training through tools/pretrain_gpt (the mixtral-tiny preset: 4 SwiGLU
+// experts per layer, top-2 routing, Switch load-balancing loss), run as a user runs it:
+//   - one rank, DP=2 and PP=2 x DP=2 give the same losses and final weights (relative 1e-5:
+//     only the order of fp32 sums differs; the aux loss's gradient is scaled per microbatch like
+//     the main loss, so gradient accumulation and data parallelism weigh it alike);
+//   - its checkpoint resumes under another layout with --use-checkpoint-args and samples in
+//     generate;
+//   - tensor parallelism with experts is refused, naming what to use instead.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+#include <string>
+
+#include "mcore/dist_checkpointing/checkpoint.h"
+#include "mcore/dist_checkpointing/metadata.h"
+#include "tests/trainer/trainer_test_util.h"
+
+namespace mcore::training {
+namespace {
+
+using namespace trainer_test;  // NOLINT: tool, run, mpirun, fresh_dir, read_losses
+
+const char* kMoe =
+    " --model mixtral-tiny --seq-length 32 --mock-data --micro-batch-size 2"
+    " --global-batch-size 8 --train-iters 6 --lr 1e-4 --log-interval 1 --moe-aux-loss-coeff 0.01";
+
+std::map<std::string, Tensor> model_tensors(const fs::path& dir) {
+  std::map<std::string, Tensor> m;
+  auto meta = dist_checkpointing::CheckpointMetadata::read(dir.string());
+  for (const auto& [key, rec] : meta.tensors) {
+    if (key.rfind("model.", 0) != 0) continue;
+    m[key] = dist_checkpointing::load_global_tensor(dir.string(), key).to(DType::F32).contiguous();
+  }
+  return m;
+}
+
+TEST(MoeTraining, LossesAndWeightsDoNotDependOnTheLayout) {
+  const fs::path d = fresh_dir("moe_layout");
+  std::map<std::string, std::map<int64_t, std::pair<double, double>>> losses;
+  std::map<std::string, std::map<std::string, Tensor>> weights;
+  struct Layout {
+    std::string name, launcher, extra;
+  };
+  const Layout layouts[] = {{"one", "OMP_NUM_THREADS=1 ", ""},
+                            {"dp2", mpirun(2), ""},
+                            {"pp2dp2", mpirun(4), " --pipeline-model-parallel-size 2"}};
+  for (const auto& [name, cmd, extra] : layouts) {
+    const fs::path r = d / name;
+    const RunResult res =
+        run(cmd + tool("pretrain_gpt") + kMoe + extra + " --tensorboard-dir " +
+            (r / "tb").string() + " --save " + (r / "ckpt").string() + " --save-interval 1000");
+    ASSERT_EQ(res.rc, 0) << name << ":\n" << res.output;
+    losses[name] = read_losses(r / "tb");
+    weights[name] = model_tensors(r / "ckpt" / dist_checkpointing::checkpoint_dir_name(6));
+  }
+  const auto& ref = losses.at("one");
+  ASSERT_EQ(ref.size(), 6u);
+  EXPECT_LT(ref.at(6).first, ref.at(1).first) << "the loss falls";
+  const auto& w0 = weights.at("one");
+  ASSERT_TRUE(w0.count("model.decoder.layers.1.mlp.router.weight"));
+  ASSERT_TRUE(w0.count("model.decoder.layers.0.mlp.experts.local_experts.3.linear_fc2.weight"));
+  for (const auto& [name, l] : losses) {
+    ASSERT_EQ(l.size(), ref.size()) << name;
+    for (const auto& [it, v] : ref)
+      EXPECT_NEAR(l.at(it).first, v.first, 1e-5 * std::abs(v.first)) << name << " @" << it;
+    for (const auto& [key, w] : w0) {
+      const Tensor& g = weights.at(name).at(key);
+      ASSERT_EQ(g.shape(), w.shape()) << name << " " << key;
+      int64_t bad = 0;
+      for (int64_t i = 0; i < w.numel(); ++i) {
+        const double a = g.data<float>()[i], e = w.data<float>()[i];
+        if (std::abs(a - e) > 1e-7 + 1e-5 * std::abs(e)) ++bad;
+      }
+      EXPECT_EQ(bad, 0) << name << " " << key;
+    }
+  }
+  fs::remove_all(d);
+}
+
+TEST(MoeTraining, CheckpointResumesUnderAnotherLayoutAndGenerates) {
+  const fs::path d = fresh_dir("moe_ckpt");
+  const std::string ck = (d / "ckpt").string();
+  RunResult a = run(mpirun(2) + tool("pretrain_gpt") + kMoe +
+                    " --exit-interval 3 --save-interval 1000 --save " + ck);
+  ASSERT_EQ(a.rc, 0) << a.output;
+  // No model flags at all: the shape, experts and tokenizer come from the checkpoint.
+  RunResult b = run(mpirun(2) + tool("pretrain_gpt") + " --use-checkpoint-args --load " + ck +
+                    " --pipeline-model-parallel-size 2 --mock-data --micro-batch-size 2"
+                    " --global-batch-size 8 --train-iters 6 --lr 1e-4 --log-interval 1"
+                    " --moe-aux-loss-coeff 0.01");
+  ASSERT_EQ(b.rc, 0) << b.output;
+  EXPECT_NE(b.output.find("iteration        6/       6"), std::string::npos) << b.output;
+  RunResult g = run("OMP_NUM_THREADS=1 " + tool("generate") + " --load " + ck +
+                    " --tokenizer-type NullTokenizer --vocab-size 200 --prompt '1 2 3'"
+                    " --max-new-tokens 5 --greedy");
+  ASSERT_EQ(g.rc, 0) << g.output;
+  EXPECT_NE(g.output.find("generate: 5 tokens"), std::string::npos) << g.output;
+  fs::remove_all(d);
+}
+
+TEST(MoeTraining, TensorParallelExpertsAreRefused) {
+  RunResult r = run(mpirun(2) + tool("pretrain_gpt") + kMoe + " --tensor-model-parallel-size 2");
+  EXPECT_NE(r.rc, 0) << r.output;
+  EXPECT_NE(r.output.find("without tensor parallelism"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace mcore::training
