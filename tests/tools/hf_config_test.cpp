@@ -1,0 +1,112 @@
+// hf_checkpoint/hf_config: Hugging Face config.json fields mapped to Megatron's flags and back,
+// for what the transformers 4.40 reference cannot run (llama3 rope scaling), and its errors.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "mcore/base/error.h"
+#include "mcore/hf_checkpoint/checkpoint_model.h"
+#include "mcore/hf_checkpoint/hf_config.h"
+#include "mcore/training/arguments.h"
+#include "mcore/training/training.h"
+
+namespace mcore {
+namespace {
+
+using json = nlohmann::json;
+
+// llama3 rope scaling (transformers >= 4.43, so not run through 4.40 above): the factor maps to
+// Megatron's flags, the other three must be Megatron's fixed values, and the export writes them.
+TEST(HFConfig, Llama3RopeScaling) {
+  json c = {{"architectures", {"LlamaForCausalLM"}},
+            {"vocab_size", 300},
+            {"hidden_size", 64},
+            {"intermediate_size", 128},
+            {"num_hidden_layers", 2},
+            {"num_attention_heads", 4},
+            {"max_position_embeddings", 128},
+            {"rope_theta", 500000.0},
+            {"rope_scaling",
+             {{"rope_type", "llama3"},
+              {"factor", 32.0},
+              {"low_freq_factor", 1.0},
+              {"high_freq_factor", 4.0},
+              {"original_max_position_embeddings", 8192}}}};
+  const auto ic = hf_checkpoint::import_hf_config(c, "config.json");
+  const std::string flags = [&] {
+    std::string s;
+    for (const auto& f : ic.model_flags) s += f + " ";
+    return s;
+  }();
+  EXPECT_NE(flags.find("--use-rope-scaling --rope-scaling-factor 32 "), std::string::npos) << flags;
+  EXPECT_NE(flags.find("--rotary-base 500000 "), std::string::npos) << flags;
+  EXPECT_NE(flags.find("--norm-epsilon 1e-06 "), std::string::npos) << flags;  // LlamaConfig's
+
+  std::vector<std::string> argv = {"x"};
+  argv.insert(argv.end(), ic.model_flags.begin(), ic.model_flags.end());
+  training::Arguments args = training::parse_args(argv);
+  hf_checkpoint::HFModel m;
+  m.config = training::transformer_config_from_args(args);
+  m.vocab_size = 300;
+  m.max_position_embeddings = 128;
+  const json out = hf_checkpoint::export_hf_config(m, args, DType::F32);
+  EXPECT_EQ(out.at("rope_scaling"), c.at("rope_scaling"));
+  EXPECT_EQ(out.at("rope_theta"), 500000.0);
+
+  c["rope_scaling"]["low_freq_factor"] = 2.0;
+  try {
+    hf_checkpoint::import_hf_config(c, "config.json");
+    ADD_FAILURE() << "low_freq_factor 2 accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("\"low_freq_factor\": 2 is not supported"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+// Import details: the saved sequence length is capped (a 131072-position model must not make
+// fine-tunes allocate 131072-token sequences), special ids are kept, and config errors name
+// their fields.
+TEST(HFConfig, SeqLengthSpecialTokensAndErrors) {
+  json c = {{"architectures", {"LlamaForCausalLM"}},
+            {"vocab_size", 300},
+            {"hidden_size", 64},
+            {"intermediate_size", 128},
+            {"num_hidden_layers", 2},
+            {"num_attention_heads", 4},
+            {"max_position_embeddings", 131072},
+            {"bos_token_id", 1},
+            {"eos_token_id", {2, 3}}};
+  const auto ic = hf_checkpoint::import_hf_config(c, "config.json");
+  std::string flags;
+  for (const auto& f : ic.model_flags) flags += f + " ";
+  EXPECT_NE(flags.find("--max-position-embeddings 131072 --seq-length 4096 "), std::string::npos)
+      << flags;
+  EXPECT_EQ(ic.special_tokens, json({{"bos_token_id", 1}, {"eos_token_id", {2, 3}}}));
+  auto error_of = [](const json& config) -> std::string {
+    try {
+      hf_checkpoint::import_hf_config(config, "config.json");
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  json bad = c;
+  bad["num_attention_heads"] = 3;
+  EXPECT_NE(error_of(bad).find("\"hidden_size\" 64 is not divisible by \"num_attention_heads\" 3"),
+            std::string::npos)
+      << error_of(bad);
+  bad = c;
+  bad["attention_bias"] = true;
+  EXPECT_NE(error_of(bad).find("\"attention_bias\": true with \"mlp_bias\": false is not"),
+            std::string::npos)
+      << error_of(bad);
+  bad = c;
+  bad["eos_token_id"] = "</s>";
+  EXPECT_NE(error_of(bad).find("\"eos_token_id\" must be a token id"), std::string::npos)
+      << error_of(bad);
+}
+
+}  // namespace
+}  // namespace mcore
