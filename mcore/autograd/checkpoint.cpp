@@ -8,6 +8,8 @@ namespace mcore::autograd {
 
 namespace {
 
+thread_local int g_recompute_depth = 0;
+
 struct CheckpointFunction : Function<CheckpointFunction> {
   static std::vector<Tensor> forward(AutogradContext* ctx, const std::vector<Tensor>& inputs,
                                      const CheckpointFn& fn) {
@@ -32,12 +34,15 @@ struct CheckpointFunction : Function<CheckpointFunction> {
       EnableGradGuard enable;
       RngState now = get_rng_state();
       set_rng_state(ctx->get<RngState>("rng"));
+      ++g_recompute_depth;
       try {
         outs = ctx->get<CheckpointFn>("fn")(inputs);
       } catch (...) {
+        --g_recompute_depth;
         set_rng_state(now);
         throw;
       }
+      --g_recompute_depth;
       set_rng_state(now);
     }
     std::vector<Tensor> roots, root_grads;
@@ -56,6 +61,10 @@ struct CheckpointFunction : Function<CheckpointFunction> {
 };
 
 }  // namespace
+
+bool in_recompute() {
+  return g_recompute_depth > 0;
+}
 
 std::vector<Tensor> checkpoint(const CheckpointFn& fn, const std::vector<Tensor>& inputs) {
   // With no input that requires grad the recompute could not route gradients anywhere (PyTorch

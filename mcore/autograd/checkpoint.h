@@ -16,4 +16,8 @@ using CheckpointFn = std::function<std::vector<Tensor>(const std::vector<Tensor>
 // Returns fn(inputs); gradients flow to the inputs and to any parameters fn uses.
 std::vector<Tensor> checkpoint(const CheckpointFn& fn, const std::vector<Tensor>& inputs);
 
+// True on a thread while it recomputes a checkpointed forward in backward: code that records
+// statistics of the forward (MoE load-balancing losses) skips the repeat.
+bool in_recompute();
+
 }  // namespace mcore::autograd

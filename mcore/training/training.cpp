@@ -270,6 +270,7 @@ int pretrain_gpt(Arguments& args) {
   double interval_time = 0;
   int64_t interval_iters = 0;
   double loss_sum_interval = 0;
+  double lb_loss_sum_interval = 0;  // MoE load_balancing_loss, summed over the interval
   int64_t loss_count_interval = 0;
   int64_t skipped_interval = 0, nan_interval = 0;
   bool saved_at_current = false;
@@ -319,6 +320,8 @@ int pretrain_gpt(Arguments& args) {
       ++state.num_nan_iterations;
       ++nan_interval;
     }
+    const std::optional<double> lb_loss = moe_load_balancing_loss(args, num_mb);
+    if (lb_loss) lb_loss_sum_interval += *lb_loss;
     const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
     interval_time += elapsed;
     ++interval_iters;
@@ -342,6 +345,7 @@ int pretrain_gpt(Arguments& args) {
           {"throughput (TFLOP/s/GPU)", tflops},
           {"tokens per second", tokens_per_s}};
       if (sr.num_zeros_in_grad) metrics.push_back({"num zeros", double(*sr.num_zeros_in_grad)});
+      if (lb_loss) metrics.push_back({"load_balancing_loss", *lb_loss});
       log_safely([&] { jsonl->log_iteration(state.iteration, metrics); });
     }
     // Max over ranks, ms per iteration since the last log line, read without resetting: a
@@ -357,6 +361,7 @@ int pretrain_gpt(Arguments& args) {
           {"grad-norm", grad_norm}, {"throughput", tflops}, {"tokens-per-second", tokens_per_s}};
       if (args.log_loss_scale_to_tensorboard) v.push_back({"loss-scale", loss_scale});
       if (sr.num_zeros_in_grad) v.push_back({"num-zeros", double(*sr.num_zeros_in_grad)});
+      if (lb_loss) v.push_back({"load_balancing_loss", *lb_loss});
       for (const auto& [name, ms] : timer_ms) v.push_back({name + "-time", ms});
       v.push_back({device.is_cuda() ? "mem-allocated-gib" : "mem-rss-gib", mem.current});
       v.push_back({"mem-peak-gib", mem.peak});
@@ -392,6 +397,9 @@ int pretrain_gpt(Arguments& args) {
       line += strf(" learning rate: %.6E |", lr);
       line += strf(" global batch size: %5lld |", static_cast<long long>(batch_size));
       if (loss_count_interval) line += strf(" lm loss: %.6E |", avg_loss);
+      if (lb_loss)
+        line += strf(" load_balancing_loss: %.6E |",
+                     lb_loss_sum_interval / static_cast<double>(interval_iters));
       line += strf(" loss scale: %.1f |", loss_scale);
       if (sr.grad_norm) line += strf(" grad norm: %.3f |", grad_norm);
       if (sr.num_zeros_in_grad)
@@ -412,6 +420,7 @@ int pretrain_gpt(Arguments& args) {
       interval_time = 0;
       interval_iters = 0;
       loss_sum_interval = 0;
+      lb_loss_sum_interval = 0;
       loss_count_interval = 0;
       skipped_interval = nan_interval = 0;
     }

@@ -7,6 +7,8 @@
 #include "mcore/base/error.h"
 #include "mcore/comm/distributed.h"
 #include "mcore/optimizer/clip_grads.h"
+#include "mcore/tensor/factory.h"
+#include "mcore/transformer/moe/moe_utils.h"
 
 namespace mcore::training {
 
@@ -102,6 +104,22 @@ void start_l1_timer(timers::Timers& t, const char* name, bool barrier) {
   if (!t.enabled(1)) return;
   if (barrier) comm::world()->barrier();
   t(name, 1).start();
+}
+
+std::optional<double> moe_load_balancing_loss(const Arguments& args, int64_t num_microbatches) {
+  if (!args.num_experts || args.moe_router_load_balancing_type != "aux_loss" ||
+      args.moe_aux_loss_coeff <= 0)
+    return std::nullopt;
+  const int64_t layers = *args.num_layers;
+  const std::vector<double> mine = transformer::moe::take_load_balancing_losses(layers);
+  const comm::ProcessGroupPtr world = comm::world();
+  Tensor t = from_vector<double>(mine).to(comm::group_device(*world));
+  world->all_reduce(t);  // each layer once per data-parallel replica
+  const Tensor host = t.to(Device::cpu());
+  double sum = 0;
+  for (int64_t i = 0; i < layers; ++i) sum += host.data<double>()[i];
+  return sum / static_cast<double>(layers * args.data_parallel_size *
+                                   std::max<int64_t>(1, num_microbatches));
 }
 
 }  // namespace mcore::training

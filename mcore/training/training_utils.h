@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,5 +41,11 @@ void log_timers(timers::Timers& t, const std::vector<std::string>& names, double
 // --barrier-with-L1-time) so that it measures this rank's phase, not its wait for the slowest
 // rank to arrive.
 void start_l1_timer(timers::Timers& t, const char* name, bool barrier);
+
+// Megatron's MoE "load_balancing_loss" for the step just run (training_log's track_moe_metrics):
+// the routers' loss / moe_aux_loss_coeff, averaged over the microbatches, the layers (each on
+// its pipeline stage) and the data-parallel replicas. nullopt without a load-balancing loss.
+// Collective over every rank.
+std::optional<double> moe_load_balancing_loss(const Arguments& args, int64_t num_microbatches);
 
 }  // namespace mcore::training

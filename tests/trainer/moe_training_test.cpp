@@ -10,7 +10,9 @@
 
 #include <cmath>
 #include <map>
+#include <regex>
 #include <string>
+#include <vector>
 
 #include "mcore/dist_checkpointing/checkpoint.h"
 #include "mcore/dist_checkpointing/metadata.h"
@@ -39,6 +41,7 @@ TEST(MoeTraining, LossesAndWeightsDoNotDependOnTheLayout) {
   const fs::path d = fresh_dir("moe_layout");
   std::map<std::string, std::map<int64_t, std::pair<double, double>>> losses;
   std::map<std::string, std::map<std::string, Tensor>> weights;
+  std::map<std::string, std::vector<double>> lb_losses;  // the log line's load_balancing_loss
   struct Layout {
     std::string name, launcher, extra;
   };
@@ -52,11 +55,23 @@ TEST(MoeTraining, LossesAndWeightsDoNotDependOnTheLayout) {
             (r / "tb").string() + " --save " + (r / "ckpt").string() + " --save-interval 1000");
     ASSERT_EQ(res.rc, 0) << name << ":\n" << res.output;
     losses[name] = read_losses(r / "tb");
+    const std::regex lb("load_balancing_loss: ([0-9.E+-]+)");
+    for (auto it = std::sregex_iterator(res.output.begin(), res.output.end(), lb);
+         it != std::sregex_iterator(); ++it)
+      lb_losses[name].push_back(std::stod((*it)[1]));
     weights[name] = model_tensors(r / "ckpt" / dist_checkpointing::checkpoint_dir_name(6));
   }
   const auto& ref = losses.at("one");
   ASSERT_EQ(ref.size(), 6u);
   EXPECT_LT(ref.at(6).first, ref.at(1).first) << "the loss falls";
+  // Megatron's load_balancing_loss (aux loss / coeff, ~1 when balanced), the same everywhere.
+  ASSERT_EQ(lb_losses["one"].size(), 6u);
+  for (double v : lb_losses["one"]) EXPECT_TRUE(v > 0.9 && v < 2.0) << v;
+  for (const auto& [name, v] : lb_losses) {
+    ASSERT_EQ(v.size(), 6u) << name;
+    for (size_t i = 0; i < v.size(); ++i)
+      EXPECT_NEAR(v[i], lb_losses["one"][i], 1e-5 * lb_losses["one"][i]) << name << " @" << i;
+  }
   const auto& w0 = weights.at("one");
   ASSERT_TRUE(w0.count("model.decoder.layers.1.mlp.router.weight"));
   ASSERT_TRUE(w0.count("model.decoder.layers.0.mlp.experts.local_experts.3.linear_fc2.weight"));

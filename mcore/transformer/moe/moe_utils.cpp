@@ -1,6 +1,7 @@
 #include "mcore/transformer/moe/moe_utils.h"
 
 #include <atomic>
+#include <mutex>
 
 #include "mcore/autograd/function.h"
 #include "mcore/base/error.h"
@@ -12,6 +13,8 @@ namespace mcore::transformer::moe {
 namespace {
 
 std::atomic<double> g_aux_scale{1.0};
+std::mutex g_tracker_mu;
+std::vector<double> g_tracker;  // [layer - 1] summed over the step's microbatches
 
 struct AuxLossAutoScaler : autograd::Function<AuxLossAutoScaler> {
   static Tensor forward(autograd::AutogradContext* ctx, const Tensor& x, const Tensor& aux) {
@@ -53,6 +56,21 @@ void set_aux_loss_backward_scale(double scale) {
 
 double aux_loss_backward_scale() {
   return g_aux_scale.load();
+}
+
+void record_load_balancing_loss(int64_t layer_number, double value) {
+  std::lock_guard<std::mutex> lock(g_tracker_mu);
+  if (layer_number < 1) return;
+  if (g_tracker.size() < static_cast<size_t>(layer_number)) g_tracker.resize(layer_number, 0.0);
+  g_tracker[layer_number - 1] += value;
+}
+
+std::vector<double> take_load_balancing_losses(int64_t num_layers) {
+  std::lock_guard<std::mutex> lock(g_tracker_mu);
+  std::vector<double> out(static_cast<size_t>(num_layers), 0.0);
+  for (size_t i = 0; i < g_tracker.size() && i < out.size(); ++i) out[i] = g_tracker[i];
+  g_tracker.clear();
+  return out;
 }
 
 }  // namespace mcore::transformer::moe

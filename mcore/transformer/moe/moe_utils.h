@@ -27,4 +27,10 @@ Tensor attach_aux_loss(const Tensor& x, const Tensor& aux_loss);
 void set_aux_loss_backward_scale(double scale);
 double aux_loss_backward_scale();
 
+// Megatron's aux-loss tracker for the "load_balancing_loss" log field: each router adds its
+// loss / moe_aux_loss_coeff under its 1-based global layer number (once per forward, not again
+// in a recompute); the trainer takes the per-layer sums after each step (and clears them).
+void record_load_balancing_loss(int64_t layer_number, double value);
+std::vector<double> take_load_balancing_losses(int64_t num_layers);
+
 }  // namespace mcore::transformer::moe

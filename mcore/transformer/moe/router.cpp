@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <numeric>
 
+#include "mcore/autograd/checkpoint.h"
 #include "mcore/nn/functional.h"
 #include "mcore/nn/init.h"
 #include "mcore/tensor/factory.h"
@@ -23,7 +24,8 @@ Tensor gather_columns(const Tensor& x, const std::vector<int64_t>& idx, int64_t 
 
 }  // namespace
 
-TopKRouter::TopKRouter(const SlotArgs& args) : config_(args.config) {
+TopKRouter::TopKRouter(const SlotArgs& args)
+    : config_(args.config), layer_number_(args.layer_number) {
   const TransformerConfig& c = *config_;
   nn::InitSpec init;
   init.seed = c.seed;
@@ -74,6 +76,9 @@ Routing TopKRouter::forward(const Tensor& x) const {
     const Tensor aux =
         switch_load_balancing_loss(scores, r.tokens_per_expert, k, c.moe_aux_loss_coeff);
     r.probs = attach_aux_loss(r.probs, aux);
+    if (!autograd::in_recompute())
+      record_load_balancing_loss(layer_number_,
+                                 aux.detach().to(Device::cpu()).item() / c.moe_aux_loss_coeff);
   }
   return r;
 }

@@ -33,6 +33,7 @@ class TopKRouter : public nn::Module {
 
  private:
   const TransformerConfig* config_;
+  int64_t layer_number_;
   nn::ParameterPtr weight_;
 };
 
