@@ -186,6 +186,13 @@ struct Arguments {
   bool moe_permute_fusion = false;
   std::optional<int64_t> moe_shared_expert_intermediate_size;
   std::optional<double> moe_expert_capacity_factor;
+  std::optional<std::string> moe_router_dtype;
+  bool moe_per_layer_logging = false;
+  std::string moe_layer_freq = "1";
+  std::string moe_router_score_function = "softmax";
+  std::optional<double> moe_input_jitter_eps;
+  std::string moe_token_drop_policy = "probs";
+  bool moe_router_enable_expert_bias = false;
   // Take the model shape and tokenizer flags not given on the command line from the arguments
   // saved in the --load checkpoint (checkpoint_args.h).
   bool use_checkpoint_args = false;

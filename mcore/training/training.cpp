@@ -321,7 +321,7 @@ int pretrain_gpt(Arguments& args) {
       ++nan_interval;
     }
     const std::optional<double> lb_loss = moe_load_balancing_loss(args, num_mb);
-    if (lb_loss) lb_loss_sum_interval += *lb_loss;
+    if (lb_loss && sr.success) lb_loss_sum_interval += *lb_loss;
     const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
     interval_time += elapsed;
     ++interval_iters;
@@ -397,9 +397,9 @@ int pretrain_gpt(Arguments& args) {
       line += strf(" learning rate: %.6E |", lr);
       line += strf(" global batch size: %5lld |", static_cast<long long>(batch_size));
       if (loss_count_interval) line += strf(" lm loss: %.6E |", avg_loss);
-      if (lb_loss)
+      if (lb_loss && loss_count_interval)  // over the advanced iterations, as the lm loss
         line += strf(" load_balancing_loss: %.6E |",
-                     lb_loss_sum_interval / static_cast<double>(interval_iters));
+                     lb_loss_sum_interval / static_cast<double>(loss_count_interval));
       line += strf(" loss scale: %.1f |", loss_scale);
       if (sr.grad_norm) line += strf(" grad norm: %.3f |", grad_norm);
       if (sr.num_zeros_in_grad)

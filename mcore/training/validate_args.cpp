@@ -428,8 +428,22 @@ void validate_args(Arguments& a, int64_t world_size, int64_t rank) {
   }
   ARG_CHECK(!a.use_torch_fsdp2) << "--use-torch-fsdp2: FSDP is not implemented in mcore; use "
                                    "--use-distributed-optimizer to shard the optimizer state";
+  if (a.num_experts && *a.num_experts == 0) a.num_experts.reset();  // Megatron: 0 means dense
   if (a.num_experts) {
     ARG_CHECK(*a.num_experts > 0) << "--num-experts must be positive, got " << *a.num_experts;
+    ARG_CHECK(a.moe_layer_freq == "1")
+        << "--moe-layer-freq " << a.moe_layer_freq
+        << ": every layer is a MoE layer in mcore; use 1 or drop the flag";
+    ARG_CHECK(a.moe_router_score_function == "softmax")
+        << "--moe-router-score-function " << a.moe_router_score_function
+        << " is not implemented in mcore; use softmax";
+    ARG_CHECK(!a.moe_input_jitter_eps)
+        << "--moe-input-jitter-eps is not implemented in mcore; drop the flag";
+    ARG_CHECK(!a.moe_router_enable_expert_bias)
+        << "--moe-router-enable-expert-bias (aux-loss-free balancing) is not implemented in "
+           "mcore; use --moe-aux-loss-coeff";
+    ARG_CHECK(!a.moe_ffn_hidden_size || *a.moe_ffn_hidden_size > 0)
+        << "--moe-ffn-hidden-size must be positive, got " << *a.moe_ffn_hidden_size;
     ARG_CHECK(!a.moe_z_loss_coeff || *a.moe_z_loss_coeff == 0)
         << "--moe-z-loss-coeff is not implemented in mcore; drop the flag";
     ARG_CHECK(!a.moe_shared_expert_intermediate_size)

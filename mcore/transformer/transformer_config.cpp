@@ -107,6 +107,10 @@ void TransformerConfig::validate() const {
     MCORE_CHECK(moe_router_topk >= 1 && moe_router_topk <= num_moe_experts)
         << w << "moe_router_topk (" << moe_router_topk << ") must lie in [1, num_moe_experts ("
         << num_moe_experts << ")]";
+    // Softmax over a single chosen logit is constantly 1: the router would get no gradient.
+    MCORE_CHECK(moe_router_topk > 1 || moe_router_pre_softmax)
+        << w << "moe_router_topk 1 needs moe_router_pre_softmax (--moe-router-pre-softmax): "
+        << "the softmax over one chosen logit is always 1 and the router would not learn";
     MCORE_CHECK(moe_ffn_hidden_size > 0)
         << w << "moe_ffn_hidden_size must be positive, got " << moe_ffn_hidden_size;
     MCORE_CHECK(moe_router_load_balancing_type == "aux_loss" ||

@@ -5,6 +5,7 @@
 //     the main loss, so gradient accumulation and data parallelism weigh it alike);
 //   - its checkpoint resumes under another layout with --use-checkpoint-args and samples in
 //     generate;
+//   - the aux loss weighs the same with --calculate-per-token-loss; top-1 needs pre-softmax;
 //   - tensor parallelism with experts is refused, naming what to use instead.
 #include <gtest/gtest.h>
 
@@ -112,6 +113,36 @@ TEST(MoeTraining, CheckpointResumesUnderAnotherLayoutAndGenerates) {
   ASSERT_EQ(g.rc, 0) << g.output;
   EXPECT_NE(g.output.find("generate: 5 tokens"), std::string::npos) << g.output;
   fs::remove_all(d);
+}
+
+// With a per-token loss (a sum over tokens, divided by the global token count at the end) the
+// aux loss is scaled by the microbatch's tokens, as Megatron's apply_load_balancing_loss: the
+// load-balancing term weighs the same as with the mean loss. A large coefficient makes it
+// dominate the gradient, so a missing factor (64 here) would show in the grad norm.
+TEST(MoeTraining, AuxLossWeighsTheSameWithPerTokenLoss) {
+  const std::string one = "OMP_NUM_THREADS=1 " + tool("pretrain_gpt") + kMoe +
+                          " --train-iters 1 --moe-aux-loss-coeff 100";
+  const fs::path d = fresh_dir("moe_per_token");
+  RunResult mean = run(one + " --tensorboard-dir " + (d / "mean").string());
+  RunResult per_token =
+      run(one + " --calculate-per-token-loss --tensorboard-dir " + (d / "tok").string());
+  ASSERT_EQ(mean.rc, 0) << mean.output;
+  ASSERT_EQ(per_token.rc, 0) << per_token.output;
+  const double a = read_losses(d / "mean").at(1).second, b = read_losses(d / "tok").at(1).second;
+  EXPECT_GT(a, 10.0);  // the aux loss dominates
+  EXPECT_NEAR(b, a, 1e-4 * a);
+  fs::remove_all(d);
+}
+
+// Top-1 routing must softmax over all experts first (Megatron's config check): a softmax over
+// one chosen logit is constantly 1 and the router would never learn.
+TEST(MoeTraining, TopOneNeedsPreSoftmax) {
+  RunResult r = run("OMP_NUM_THREADS=1 " + tool("pretrain_gpt") + kMoe + " --moe-router-topk 1");
+  EXPECT_NE(r.rc, 0) << r.output;
+  EXPECT_NE(r.output.find("needs moe_router_pre_softmax"), std::string::npos) << r.output;
+  RunResult ok = run("OMP_NUM_THREADS=1 " + tool("pretrain_gpt") + kMoe +
+                     " --train-iters 1 --moe-router-topk 1 --moe-router-pre-softmax");
+  EXPECT_EQ(ok.rc, 0) << ok.output;
 }
 
 TEST(MoeTraining, TensorParallelExpertsAreRefused) {

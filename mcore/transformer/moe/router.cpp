@@ -75,7 +75,11 @@ Routing TopKRouter::forward(const Tensor& x) const {
     if (!scores.defined()) scores = F::softmax(logits);
     const Tensor aux =
         switch_load_balancing_loss(scores, r.tokens_per_expert, k, c.moe_aux_loss_coeff);
-    r.probs = attach_aux_loss(r.probs, aux);
+    // Megatron's apply_load_balancing_loss: with a per-token loss the main loss is a sum over
+    // tokens (divided by the global token count in finalize_model_grads), so the aux loss is
+    // scaled by this microbatch's tokens to keep its weight.
+    r.probs = attach_aux_loss(
+        r.probs, c.calculate_per_token_loss ? F::scale(aux, static_cast<double>(tokens)) : aux);
     if (!autograd::in_recompute())
       record_load_balancing_loss(layer_number_,
                                  aux.detach().to(Device::cpu()).item() / c.moe_aux_loss_coeff);
