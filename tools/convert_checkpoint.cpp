@@ -28,7 +28,8 @@ const char* kUsage =
     "                          [--make-vocab-size-divisible-by N]\n"
     "       convert_checkpoint --direction mcore-to-hf --load DIR --save-hf DIR\n"
     "                          [--hf-architecture NAME] [--vocab-size V]\n"
-    "Architectures: GPT2LMHeadModel, LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM.\n";
+    "Architectures: GPT2LMHeadModel, LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM,\n"
+    "               MixtralForCausalLM.\n";
 
 struct Flags {
   std::string direction, hf_dir, save, load, save_hf, hf_architecture;
@@ -155,6 +156,17 @@ int run(int argc, char** argv) {
         "they train on sequences of --seq-length %lld, max_position_embeddings capped at 4096: "
         "pass --seq-length to change it)\n",
         load.c_str(), static_cast<long long>(r.seq_length));
+    // Megatron's --use-checkpoint-args restores the model's shape, not training settings such
+    // as the load-balancing loss, which would otherwise be silently dropped in a fine-tune.
+    for (size_t i = 0; i + 1 < r.model_flags.size(); ++i) {
+      if (r.model_flags[i] == "--moe-aux-loss-coeff") {
+        std::printf(
+            "            (--use-checkpoint-args does not restore --moe-aux-loss-coeff: "
+            "pass --moe-aux-loss-coeff %s to train with config.json's "
+            "router_aux_loss_coef)\n",
+            r.model_flags[i + 1].c_str());
+      }
+    }
     std::printf("generate:   generate --load %s --prompt \"...\"\n", load.c_str());
     return 0;
   }

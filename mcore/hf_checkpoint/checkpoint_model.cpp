@@ -14,8 +14,9 @@ namespace {
 
 namespace dcp = dist_checkpointing;
 
-// Saved values beyond the model shape that the export reads: the dropout rates go into
-// config.json, and --mock-data without a tokenizer means NullTokenizer.
+// Saved values beyond the model shape that the export reads: the dropout rates and the
+// load-balancing loss coefficient go into config.json, and --mock-data without a tokenizer
+// means NullTokenizer. (--use-checkpoint-args restores none of them: they are training flags.)
 void read_extra_saved_args(const std::map<std::string, std::string>& saved,
                            training::Arguments& a) {
   auto number = [&](const char* dest, double& field) {
@@ -29,6 +30,9 @@ void read_extra_saved_args(const std::map<std::string, std::string>& saved,
   };
   number("hidden_dropout", a.hidden_dropout);
   number("attention_dropout", a.attention_dropout);
+  number("moe_aux_loss_coeff", a.moe_aux_loss_coeff);
+  auto balancing = saved.find("moe_router_load_balancing_type");
+  if (balancing != saved.end()) a.moe_router_load_balancing_type = balancing->second;
   auto mock = saved.find("mock_data");
   a.mock_data = mock != saved.end() && mock->second == "True";
 }

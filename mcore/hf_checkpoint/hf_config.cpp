@@ -15,7 +15,8 @@ using transformer::ActivationFunc;
 using transformer::TransformerConfig;
 
 constexpr HFArchitecture kAllArchitectures[] = {HFArchitecture::kGPT2, HFArchitecture::kLlama,
-                                                HFArchitecture::kMistral, HFArchitecture::kQwen2};
+                                                HFArchitecture::kMistral, HFArchitecture::kQwen2,
+                                                HFArchitecture::kMixtral};
 
 // The shortest decimal that reads back as the same double, so flags print as "1e-05", not
 // "1.0000000000000001e-05", and still round-trip exactly through the saved arguments.
@@ -102,6 +103,7 @@ HFArchitecture read_architecture(const ConfigReader& r, const json& j) {
   if (type == "llama") return HFArchitecture::kLlama;
   if (type == "mistral") return HFArchitecture::kMistral;
   if (type == "qwen2") return HFArchitecture::kQwen2;
+  if (type == "mixtral") return HFArchitecture::kMixtral;
   MCORE_FAIL() << r.origin() << ": no \"architectures\" field and unsupported \"model_type\" \""
                << type << "\"; supported: " << supported_architectures();
   return HFArchitecture::kLlama;  // not reached: MCORE_FAIL throws
@@ -159,6 +161,40 @@ void import_gpt2(const ConfigReader& r, ImportedConfig& out) {
   push(f, "--init-method-std", fmt_double(r.number("initializer_range", 0.02)));
 }
 
+// Mixtral's sparse MLP: every layer's MLP is num_local_experts SwiGLU experts of
+// intermediate_size, each token sent to its num_experts_per_tok best by the router's logits and
+// weighted by the softmax over all experts renormalized over those k - the softmax of the k
+// logits, which is mcore's TopKRouter without --moe-router-pre-softmax.
+void import_mixtral_experts(const ConfigReader& r, ImportedConfig& out) {
+  auto& f = out.model_flags;
+  const int64_t experts = r.integer("num_local_experts", 8);
+  const int64_t topk = r.integer("num_experts_per_tok", 2);
+  MCORE_CHECK(topk <= experts) << r.origin() << ": \"num_experts_per_tok\" " << topk
+                               << " exceeds \"num_local_experts\" " << experts;
+  // Mixtral's renormalized top-1 weight is always 1. mcore refuses that router (it could not
+  // learn); its top-1 routing (--moe-router-pre-softmax) weighs by the softmax instead.
+  MCORE_CHECK(topk > 1) << r.origin()
+                        << ": \"num_experts_per_tok\": 1 is not supported (mcore's top-1 "
+                           "routing weighs each token by its expert's softmax probability; "
+                           "Mixtral's weight is 1)";
+  push(f, "--num-experts", std::to_string(experts));
+  push(f, "--moe-router-topk", std::to_string(topk));
+  push(f, "--moe-ffn-hidden-size", std::to_string(r.integer("intermediate_size")));
+  // The load-balancing loss only changes training. transformers adds it to the loss only with
+  // output_router_logits, which is a training switch and not part of the model, so it is
+  // ignored; mcore adds it whenever the coefficient is positive.
+  const double aux = r.number("router_aux_loss_coef", 0.001);  // MixtralConfig's default
+  MCORE_CHECK(aux >= 0) << r.origin() << ": \"router_aux_loss_coef\" must be >= 0, got "
+                        << fmt_double(aux);
+  push(f, "--moe-aux-loss-coeff", fmt_double(aux));
+  const double jitter = r.number("router_jitter_noise", 0.0);
+  if (jitter != 0.0) {
+    out.warnings.push_back("router_jitter_noise " + fmt_double(jitter) +
+                           " is not modelled: transformers applies it in training only, and "
+                           "mcore's router has no jitter, so fine-tuning runs without it");
+  }
+}
+
 void import_llama(const ConfigReader& r, const json& j, HFArchitecture arch, ImportedConfig& out) {
   auto& f = out.model_flags;
   const int64_t hidden = r.integer("hidden_size");
@@ -168,6 +204,7 @@ void import_llama(const ConfigReader& r, const json& j, HFArchitecture arch, Imp
   push(f, "--num-layers", std::to_string(r.integer("num_hidden_layers")));
   push(f, "--hidden-size", std::to_string(hidden));
   push(f, "--ffn-hidden-size", std::to_string(r.integer("intermediate_size")));
+  if (arch == HFArchitecture::kMixtral) import_mixtral_experts(r, out);
   push(f, "--num-attention-heads", std::to_string(heads));
   if (kv_heads != heads) {
     f.push_back("--group-query-attention");
@@ -230,8 +267,9 @@ void import_llama(const ConfigReader& r, const json& j, HFArchitecture arch, Imp
     MCORE_FAIL() << r.origin() << ": \"use_sliding_window\": true is not supported (mcore's "
                  << "attention is causal over the whole sequence)";
   }
-  if (arch == HFArchitecture::kMistral && r.has("sliding_window") &&
-      r.integer("sliding_window") < positions) {
+  const bool mistral_attention =
+      arch == HFArchitecture::kMistral || arch == HFArchitecture::kMixtral;
+  if (mistral_attention && r.has("sliding_window") && r.integer("sliding_window") < positions) {
     out.warnings.push_back("sliding_window " + std::to_string(r.integer("sliding_window")) +
                            " is not modelled: mcore attends causally over the whole sequence, "
                            "which equals Mistral's attention for sequences up to " +
@@ -260,6 +298,8 @@ const char* architecture_name(HFArchitecture a) {
       return "MistralForCausalLM";
     case HFArchitecture::kQwen2:
       return "Qwen2ForCausalLM";
+    case HFArchitecture::kMixtral:
+      return "MixtralForCausalLM";
   }
   return "?";
 }
@@ -359,10 +399,27 @@ HFArchitecture infer_architecture(const TransformerConfig& c, bool tie_word_embe
                     "hidden size");
     fail_unless(!(qkv_only && c.rope_scaling),
                 "Qwen2 (a bias on q/k/v only) has no llama3 rope scaling");
+    if (c.num_moe_experts > 0) {
+      // Mixtral's router: softmax over all experts, top-k, renormalized over the k - mcore's
+      // default top-k softmax, unscaled.
+      fail_unless(!qkv_only, "it has experts and a bias on q/k/v (Qwen2-MoE is not supported)");
+      fail_unless(!c.rope_scaling, "it has experts and llama3 rope scaling, which Mixtral lacks");
+      fail_unless(!c.moe_router_pre_softmax,
+                  "its router uses the softmax over all experts without renormalizing the top-k "
+                  "(--moe-router-pre-softmax); Mixtral renormalizes them");
+      fail_unless(c.moe_router_topk_scaling_factor == 1.0,
+                  "its routing probabilities are scaled (--moe-router-topk-scaling-factor); "
+                  "Mixtral's are not");
+      arch = HFArchitecture::kMixtral;
+    }
   }
   if (requested.empty()) return arch;
   const HFArchitecture want = architecture_from_name(requested);
   if (want == arch) return want;
+  MCORE_CHECK(arch != HFArchitecture::kMixtral && want != HFArchitecture::kMixtral)
+      << "--hf-architecture " << requested << " does not fit this checkpoint's model, which "
+      << (arch == HFArchitecture::kMixtral ? "has experts: MixtralForCausalLM"
+                                           : "has no experts, which MixtralForCausalLM needs");
   // Mistral is LLaMA's layout (without sliding window): the same model, another class.
   const bool plain_llama = arch == HFArchitecture::kLlama && !c.add_bias_linear && !c.rope_scaling;
   MCORE_CHECK(want == HFArchitecture::kMistral && plain_llama)
@@ -401,9 +458,12 @@ json export_hf_config(const HFModel& m, const training::Arguments& args, DType d
   }
   j["model_type"] = m.architecture == HFArchitecture::kQwen2     ? "qwen2"
                     : m.architecture == HFArchitecture::kMistral ? "mistral"
+                    : m.architecture == HFArchitecture::kMixtral ? "mixtral"
                                                                  : "llama";
   j["hidden_size"] = c.hidden_size;
-  j["intermediate_size"] = c.ffn_hidden_size;
+  // Every layer of a model with experts is a MoE layer: the dense size is unused.
+  j["intermediate_size"] =
+      m.architecture == HFArchitecture::kMixtral ? c.moe_ffn_hidden_size : c.ffn_hidden_size;
   j["num_hidden_layers"] = c.num_layers;
   j["num_attention_heads"] = c.num_attention_heads;
   j["num_key_value_heads"] = c.num_query_groups;
@@ -428,6 +488,17 @@ json export_hf_config(const HFModel& m, const training::Arguments& args, DType d
   } else if (m.architecture == HFArchitecture::kMistral) {
     j["head_dim"] = c.kv_channels;
     j["sliding_window"] = nullptr;
+  } else if (m.architecture == HFArchitecture::kMixtral) {
+    j["head_dim"] = c.kv_channels;
+    j["sliding_window"] = nullptr;
+    j["num_local_experts"] = c.num_moe_experts;
+    j["num_experts_per_tok"] = c.moe_router_topk;
+    // The coefficient the model trained with (0: no load-balancing loss). output_router_logits
+    // is transformers' switch for adding that loss in training, left at its default.
+    j["router_aux_loss_coef"] =
+        c.moe_router_load_balancing_type == "aux_loss" ? c.moe_aux_loss_coeff : 0.0;
+    j["output_router_logits"] = false;
+    j["router_jitter_noise"] = 0.0;
   } else {
     j["use_sliding_window"] = false;
   }

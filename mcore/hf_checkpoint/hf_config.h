@@ -7,8 +7,11 @@
 // Supported: GPT2LMHeadModel (LayerNorm, learned positions, GeLU, biases everywhere) and the
 // LLaMA family - LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM (RMSNorm, rotate-half
 // RoPE with rope_theta and llama3 rope scaling, SwiGLU, grouped-query attention, tied or untied
-// output layer; Qwen2's bias on q/k/v only). A field mcore cannot reproduce is an error naming
-// the field, its value and what is supported; nothing is silently approximated.
+// output layer; Qwen2's bias on q/k/v only) - and MixtralForCausalLM, Mistral's layers with a
+// mixture-of-experts MLP (num_local_experts -> --num-experts, num_experts_per_tok ->
+// --moe-router-topk, intermediate_size -> each expert's --moe-ffn-hidden-size). A field mcore
+// cannot reproduce is an error naming the field, its value and what is supported; nothing is
+// silently approximated.
 #pragma once
 
 #include <cstdint>
@@ -22,7 +25,7 @@
 
 namespace mcore::hf_checkpoint {
 
-enum class HFArchitecture { kGPT2, kLlama, kMistral, kQwen2 };
+enum class HFArchitecture { kGPT2, kLlama, kMistral, kQwen2, kMixtral };
 
 // "GPT2LMHeadModel", "LlamaForCausalLM", ... and back (the latter errors listing the supported).
 const char* architecture_name(HFArchitecture a);
@@ -58,8 +61,9 @@ struct ImportedConfig {
 ImportedConfig import_hf_config(const nlohmann::json& config, const std::string& origin);
 
 // The architecture the model of `config` has in transformers: GPT-2 for LayerNorm with learned
-// positions, Qwen2 for RoPE with a q/k/v-only bias, LLaMA otherwise; errors name the settings
-// no supported architecture has. `requested` (non-empty) must fit the model, else an error.
+// positions, Mixtral for RoPE with experts, Qwen2 for RoPE with a q/k/v-only bias, LLaMA
+// otherwise; errors name the settings no supported architecture has. `requested` (non-empty) must
+// fit the model, else an error.
 HFArchitecture infer_architecture(const transformer::TransformerConfig& config,
                                   bool tie_word_embeddings, const std::string& requested);
 

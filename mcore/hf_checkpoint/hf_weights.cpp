@@ -129,6 +129,33 @@ bool ignorable_untied(const std::string& n) {
   return n != "lm_head.weight" && ignorable_tensor(n);
 }
 
+// SwiGLU's fused fc1 (weight or bias): [gate; up], each of `shape`. Gate is read first, in
+// sequence (function arguments have no evaluation order), so a config error names it.
+Tensor read_fc1(Reader& r, const std::string& gate_name, const std::string& up_name,
+                const Shape& shape) {
+  const Tensor gate = r.body(gate_name, shape);
+  const Tensor up = r.body(up_name, shape);
+  Tensor out = empty(with_rows(gate, 2 * shape[0]), gate.dtype());
+  out.narrow(0, 0, shape[0]).copy_(gate);
+  out.narrow(0, shape[0], shape[0]).copy_(up);
+  return out;
+}
+
+// Mixtral's per-layer experts under HF layer prefix `hf` into mcore's under `mc`.
+void import_experts(const TransformerConfig& c, Reader& r, const std::string& hf,
+                    const std::string& mc, std::map<std::string, Tensor>& sd) {
+  const int64_t h = c.hidden_size, f = c.moe_ffn_hidden_size;
+  const std::string p = hf + "block_sparse_moe.";
+  sd[mc + "mlp.router.weight"] = r.body(p + "gate.weight", {c.num_moe_experts, h});
+  // w1 is the gate projection and w3 the up projection: fc1 = [w1; w3].
+  for (int64_t e = 0; e < c.num_moe_experts; ++e) {
+    const std::string x = p + "experts." + std::to_string(e) + ".";
+    const std::string y = mc + "mlp.experts.local_experts." + std::to_string(e) + ".";
+    sd[y + "linear_fc1.weight"] = read_fc1(r, x + "w1.weight", x + "w3.weight", {f, h});
+    sd[y + "linear_fc2.weight"] = r.body(x + "w2.weight", {h, f});
+  }
+}
+
 Tensor pad_vocab(const Tensor& t, int64_t padded_rows) {
   Tensor out = zeros(with_rows(t, padded_rows), t.dtype());
   out.narrow(0, 0, t.size(0)).copy_(t);
@@ -190,20 +217,17 @@ void import_llama(const HFModel& m, Reader& r, std::map<std::string, Tensor>& sd
     }
     sd[mc + "self_attention.linear_proj.weight"] = r.body(a + "o_proj.weight", {h, s.q_rows()});
     sd[mc + "pre_mlp_layernorm.weight"] = r.body(hf + "post_attention_layernorm.weight", {h});
+    if (c.num_moe_experts > 0) {  // Mixtral (no biases)
+      import_experts(c, r, hf, mc, sd);
+      continue;
+    }
     const std::string p = hf + "mlp.";
-    Tensor gate = r.body(p + "gate_proj.weight", {f, h}), up = r.body(p + "up_proj.weight", {f, h});
-    Tensor fc1 = empty({2 * f, h}, gate.dtype());
-    fc1.narrow(0, 0, f).copy_(gate);
-    fc1.narrow(0, f, f).copy_(up);
-    sd[mc + "mlp.linear_fc1.weight"] = fc1;
+    sd[mc + "mlp.linear_fc1.weight"] =
+        read_fc1(r, p + "gate_proj.weight", p + "up_proj.weight", {f, h});
     sd[mc + "mlp.linear_fc2.weight"] = r.body(p + "down_proj.weight", {h, f});
     if (c.add_bias_linear) {
       sd[mc + "self_attention.linear_proj.bias"] = r.body(a + "o_proj.bias", {h});
-      Tensor gb = r.body(p + "gate_proj.bias", {f}), ub = r.body(p + "up_proj.bias", {f});
-      Tensor fc1b = empty({2 * f}, gb.dtype());
-      fc1b.narrow(0, 0, f).copy_(gb);
-      fc1b.narrow(0, f, f).copy_(ub);
-      sd[mc + "mlp.linear_fc1.bias"] = fc1b;
+      sd[mc + "mlp.linear_fc1.bias"] = read_fc1(r, p + "gate_proj.bias", p + "up_proj.bias", {f});
       sd[mc + "mlp.linear_fc2.bias"] = r.body(p + "down_proj.bias", {h});
     }
   }
@@ -281,6 +305,20 @@ void export_llama(const HFModel& m, const std::map<std::string, Tensor>& sd,
     }
     put(a + "o_proj.weight", get(sd, mc + "self_attention.linear_proj.weight"));
     put(hf + "post_attention_layernorm.weight", get(sd, mc + "pre_mlp_layernorm.weight"));
+    if (c.num_moe_experts > 0) {  // Mixtral: infer_architecture refused biases
+      const int64_t fe = c.moe_ffn_hidden_size;
+      const std::string moe = hf + "block_sparse_moe.";
+      put(moe + "gate.weight", get(sd, mc + "mlp.router.weight"));
+      for (int64_t e = 0; e < c.num_moe_experts; ++e) {
+        const std::string x = moe + "experts." + std::to_string(e) + ".";
+        const std::string y = mc + "mlp.experts.local_experts." + std::to_string(e) + ".";
+        const Tensor& efc1 = get(sd, y + "linear_fc1.weight");
+        put(x + "w1.weight", efc1.narrow(0, 0, fe));   // gate
+        put(x + "w3.weight", efc1.narrow(0, fe, fe));  // up
+        put(x + "w2.weight", get(sd, y + "linear_fc2.weight"));
+      }
+      continue;
+    }
     const Tensor& fc1 = get(sd, mc + "mlp.linear_fc1.weight");
     put(p + "gate_proj.weight", fc1.narrow(0, 0, f));
     put(p + "up_proj.weight", fc1.narrow(0, f, f));

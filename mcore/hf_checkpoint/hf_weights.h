@@ -6,6 +6,9 @@
 //   c_attn = [q; k; v])                  group's query heads, then its key head, then its value
 //                                        head (Megatron's fused layout; biases alike)
 //   gate_proj, up_proj                   mlp.linear_fc1 = [gate; up]
+//   Mixtral's block_sparse_moe.gate      mlp.router [experts, h]
+//   block_sparse_moe.experts.<e>.w1, w3  mlp.experts.local_experts.<e>.linear_fc1 = [w1; w3]
+//     (gate, up), w2 (down)              (as the dense SwiGLU), .linear_fc2 = w2
 //   GPT-2 Conv1D weights [in, out]       nn.Linear's [out, in]: transposed both ways
 //   embed_tokens / wte [V, h]            word_embeddings [Vp, h]: zero rows V..Vp added on
 //                                        import, dropped on export (Vp: V padded to a multiple

@@ -1,5 +1,6 @@
 // hf_checkpoint/hf_config: Hugging Face config.json fields mapped to Megatron's flags and back,
-// for what the transformers 4.40 reference cannot run (llama3 rope scaling), and its errors.
+// for what the transformers 4.40 reference cannot run (llama3 rope scaling, Mixtral's sliding
+// window and router jitter), and its errors.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -106,6 +107,93 @@ TEST(HFConfig, SeqLengthSpecialTokensAndErrors) {
   bad["eos_token_id"] = "</s>";
   EXPECT_NE(error_of(bad).find("\"eos_token_id\" must be a token id"), std::string::npos)
       << error_of(bad);
+}
+
+// Mixtral's fields: the expert flags, Mistral's sliding-window warning, jitter (training only)
+// warned about, and exports that Mixtral's router could not reproduce refused.
+TEST(HFConfig, MixtralFieldsAndRouterRefusals) {
+  json c = {{"architectures", {"MixtralForCausalLM"}},
+            {"vocab_size", 300},
+            {"hidden_size", 64},
+            {"intermediate_size", 96},
+            {"num_hidden_layers", 2},
+            {"num_attention_heads", 4},
+            {"num_key_value_heads", 2},
+            {"max_position_embeddings", 4096},
+            {"sliding_window", 1024},
+            {"num_local_experts", 8},
+            {"num_experts_per_tok", 2},
+            {"router_jitter_noise", 0.1},
+            {"output_router_logits", true}};
+  const auto ic = hf_checkpoint::import_hf_config(c, "config.json");
+  EXPECT_EQ(ic.architecture, hf_checkpoint::HFArchitecture::kMixtral);
+  std::string flags;
+  for (const auto& f : ic.model_flags) flags += f + " ";
+  // router_aux_loss_coef absent: MixtralConfig's default 0.001; rope_theta's default 1e4.
+  EXPECT_NE(flags.find("--num-experts 8 --moe-router-topk 2 --moe-ffn-hidden-size 96 "
+                       "--moe-aux-loss-coeff 0.001 "),
+            std::string::npos)
+      << flags;
+  EXPECT_NE(flags.find("--rotary-base 10000 "), std::string::npos) << flags;
+  ASSERT_EQ(ic.warnings.size(), 2u);
+  EXPECT_NE(ic.warnings[0].find("router_jitter_noise 0.1 is not modelled"), std::string::npos);
+  EXPECT_NE(ic.warnings[1].find("sliding_window 1024 is not modelled"), std::string::npos);
+
+  std::vector<std::string> argv = {"x"};
+  argv.insert(argv.end(), ic.model_flags.begin(), ic.model_flags.end());
+  training::Arguments args = training::parse_args(argv);
+  const transformer::TransformerConfig config = training::transformer_config_from_args(args);
+  EXPECT_EQ(hf_checkpoint::infer_architecture(config, false, ""),
+            hf_checkpoint::HFArchitecture::kMixtral);
+  auto refusal = [](const transformer::TransformerConfig& tc, const std::string& requested) {
+    try {
+      hf_checkpoint::infer_architecture(tc, false, requested);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(refusal(config, "MistralForCausalLM").find("has experts: MixtralForCausalLM"),
+            std::string::npos);
+  transformer::TransformerConfig pre = config;
+  pre.moe_router_pre_softmax = true;
+  EXPECT_NE(refusal(pre, "").find("--moe-router-pre-softmax"), std::string::npos);
+  transformer::TransformerConfig dense = config;
+  dense.num_moe_experts = 0;
+  EXPECT_NE(refusal(dense, "MixtralForCausalLM").find("has no experts"), std::string::npos);
+
+  hf_checkpoint::HFModel m;
+  m.architecture = hf_checkpoint::HFArchitecture::kMixtral;
+  m.config = config;
+  m.vocab_size = 300;
+  m.max_position_embeddings = 4096;
+  const json out = hf_checkpoint::export_hf_config(m, args, DType::BF16);
+  EXPECT_EQ(out.at("model_type"), "mixtral");
+  EXPECT_EQ(out.at("num_local_experts"), 8);
+  EXPECT_EQ(out.at("num_experts_per_tok"), 2);
+  EXPECT_EQ(out.at("intermediate_size"), 96);
+  EXPECT_EQ(out.at("router_aux_loss_coef"), 0.001);
+  EXPECT_EQ(out.at("sliding_window"), nullptr);  // mcore attends over the whole sequence
+
+  c["num_experts_per_tok"] = 1;
+  try {
+    hf_checkpoint::import_hf_config(c, "config.json");
+    ADD_FAILURE() << "top-1 accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("\"num_experts_per_tok\": 1 is not supported"),
+              std::string::npos)
+        << e.what();
+  }
+  c["num_experts_per_tok"] = 9;
+  try {
+    hf_checkpoint::import_hf_config(c, "config.json");
+    ADD_FAILURE() << "top-9 of 8 experts accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(
+        std::string(e.what()).find("\"num_experts_per_tok\" 9 exceeds \"num_local_experts\" 8"),
+        std::string::npos)
+        << e.what();
+  }
 }
 
 }  // namespace

@@ -1,8 +1,8 @@
-"""Hugging Face side of tests/tools/convert_checkpoint_test.cpp, run with the transformers venv
-(.venv-hf, MCORE_HF_PYTHON; scripts/setup makes it).
+"""Hugging Face side of tests/tools/convert_checkpoint_test.cpp and convert_mixtral_test.cpp,
+run with the transformers venv (.venv-hf, MCORE_HF_PYTHON; scripts/setup makes it).
 
-  hf_reference.py make OUT
-      Tiny random models of every supported architecture, saved with
+  hf_reference.py make OUT [NAME ...]
+      Tiny random models of every supported architecture (or the named ones), saved with
       save_pretrained(OUT/<name>/hf, safe_serialization=True), with a fixed token sequence
       (OUT/<name>/input_ids.npy, int64 [2, 12]) and transformers' logits for it computed in
       float64 from the fp32 weights (OUT/<name>/logits.npy, [2, 12, vocab]).
@@ -12,8 +12,9 @@
       logits (float64) written to logits_out; with "original", every tensor of dir's
       safetensors equals the original model's bit for bit and no tensor is missing; with
       "tokenize": {"text", "ids_out"}, AutoTokenizer.from_pretrained(dir)'s ids for the text
-      (no special tokens added) written to ids_out as a JSON list. Exit 1 with the reasons on any
-      failure.
+      (no special tokens added) written to ids_out as a JSON list; with "router_margin_out", for a
+      model with experts, the smallest gap between a token's k-th and (k+1)-th router logit
+      over all layers (float64) written there as JSON. Exit 1 with the reasons on any failure.
 """
 import json
 import os
@@ -24,8 +25,8 @@ import torch
 from safetensors.torch import load_file
 import transformers
 from transformers import (AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel, LlamaConfig,
-                          LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config,
-                          Qwen2ForCausalLM)
+                          LlamaForCausalLM, MistralConfig, MistralForCausalLM, MixtralConfig,
+                          MixtralForCausalLM, Qwen2Config, Qwen2ForCausalLM)
 
 # Vocabularies that are not multiples of 128, so mcore pads the embedding and the converter
 # must add and drop rows. Shapes: hidden 64, 2 layers; GQA and MQA; tied and untied. Special
@@ -50,7 +51,21 @@ VARIANTS = {
         num_attention_heads=4, num_key_value_heads=1, max_position_embeddings=64,
         rms_norm_eps=1e-5, rope_theta=10000.0, sliding_window=None,
         tie_word_embeddings=False)),
+    # 3 layers of 4 experts, top-2; the aux-loss coefficient only matters for training but must
+    # come back from the export.
+    "mixtral": (MixtralForCausalLM, MixtralConfig(
+        vocab_size=230, hidden_size=64, intermediate_size=96, num_hidden_layers=3,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+        rms_norm_eps=1e-5, rope_theta=1000000.0, sliding_window=None, num_local_experts=4,
+        num_experts_per_tok=2, router_aux_loss_coef=0.02, tie_word_embeddings=False,
+        bos_token_id=1, eos_token_id=2)),
 }
+# Router weights' scale. mcore routes in float32 and the reference in float64: a token whose
+# k-th and (k+1)-th router logits nearly tie may go to different experts in the two, an O(1)
+# difference that is no conversion error. Router logits of std ~1.5 (0.1 would give ~0.15) make
+# clear choices, and make() checks the smallest gap (MIN_ROUTER_MARGIN).
+ROUTER_STD = 0.2
+MIN_ROUTER_MARGIN = 1e-3
 # Saved in several shards with model.safetensors.index.json.
 SHARDED = {"mistral"}
 
@@ -67,8 +82,32 @@ def forward64(model, ids):
         torch.set_default_dtype(prev)
 
 
-def make(out):
+def router_margin(model, ids):
+    """The smallest gap between a token's k-th and (k+1)-th router logit over every MoE layer
+    (float64 forward), or None for a model without experts."""
+    gates = [m for n, m in model.named_modules() if n.endswith("block_sparse_moe.gate")]
+    if not gates:
+        return None
+    k = model.config.num_experts_per_tok
+    gaps = []
+
+    def hook(_module, _inputs, logits):
+        top = torch.topk(logits.double(), k + 1, dim=-1).values
+        gaps.append((top[:, k - 1] - top[:, k]).min().item())
+
+    handles = [g.register_forward_hook(hook) for g in gates]
+    try:
+        forward64(model, ids)
+    finally:
+        for h in handles:
+            h.remove()
+    return min(gaps)
+
+
+def make(out, names):
     for i, (name, (cls, cfg)) in enumerate(VARIANTS.items()):
+        if names and name not in names:
+            continue
         torch.manual_seed(100 + i)
         model = cls(cfg).float().eval()
         # HF's init leaves norms at 1 and biases at 0, where a misplaced norm or bias would go
@@ -79,6 +118,8 @@ def make(out):
                     p.copy_(1.0 + 0.1 * torch.randn_like(p))
                 elif "embed" in pname or "wte" in pname or "wpe" in pname:
                     p.copy_(0.5 * torch.randn_like(p))
+                elif "block_sparse_moe.gate" in pname:
+                    p.copy_(ROUTER_STD * torch.randn_like(p))
                 else:
                     p.copy_(0.1 * torch.randn_like(p))
         d = os.path.join(out, name)
@@ -88,9 +129,13 @@ def make(out):
         ids = torch.randint(0, cfg.vocab_size, (2, 12))
         ids[0, -1] = cfg.vocab_size - 1  # the last real row, next to the padding
         logits = forward64(model, ids)
+        margin = router_margin(model, ids)
+        if margin is not None and margin < MIN_ROUTER_MARGIN:
+            sys.exit(f"{name}: router logits nearly tie (gap {margin:.3g}); change ROUTER_STD "
+                     "or the seed")
         np.save(os.path.join(d, "input_ids.npy"), ids.numpy().astype(np.int64))
         np.save(os.path.join(d, "logits.npy"), logits.numpy())
-    print("made", ", ".join(VARIANTS), "with transformers", transformers.__version__)
+    print("made", ", ".join(names or VARIANTS), "with transformers", transformers.__version__)
 
 
 def safetensors_of(d):
@@ -121,6 +166,9 @@ def check(jobs_file):
             tok = AutoTokenizer.from_pretrained(d)
             ids = tok(job["tokenize"]["text"], add_special_tokens=False)["input_ids"]
             json.dump(ids, open(job["tokenize"]["ids_out"], "w"))
+        if job.get("router_margin_out"):
+            json.dump(router_margin(model, torch.from_numpy(np.load(job["input_ids"]))),
+                      open(job["router_margin_out"], "w"))
         if job.get("original"):
             exported, original = safetensors_of(d), safetensors_of(job["original"])
             if set(exported) != set(original):
@@ -139,8 +187,11 @@ def check(jobs_file):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "make":
-        make(sys.argv[2])
+    if len(sys.argv) >= 3 and sys.argv[1] == "make":
+        unknown = set(sys.argv[3:]) - set(VARIANTS)
+        if unknown:
+            sys.exit(f"unknown variants {sorted(unknown)}; known: {', '.join(VARIANTS)}")
+        make(sys.argv[2], sys.argv[3:])
     elif len(sys.argv) == 3 and sys.argv[1] == "check":
         check(sys.argv[2])
     else:
