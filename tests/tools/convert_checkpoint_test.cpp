@@ -37,6 +37,7 @@
 #include "mcore/training/arguments.h"
 #include "mcore/training/training.h"
 #include "tests/common/test_util.h"
+#include "tests/tools/convert_test_util.h"
 #include "tests/trainer/trainer_test_util.h"
 
 namespace mcore {
@@ -44,6 +45,10 @@ namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
+using convert_test::convert;
+using convert_test::hf_python;
+using convert_test::mcore_logits;
+using convert_test::script;
 using training::trainer_test::fresh_dir;
 using training::trainer_test::mpirun;
 using training::trainer_test::run;
@@ -53,19 +58,6 @@ using training::trainer_test::tool;
 const char* kVariants[] = {"gpt2", "llama", "qwen2", "mistral"};
 const char* kArchitectures[] = {"GPT2LMHeadModel", "LlamaForCausalLM", "Qwen2ForCausalLM",
                                 "MistralForCausalLM"};
-
-std::string hf_python() {
-  const char* env = std::getenv("MCORE_HF_PYTHON");
-  return env ? env : MCORE_HF_PYTHON_DEFAULT;
-}
-
-std::string script() {
-  return (fs::path(__FILE__).parent_path() / "hf_reference.py").string();
-}
-
-std::string convert(const std::string& flags) {
-  return "OMP_NUM_THREADS=2 " + tool("convert_checkpoint") + " " + flags;
-}
 
 // A path as one shell word (as convert_checkpoint prints it).
 std::string sh_quote(const std::string& s) {
@@ -121,12 +113,8 @@ class ConvertCheckpoint : public ::testing::Test {
     return out;
   }
 
-  // Runs hf_reference.py check over the jobs; fails the test with its report otherwise.
   static void check_in_transformers(const json& jobs) {
-    const fs::path f = *root_ / "jobs.json";
-    std::ofstream(f) << jobs.dump(1);
-    RunResult r = run(hf_python() + " " + script() + " check " + f.string());
-    ASSERT_EQ(r.rc, 0) << r.output;
+    convert_test::check_in_transformers(*root_, jobs);
   }
 
   static fs::path* root_;
@@ -134,16 +122,6 @@ class ConvertCheckpoint : public ::testing::Test {
 };
 fs::path* ConvertCheckpoint::root_ = nullptr;
 RunResult* ConvertCheckpoint::make_ = nullptr;
-
-// mcore's logits for `ids` from the checkpoint under `load` (fp32, TP = 1), the first `vocab`
-// columns (the rest are padding rows).
-Tensor mcore_logits(const fs::path& load, const Tensor& ids, int64_t vocab) {
-  hf_checkpoint::CheckpointModel cm = hf_checkpoint::load_checkpoint_model(load.string(), false);
-  NoGradGuard no_grad;
-  Tensor logits = cm.model->forward(ids);
-  EXPECT_GE(logits.size(2), vocab);
-  return logits.narrow(2, 0, vocab).contiguous();
-}
 
 TEST_F(ConvertCheckpoint, ImportGivesTransformersLogits) {
   for (const char* v : kVariants) {

@@ -28,6 +28,7 @@
 #include "mcore/tensor/factory.h"
 #include "mcore/tensor/npy.h"
 #include "tests/common/test_util.h"
+#include "tests/tools/convert_test_util.h"
 #include "tests/trainer/trainer_test_util.h"
 
 namespace mcore {
@@ -35,24 +36,15 @@ namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
+using convert_test::convert;
+using convert_test::hf_python;
+using convert_test::mcore_logits;
+using convert_test::script;
 using training::trainer_test::fresh_dir;
 using training::trainer_test::mpirun;
 using training::trainer_test::run;
 using training::trainer_test::RunResult;
 using training::trainer_test::tool;
-
-std::string hf_python() {
-  const char* env = std::getenv("MCORE_HF_PYTHON");
-  return env ? env : MCORE_HF_PYTHON_DEFAULT;
-}
-
-std::string script() {
-  return (fs::path(__FILE__).parent_path() / "hf_reference.py").string();
-}
-
-std::string convert(const std::string& flags) {
-  return "OMP_NUM_THREADS=2 " + tool("convert_checkpoint") + " " + flags;
-}
 
 // The smallest router-logit gap at the top-k boundary below which fp32 (mcore) and fp64
 // (transformers) may route a token differently: fp32 logits of these sizes are off by ~1e-6.
@@ -98,10 +90,7 @@ class ConvertMixtral : public ::testing::Test {
   }
 
   static void check_in_transformers(const json& jobs) {
-    const fs::path f = *root_ / "jobs.json";
-    std::ofstream(f) << jobs.dump(1);
-    RunResult r = run(hf_python() + " " + script() + " check " + f.string());
-    ASSERT_EQ(r.rc, 0) << r.output;
+    convert_test::check_in_transformers(*root_, jobs);
   }
 
   static fs::path* root_;
@@ -109,15 +98,6 @@ class ConvertMixtral : public ::testing::Test {
 };
 fs::path* ConvertMixtral::root_ = nullptr;
 RunResult* ConvertMixtral::make_ = nullptr;
-
-// mcore's logits (fp32, TP = 1) for `ids` from the checkpoint under `load`, first `vocab` columns.
-Tensor mcore_logits(const fs::path& load, const Tensor& ids, int64_t vocab) {
-  hf_checkpoint::CheckpointModel cm = hf_checkpoint::load_checkpoint_model(load.string(), false);
-  NoGradGuard no_grad;
-  Tensor logits = cm.model->forward(ids);
-  EXPECT_GE(logits.size(2), vocab);
-  return logits.narrow(2, 0, vocab).contiguous();
-}
 
 TEST_F(ConvertMixtral, ImportGivesTransformersLogits) {
   std::string output;

@@ -28,16 +28,6 @@ const char* kMoe =
     " --model mixtral-tiny --seq-length 32 --mock-data --micro-batch-size 2"
     " --global-batch-size 8 --train-iters 6 --lr 1e-4 --log-interval 1 --moe-aux-loss-coeff 0.01";
 
-std::map<std::string, Tensor> model_tensors(const fs::path& dir) {
-  std::map<std::string, Tensor> m;
-  auto meta = dist_checkpointing::CheckpointMetadata::read(dir.string());
-  for (const auto& [key, rec] : meta.tensors) {
-    if (key.rfind("model.", 0) != 0) continue;
-    m[key] = dist_checkpointing::load_global_tensor(dir.string(), key).to(DType::F32).contiguous();
-  }
-  return m;
-}
-
 TEST(MoeTraining, LossesAndWeightsDoNotDependOnTheLayout) {
   const fs::path d = fresh_dir("moe_layout");
   std::map<std::string, std::map<int64_t, std::pair<double, double>>> losses;

@@ -13,6 +13,8 @@
 #include <string>
 #include <utility>
 
+#include "mcore/dist_checkpointing/checkpoint.h"
+#include "mcore/dist_checkpointing/metadata.h"
 #include "mcore/training/jsonl_logger.h"
 
 namespace mcore::training::trainer_test {
@@ -67,6 +69,17 @@ inline std::map<int64_t, std::pair<double, double>> read_losses(const fs::path& 
     if (r.contains("lm loss"))
       m[r.at("iteration").get<int64_t>()] = {r.at("lm loss").get<double>(),
                                              r.at("grad norm").get<double>()};
+  }
+  return m;
+}
+
+// The model tensors (keys "model.*") of the checkpoint `dir`, as global float32 tensors.
+inline std::map<std::string, Tensor> model_tensors(const fs::path& dir) {
+  std::map<std::string, Tensor> m;
+  auto meta = dist_checkpointing::CheckpointMetadata::read(dir.string());
+  for (const auto& [key, rec] : meta.tensors) {
+    if (key.rfind("model.", 0) != 0) continue;
+    m[key] = dist_checkpointing::load_global_tensor(dir.string(), key).to(DType::F32).contiguous();
   }
   return m;
 }

@@ -30,17 +30,6 @@ void expect_ok(const RunResult& r, const std::string& what) {
   ASSERT_EQ(r.rc, 0) << what << " failed:\n" << r.output;
 }
 
-// The model tensors (keys "model.*") of the checkpoint `dir`, as global float32 tensors.
-std::map<std::string, Tensor> model_tensors(const fs::path& dir) {
-  std::map<std::string, Tensor> m;
-  auto meta = dist_checkpointing::CheckpointMetadata::read(dir.string());
-  for (const auto& [key, rec] : meta.tensors) {
-    if (key.rfind("model.", 0) != 0) continue;
-    m[key] = dist_checkpointing::load_global_tensor(dir.string(), key).to(DType::F32).contiguous();
-  }
-  return m;
-}
-
 TEST(TrainingParity, Bf16TracksFp32) {
   // 40 Adam steps on the same mock data, two micro-batches per step (bf16 grads accumulate in
   // the fp32 grad buffer), dropout off so both runs see the same computation.
