@@ -171,6 +171,7 @@ ScopedTimer::ScopedTimer(const char* name, int log_level) {
   Timers* t = global();
   if (!t || !t->enabled(log_level)) return;
   timer_ = &(*t)(name, log_level);
+  if (log_level == 1 && t->level1_barrier()) t->level1_barrier()();
   timer_->start();
 }
 

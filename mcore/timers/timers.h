@@ -59,6 +59,10 @@ class Timers {
   bool enabled(int log_level) const { return log_level <= log_level_; }
   // Called at every start and stop (e.g. a device synchronize).
   void set_synchronize(std::function<void()> sync);
+  // Called before a ScopedTimer of level 1 starts (Megatron's --barrier-with-L1-time: a barrier,
+  // so the timer measures this rank's phase, not its wait for the slowest rank).
+  void set_level1_barrier(std::function<void()> barrier) { l1_barrier_ = std::move(barrier); }
+  const std::function<void()>& level1_barrier() const { return l1_barrier_; }
 
   // The report of `names` (those that ran on some rank, in this order), times in ms divided by
   // `normalizer`; nullopt when none ran. Collective over `group` (every rank, same names).
@@ -81,6 +85,7 @@ class Timers {
   std::map<std::string, int> levels_;
   Timer dummy_;
   std::function<void()> sync_;
+  std::function<void()> l1_barrier_;
 };
 
 // The process-wide timers used by library code (nullptr: timing off).

@@ -73,6 +73,9 @@ int pretrain_gpt(Arguments& args) {
   // Megatron's timers (--timing-log-level), used by the library's phases through the global.
   timers::Timers phase_timers(static_cast<int>(args.timing_log_level), args.timing_log_option);
   if (device.is_cuda()) phase_timers.set_synchronize([] { cuda_synchronize(); });
+  // Every level-1 phase is entered by every rank (finalize_model_grads, the optimizer's parts),
+  // so the barrier before each is safe.
+  if (args.barrier_with_l1_time) phase_timers.set_level1_barrier([] { comm::world()->barrier(); });
   timers::set_global(&phase_timers);
   struct UnsetTimers {
     ~UnsetTimers() { timers::set_global(nullptr); }
