@@ -11,6 +11,7 @@
 #include <omp.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -225,7 +226,33 @@ void encode_line(const Args& a, const mcore::tokenizers::Tokenizer& tok, const s
   }
 }
 
+// SIGINT/SIGTERM/SIGHUP: stop after the current batch, so the builders' destructors remove their
+// .tmp files and nothing half-written stays behind. A second signal takes the default action.
+volatile std::sig_atomic_t g_stop_signal = 0;
+
+void on_stop_signal(int sig) {
+  g_stop_signal = sig;
+  std::signal(sig, SIG_DFL);
+}
+
+void install_stop_handlers() {
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;  // no SA_RESTART: a read blocked on a pipe returns, and the loop checks
+    sigaction(sig, &sa, nullptr);
+  }
+}
+
+void check_not_stopped() {
+  MCORE_CHECK(g_stop_signal == 0)
+      << "preprocess_data: interrupted by signal " << int(g_stop_signal)
+      << "; no dataset was written (the partial .tmp files are removed)";
+}
+
 int run(const Args& a) {
+  install_stop_handlers();
   const auto t0 = std::chrono::steady_clock::now();
   auto tok = mcore::tokenizers::build_tokenizer(a.tok);
   const mcore::DType dtype = mcore::datasets::optimal_dtype(tok->vocab_size());
@@ -269,6 +296,7 @@ int run(const Args& a) {
       lines.push_back(std::move(line));
       line_numbers.push_back(line_no);
     }
+    check_not_stopped();  // an interrupted read looks like the end of the input
     if (lines.empty()) break;
     results.assign(lines.size(), {});
 #pragma omp parallel for schedule(dynamic, 16) num_threads(a.workers)
@@ -302,6 +330,7 @@ int run(const Args& a) {
       if (docs % a.log_interval == 0) progress(false);
     }
   }
+  check_not_stopped();
   for (size_t k = 0; k < builders.size(); ++k) {
     builders[k]->finalize(mcore::datasets::get_idx_path(prefixes[k]));
   }

@@ -236,6 +236,34 @@ TEST_F(PreprocessData, BadLinesNameTheLineAndCanBeSkipped) {
   fs::remove_all(dir);
 }
 
+// Ctrl-C (or a scheduler's SIGTERM) mid-run: the tool stops, says so, exits non-zero and leaves
+// neither the dataset nor its .tmp files. The input is a FIFO whose writer sends a few lines and
+// then keeps it open, so the signal always arrives while the tool is still reading.
+TEST_F(PreprocessData, InterruptedRunLeavesNothingBehind) {
+  const fs::path dir = temp_dir("interrupt");
+  const fs::path fifo = dir / "in.fifo";
+  // Run as a script file: the JSON's quotes need no escaping for a `sh -c` string.
+  const fs::path script = dir / "run.sh";
+  {
+    std::ofstream sh(script);
+    sh << "mkfifo " << fifo.string() << "\n"
+       << "( for i in 1 2 3; do echo '{\"text\": \"doc\"}'; done; sleep 3 ) > " << fifo.string()
+       << " &\n"
+       << tool_path().string() << " --input " << fifo.string() << " --output-prefix "
+       << (dir / "o").string() << " --tokenizer-type ByteTokenizer &\n"
+       << "pid=$!\nsleep 1\nkill -INT $pid\nwait $pid\n";
+  }
+  std::string out;
+  EXPECT_EQ(run("sh " + script.string(), &out), 1) << out;
+  EXPECT_NE(out.find("interrupted by signal 2"), std::string::npos) << out;
+  std::vector<std::string> left;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().filename() != "in.fifo" && e.path().filename() != "run.sh")
+      left.push_back(e.path().filename().string());
+  EXPECT_TRUE(left.empty()) << "left behind: " << (left.empty() ? "" : left[0]);
+  fs::remove_all(dir);
+}
+
 TEST_F(PreprocessData, UnknownFlagsAndMissingArgumentsAreErrors) {
   std::string out;
   EXPECT_EQ(run(tool_path().string() +
