@@ -130,6 +130,11 @@ std::string join(const std::vector<std::string>& v) {
   return s;
 }
 
+void print_warnings(const std::vector<std::string>& warnings) {
+  for (const auto& w : warnings)
+    std::fprintf(stderr, "convert_checkpoint: warning: %s\n", w.c_str());
+}
+
 int run(int argc, char** argv) {
   const Flags f = parse(argc, argv);
   if (f.direction == "hf-to-mcore") {
@@ -139,8 +144,7 @@ int run(int argc, char** argv) {
     o.params_dtype = f.params_dtype;
     o.make_vocab_size_divisible_by = f.divisible_by;
     const HFToMcoreResult r = convert_hf_to_mcore(o);
-    for (const auto& w : r.warnings)
-      std::fprintf(stderr, "convert_checkpoint: warning: %s\n", w.c_str());
+    print_warnings(r.warnings);
     std::printf("converted %s (%s, vocabulary %lld padded to %lld) to %s\n", f.hf_dir.c_str(),
                 architecture_name(r.architecture), static_cast<long long>(r.vocab_size),
                 static_cast<long long>(r.padded_vocab_size), r.checkpoint_dir.c_str());
@@ -156,14 +160,12 @@ int run(int argc, char** argv) {
         "they train on sequences of --seq-length %lld, max_position_embeddings capped at 4096: "
         "pass --seq-length to change it)\n",
         load.c_str(), static_cast<long long>(r.seq_length));
-    // Megatron's --use-checkpoint-args restores the model's shape, not training settings such
-    // as the load-balancing loss, which would otherwise be silently dropped in a fine-tune.
+    // The load-balancing coefficient is a training setting a fine-tune may want to change.
     for (size_t i = 0; i + 1 < r.model_flags.size(); ++i) {
       if (r.model_flags[i] == "--moe-aux-loss-coeff") {
         std::printf(
-            "            (--use-checkpoint-args does not restore --moe-aux-loss-coeff: "
-            "pass --moe-aux-loss-coeff %s to train with config.json's "
-            "router_aux_loss_coef)\n",
+            "            (the checkpoint keeps config.json's router_aux_loss_coef, which "
+            "--use-checkpoint-args restores; without it, pass --moe-aux-loss-coeff %s)\n",
             r.model_flags[i + 1].c_str());
       }
     }
@@ -176,8 +178,7 @@ int run(int argc, char** argv) {
   o.architecture = f.hf_architecture;
   o.vocab_size = f.vocab_size;
   const McoreToHFResult r = convert_mcore_to_hf(o);
-  for (const auto& w : r.warnings)
-    std::fprintf(stderr, "convert_checkpoint: warning: %s\n", w.c_str());
+  print_warnings(r.warnings);
   std::printf("converted %s to %s (%s, vocabulary %lld of %lld rows)%s\n", r.checkpoint_dir.c_str(),
               f.save_hf.c_str(), architecture_name(r.architecture),
               static_cast<long long>(r.vocab_size), static_cast<long long>(r.padded_vocab_size),

@@ -88,16 +88,7 @@ class ConvertCheckpoint : public ::testing::Test {
     delete make_;
     make_ = nullptr;
   }
-  void SetUp() override {
-    ASSERT_FALSE(hf_python().empty())
-        << "no transformers Python: run scripts/setup (it creates .venv-hf with transformers), "
-           "then re-run cmake, or set MCORE_HF_PYTHON";
-    ASSERT_TRUE(fs::exists(hf_python()))
-        << "MCORE_HF_PYTHON " << hf_python() << " does not exist: run scripts/setup";
-    ASSERT_TRUE(make_ && make_->rc == 0) << "hf_reference.py make failed:\n"
-                                         << (make_ ? make_->output : "");
-    ASSERT_TRUE(fs::exists(tool("convert_checkpoint"))) << "convert_checkpoint is not built";
-  }
+  void SetUp() override { convert_test::require_reference(make_); }
 
   static fs::path hf_dir(const std::string& v) { return *root_ / v / "hf"; }
   static fs::path ref(const std::string& v, const std::string& f) { return *root_ / v / f; }

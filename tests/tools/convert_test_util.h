@@ -32,6 +32,21 @@ inline std::string convert(const std::string& flags) {
   return "OMP_NUM_THREADS=2 " + training::trainer_test::tool("convert_checkpoint") + " " + flags;
 }
 
+// The checks every converter test starts with: the transformers Python exists, the suite's
+// `hf_reference.py make` run (`make`, null when it could not start) succeeded, and the tool is
+// built. Call from SetUp (a fatal failure there skips the test body).
+inline void require_reference(const training::trainer_test::RunResult* make) {
+  ASSERT_FALSE(hf_python().empty())
+      << "no transformers Python: run scripts/setup (it creates .venv-hf with transformers), "
+         "then re-run cmake, or set MCORE_HF_PYTHON";
+  ASSERT_TRUE(fs::exists(hf_python()))
+      << "MCORE_HF_PYTHON " << hf_python() << " does not exist: run scripts/setup";
+  ASSERT_TRUE(make && make->rc == 0) << "hf_reference.py make failed:\n"
+                                     << (make ? make->output : "");
+  ASSERT_TRUE(fs::exists(training::trainer_test::tool("convert_checkpoint")))
+      << "convert_checkpoint is not built";
+}
+
 // Runs hf_reference.py `check` over `jobs` (written to dir/jobs.json); fails with its report.
 inline void check_in_transformers(const fs::path& dir, const json& jobs) {
   const fs::path f = dir / "jobs.json";
