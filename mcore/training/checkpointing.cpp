@@ -39,7 +39,8 @@ Layout current_layout() {
   if (parallel_state::model_parallel_is_initialized()) {
     l.tp_rank = parallel_state::get_tensor_model_parallel_rank();
     l.tp_size = parallel_state::get_tensor_model_parallel_world_size();
-    l.dp_rank = parallel_state::get_data_parallel_rank();
+    // One writer per replica set: context-parallel ranks hold the same weights too.
+    l.dp_rank = parallel_state::get_data_parallel_rank(/*with_context_parallel=*/true);
   }
   return l;
 }

@@ -123,6 +123,12 @@ void note_flags_without_effect(const Arguments& a) {
   };
   for (const auto& [dest, note] : kNotes)
     if (a.is_set(dest)) warn(a, std::string(note) + "; the flag has no effect");
+  // The ring (p2p) and all-to-all schemes compute the same attention as the all-gather one;
+  // they differ only in memory and overlap.
+  if (a.is_set("cp_comm_type") && a.cp_comm_type != "allgather")
+    warn(a, "--cp-comm-type " + a.cp_comm_type +
+                ": context parallelism all-gathers the keys and values (Megatron's allgather); "
+                "the results are the same");
 }
 
 }  // namespace mcore::training

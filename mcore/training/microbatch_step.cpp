@@ -10,6 +10,7 @@
 #include "mcore/parallel_state/parallel_state.h"
 #include "mcore/tensor/factory.h"
 #include "mcore/training/training_device.h"
+#include "mcore/transformer/context_parallel.h"
 
 namespace mcore::training {
 
@@ -20,6 +21,35 @@ double all_reduce_scalar(const comm::ProcessGroupPtr& group, double v, comm::Red
   return t.item();
 }
 
+namespace {
+
+// This context-parallel rank's chunks of every per-token field (Megatron's
+// get_batch_on_this_cp_rank); the attention mask keeps its query rows and every key.
+datasets::GPTBatch slice_for_context_parallel_rank(const datasets::GPTBatch& b,
+                                                   const transformer::ContextParallelLayout& cp) {
+  if (cp.size == 1) return b;
+  datasets::GPTBatch out = b;
+  auto cut = [&](const Tensor& t, int64_t dim) {
+    return t.defined() ? transformer::slice_for_context_parallel_rank(t, dim, cp) : t;
+  };
+  out.tokens = cut(b.tokens, 1);
+  out.labels = cut(b.labels, 1);
+  out.loss_mask = cut(b.loss_mask, 1);
+  out.position_ids = cut(b.position_ids, 1);
+  out.attention_mask = cut(b.attention_mask, 2);
+  return out;
+}
+
+double sum_of(const Tensor& mask) {
+  const Tensor m = mask.contiguous();
+  const float* p = m.data<float>();
+  double s = 0;
+  for (int64_t i = 0; i < m.numel(); ++i) s += p[i];
+  return s;
+}
+
+}  // namespace
+
 StepLoss run_microbatches(GPTModelChunks& model, const std::vector<datasets::GPTBatch>& batches,
                           const Arguments& a, optimizer::MegatronOptimizer* opt, bool forward_only,
                           int64_t iteration) {
@@ -27,6 +57,8 @@ StepLoss run_microbatches(GPTModelChunks& model, const std::vector<datasets::GPT
   const int64_t num_mb = static_cast<int64_t>(batches.size());
   const int64_t dp_size = parallel_state::get_data_parallel_world_size();
   const int64_t dp_rank = parallel_state::get_data_parallel_rank();
+  const transformer::ContextParallelLayout cp =
+      transformer::context_parallel_layout(a.context_parallel_size);
   auto forward_step = [&](int64_t mb, int chunk, const Tensor& input,
                           bool last) -> pipeline_parallel::ForwardStepOutput {
     RngState r = get_rng_state();
@@ -34,13 +66,14 @@ StepLoss run_microbatches(GPTModelChunks& model, const std::vector<datasets::GPT
     set_rng_state(r);
     models::GPTModel& m = *model.chunks[static_cast<size_t>(chunk)];
     if (input.defined()) m.set_input_tensor(input);
-    // The loss-mask sum is taken on the host before the batch moves to the model's device.
-    const datasets::GPTBatch& host = batches[static_cast<size_t>(mb)];
-    double mask_sum = 0;
+    // The loss-mask sums are taken on the host before the batch moves to the model's device:
+    // the microbatch's (whose mean token loss is the objective) and this rank's share of it.
+    const datasets::GPTBatch& whole = batches[static_cast<size_t>(mb)];
+    const datasets::GPTBatch host = slice_for_context_parallel_rank(whole, cp);
+    double mask_sum = 0, local_mask_sum = 0;
     if (last) {
-      const Tensor mask = host.loss_mask.contiguous();
-      const float* mk = mask.data<float>();
-      for (int64_t i = 0; i < mask.numel(); ++i) mask_sum += mk[i];
+      mask_sum = sum_of(whole.loss_mask);
+      local_mask_sum = cp.size > 1 ? sum_of(host.loss_mask) : mask_sum;
     }
     const datasets::GPTBatch b = batch_to_device(host, model.device);
     Tensor out =
@@ -48,14 +81,18 @@ StepLoss run_microbatches(GPTModelChunks& model, const std::vector<datasets::GPT
                   last ? b.labels : Tensor());
     if (!last) return {out, {}, 0.0};
     Tensor loss = F::sum(F::mul(out, b.loss_mask));
-    const double value = loss.item();  // reported: the token-loss sum
-    if (!a.calculate_per_token_loss) loss = F::scale(loss, 1.0 / std::max(mask_sum, 1.0));
+    const double value = loss.item();  // reported: this rank's token-loss sum
+    // Each context-parallel rank holds part of the microbatch's loss; DDP averages gradients
+    // over data x context ranks, so the part is scaled by the context size (as Megatron's
+    // loss_func does) for the average to be the data-parallel mean.
+    if (!a.calculate_per_token_loss)
+      loss = F::scale(loss, static_cast<double>(cp.size) / std::max(mask_sum, 1.0));
     if (!forward_only && a.check_for_nan_in_loss_and_grad && !a.fp16 && !std::isfinite(value)) {
       MCORE_CHECK(false) << "Rank " << comm::get_rank() << ": found "
                          << (std::isnan(value) ? "NaN" : "Inf")
                          << " in local forward loss calculation at iteration " << iteration + 1;
     }
-    return {loss, {{"lm loss", value}}, mask_sum};
+    return {loss, {{"lm loss", value}}, local_mask_sum};
   };
   pipeline_parallel::ScheduleConfig sc;
   sc.num_microbatches = num_mb;
@@ -63,7 +100,7 @@ StepLoss run_microbatches(GPTModelChunks& model, const std::vector<datasets::GPT
   sc.forward_only = forward_only;
   sc.calculate_per_token_loss = a.calculate_per_token_loss;
   const transformer::TransformerConfig& cfg = model.chunks[0]->config();
-  int64_t seq = *a.seq_length;
+  int64_t seq = *a.seq_length / cp.size;
   if (cfg.sequence_parallel) seq /= cfg.tensor_model_parallel_size;
   sc.p2p.tensor_shape = {seq, *a.micro_batch_size, cfg.hidden_size};
   sc.p2p.pipeline_dtype = cfg.params_dtype;

@@ -52,6 +52,7 @@ transformer::TransformerConfig transformer_config_from_args(const Arguments& a) 
   c.tensor_model_parallel_size = a.tensor_model_parallel_size;
   c.pipeline_model_parallel_size = a.pipeline_model_parallel_size;
   c.sequence_parallel = a.sequence_parallel;
+  c.context_parallel_size = a.context_parallel_size;
   c.recompute_granularity = a.recompute_granularity.value_or("");
   c.recompute_method = a.recompute_method.value_or("");
   c.recompute_num_layers = a.recompute_num_layers.value_or(0);

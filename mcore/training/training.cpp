@@ -51,8 +51,9 @@ namespace mcore::training {
 int pretrain_gpt(Arguments& args) {
   using Clock = std::chrono::steady_clock;
   const auto start_time = Clock::now();
-  MCORE_CHECK(args.context_parallel_size == 1 && args.expert_model_parallel_size == 1)
-      << "--context-parallel-size and --expert-model-parallel-size must be 1 in pretrain_gpt";
+  MCORE_CHECK(args.expert_model_parallel_size == 1)
+      << "--expert-model-parallel-size must be 1 in pretrain_gpt: the experts of a "
+         "mixture-of-experts layer run on every data-parallel rank";
   MCORE_CHECK(args.lr || args.skip_train) << "--lr is required";
   if (!args.lr) args.lr = 0.0;  // evaluation only: the optimizer never steps
   install_exit_signal_handlers();
@@ -63,11 +64,16 @@ int pretrain_gpt(Arguments& args) {
       static_cast<int>(args.pipeline_model_parallel_size),
       args.virtual_pipeline_model_parallel_size
           ? std::optional<int>(static_cast<int>(*args.virtual_pipeline_model_parallel_size))
-          : std::nullopt);
+          : std::nullopt,
+      static_cast<int>(args.context_parallel_size));
   const int rank = comm::get_rank();
+  // Samples are split over the data-parallel ranks; the context-parallel ranks of one
+  // data-parallel rank read the same samples and each keeps its chunks of the sequence.
   const int dp_rank = parallel_state::get_data_parallel_rank();
   const int dp_size = parallel_state::get_data_parallel_world_size();
-  comm::ProcessGroupPtr dp_group = parallel_state::get_data_parallel_group();
+  // The loss is summed over every rank's tokens: data and context parallel.
+  comm::ProcessGroupPtr dp_group =
+      parallel_state::get_data_parallel_group(/*with_context_parallel=*/true);
   if (args.save && !args.skip_train && rank == 0) lock_save_directory(*args.save);
   const Device device = select_training_device(args);
   // Megatron's timers (--timing-log-level), used by the library's phases through the global.
@@ -103,7 +109,7 @@ int pretrain_gpt(Arguments& args) {
   // error.
   ddp_config.check_for_nan_in_grad = args.check_for_nan_in_loss_and_grad && !args.fp16;
   GPTModelChunks model = build_gpt_model_chunks(args, config, ddp_config, device);
-  if (parallel_state::get_data_parallel_rank() == 0) {
+  if (parallel_state::get_data_parallel_rank(/*with_context_parallel=*/true) == 0) {
     std::printf(
         " > number of parameters on (tensor, pipeline) model parallel rank (%d, %d): %lld\n",
         parallel_state::get_tensor_model_parallel_rank(),

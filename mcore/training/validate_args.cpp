@@ -335,6 +335,16 @@ void validate_args(Arguments& a, int64_t world_size, int64_t rank) {
            "context-parallel-size > 1 (seq-length "
         << *a.seq_length << ", context-parallel-size " << a.context_parallel_size << ")";
   }
+  if (a.sequence_parallel && tp > 1) {
+    ARG_CHECK(*a.seq_length % (a.context_parallel_size * tp) == 0)
+        << "with --sequence-parallel, seq-length (" << *a.seq_length
+        << ") / context-parallel-size (" << a.context_parallel_size
+        << ") must be a multiple of tensor-model-parallel-size (" << tp << ")";
+  }
+  ARG_CHECK(a.context_parallel_size == 1 || !a.num_experts)
+      << "--context-parallel-size " << a.context_parallel_size
+      << " with --num-experts: mixture-of-experts layers run without context parallelism here; "
+         "use data and pipeline parallelism (--context-parallel-size 1)";
   ARG_CHECK(*a.max_position_embeddings >= *a.seq_length)
       << "max_position_embeddings (" << *a.max_position_embeddings
       << ") must be greater than or equal to seq_length (" << *a.seq_length << ")";

@@ -17,7 +17,8 @@ DotProductAttention::DotProductAttention(const CoreAttentionArgs& args)
               args.attn_mask_type == AttnMaskType::kPaddingCausal),
       dropout_p_(args.config->attention_dropout),
       dropout_stream_(nn::stream_for_name(args.param_name("attention_dropout"))),
-      tp_group_(args.tp_group) {
+      tp_group_(args.tp_group),
+      cp_(context_parallel_layout(args.config->context_parallel_size)) {
   softmax_scale_ = config_->softmax_scale > 0
                        ? config_->softmax_scale
                        : 1.0 / std::sqrt(static_cast<double>(config_->kv_channels));
@@ -32,17 +33,47 @@ Tensor DotProductAttention::forward(const Tensor& q, const Tensor& k, const Tens
       << "DotProductAttention: query heads (" << q.size(2) << ") must be a multiple of the "
       << "key/value heads (" << k.size(2) << ", " << v.size(2) << ")";
   const int64_t sq = q.size(0), b = q.size(1), np = q.size(2), hn = v.size(3);
-  Tensor ctx;
-  if (is_training() && dropout_p_ > 0) {
-    ctx = unfused(q, k, v, mask);
-  } else {
-    ops::AttentionOptions o;
-    o.softmax_scale = softmax_scale_;
-    o.causal = causal_;
-    o.attention_mask = mask;
-    ctx = F::attention(q, k, v, o);  // [sq, b, np, hn], contiguous
-  }
+  Tensor ctx = cp_.size > 1 ? context_parallel(q, k, v, mask) : attend(q, k, v, mask);
   return F::reshape(ctx, {sq, b, np * hn});
+}
+
+Tensor DotProductAttention::attend(const Tensor& q, const Tensor& k, const Tensor& v,
+                                   const Tensor& mask, int64_t q_row, int64_t global_len) const {
+  if (is_training() && dropout_p_ > 0) return unfused(q, k, v, mask, q_row, global_len);
+  ops::AttentionOptions o;
+  o.softmax_scale = softmax_scale_;
+  o.causal = causal_;
+  o.attention_mask = mask;
+  return F::attention(q, k, v, o);  // [sq, b, np, hn], contiguous
+}
+
+// Each local chunk's queries sit at global rows [g c, (g + 1) c); causally they see the keys
+// [0, (g + 1) c), whose bottom-right aligned causal mask is the global one.
+Tensor DotProductAttention::context_parallel(const Tensor& q, const Tensor& k, const Tensor& v,
+                                             const Tensor& mask) const {
+  const int64_t sl = q.size(0), c = sl / 2;
+  MCORE_CHECK(k.size(0) == sl && v.size(0) == sl && sl % 2 == 0)
+      << "DotProductAttention: under context parallelism q, k and v hold this rank's two "
+      << "sequence chunks, got " << shape_str(q.shape()) << ", " << shape_str(k.shape()) << ", "
+      << shape_str(v.shape());
+  const Tensor kg = gather_sequence_from_context_parallel_region(k, cp_);
+  const Tensor vg = gather_sequence_from_context_parallel_region(v, cp_);
+  const int64_t s = kg.size(0);
+  std::vector<Tensor> out;
+  for (int j = 0; j < 2; ++j) {
+    const int64_t g = cp_.global_chunk(j);
+    const int64_t len = causal_ ? (g + 1) * c : s;
+    Tensor m;
+    if (mask.defined()) {
+      // The batch's mask holds this rank's query rows and every key.
+      m = mask.dim() == 2 ? mask.narrow(1, 0, len) : mask.narrow(3, 0, len);
+      if (m.dim() == 4 && m.size(2) == sl) m = m.narrow(2, j * c, c);
+      m = m.contiguous();
+    }
+    out.push_back(attend(F::narrow(q, 0, j * c, c), F::narrow(kg, 0, 0, len),
+                         F::narrow(vg, 0, 0, len), m, g * c, s));
+  }
+  return F::cat(out, 0);
 }
 
 namespace {
@@ -55,7 +86,7 @@ Tensor heads_first(const Tensor& t) {
 }  // namespace
 
 Tensor DotProductAttention::unfused(const Tensor& q, const Tensor& k, const Tensor& v,
-                                    const Tensor& mask) const {
+                                    const Tensor& mask, int64_t q_row, int64_t global_len) const {
   const int64_t sq = q.size(0), b = q.size(1), np = q.size(2), sk = k.size(0), ng = k.size(2);
   Tensor qh = heads_first(q), kh = heads_first(k), vh = heads_first(v);  // [n, b, s, d]
   if (np != ng) {
@@ -99,13 +130,24 @@ Tensor DotProductAttention::unfused(const Tensor& q, const Tensor& k, const Tens
   }
   Tensor probs = F::softmax(scores, softmax_scale_, causal_);
   // This rank's heads are the contiguous slice [rank * np, (rank + 1) * np) of the global
-  // [heads, b, sq, sk] probabilities.
+  // [heads, b, sq, sk] probabilities. Under context parallelism the global tensor is
+  // [heads, b, s, s], and this block is rows [q_row, q_row + sq) and keys [0, sk) of each
+  // (head, sample) slab.
   int tp_rank = 0;
   if (config_->tensor_model_parallel_size > 1)
     tp_rank = tensor_parallel::resolve_tp_group(tp_group_)->rank();
+  ops::DropoutIndexMap map =
+      ops::DropoutIndexMap::contiguous(static_cast<uint64_t>(tp_rank) * probs.numel());
+  if (q_row >= 0) {
+    const uint64_t slab = static_cast<uint64_t>(global_len) * global_len;
+    map.offset = static_cast<uint64_t>(tp_rank * np * b) * slab + q_row * global_len;
+    map.rows = sq;
+    map.cols = sk;
+    map.row_stride = global_len;
+    map.slab_stride = slab;
+  }
   RngState rng = get_rng_state();
-  probs = F::dropout(probs, dropout_p_, true, rng.seed, mix_stream(dropout_stream_, rng.step),
-                     static_cast<uint64_t>(tp_rank) * static_cast<uint64_t>(probs.numel()));
+  probs = F::dropout(probs, dropout_p_, true, rng.seed, mix_stream(dropout_stream_, rng.step), map);
   Tensor ctx = F::matmul(probs, vh);                    // [np, b, sq, hn]
   return F::contiguous(F::permute(ctx, {2, 1, 0, 3}));  // [sq, b, np, hn]
 }

@@ -14,11 +14,16 @@
 //           [np, b, sq, sk] so a rank's heads are one contiguous slice of the global
 //           [heads, b, sq, sk] tensor and the dropout mask is the same for any tensor-parallel
 //           layout.
+// Context parallelism (config.context_parallel_size > 1, transformer/context_parallel.h): q, k
+// and v hold this rank's two sequence chunks; k and v are all-gathered over the group and each
+// query chunk attends to the key prefix up to its own end, through either path. Attention
+// dropout stays keyed by the element's place in the global probabilities.
 // Masks: causal for AttnMaskType kCausal / kPaddingCausal (bottom-right aligned), plus the
 // optional bool attention_mask (TRUE = masked out) shaped [b, sk] or [b, 1, sq|1, sk].
 #pragma once
 
 #include "mcore/nn/module.h"
+#include "mcore/transformer/context_parallel.h"
 #include "mcore/transformer/spec.h"
 
 namespace mcore::transformer {
@@ -33,7 +38,15 @@ class DotProductAttention : public nn::Module {
   double softmax_scale() const { return softmax_scale_; }
 
  private:
-  Tensor unfused(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask) const;
+  // One block of queries against its keys. Under context parallelism the queries are global
+  // rows [q_row, q_row + sq) and the keys a prefix of the global_len keys; q_row < 0: the block
+  // is the whole (tensor-parallel rank's) problem.
+  Tensor attend(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
+                int64_t q_row = -1, int64_t global_len = 0) const;
+  Tensor unfused(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
+                 int64_t q_row, int64_t global_len) const;
+  Tensor context_parallel(const Tensor& q, const Tensor& k, const Tensor& v,
+                          const Tensor& mask) const;
 
   const TransformerConfig* config_;
   bool causal_;
@@ -41,6 +54,7 @@ class DotProductAttention : public nn::Module {
   double dropout_p_;
   uint64_t dropout_stream_;
   ProcessGroupPtr tp_group_;
+  ContextParallelLayout cp_;
 };
 
 }  // namespace mcore::transformer

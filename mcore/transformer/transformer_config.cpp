@@ -119,11 +119,12 @@ void TransformerConfig::validate() const {
         << "\" is not implemented; use aux_loss or none";
     MCORE_CHECK(moe_aux_loss_coeff >= 0 && moe_z_loss_coeff >= 0)
         << w << "moe_aux_loss_coeff and moe_z_loss_coeff must be >= 0";
-    MCORE_CHECK(tensor_model_parallel_size == 1 && expert_model_parallel_size == 1)
-        << w << "mixture-of-experts layers run without tensor or expert parallelism here "
-        << "(tensor_model_parallel_size " << tensor_model_parallel_size
-        << ", expert_model_parallel_size " << expert_model_parallel_size
-        << "); use data and pipeline parallelism";
+    MCORE_CHECK(tensor_model_parallel_size == 1 && expert_model_parallel_size == 1 &&
+                context_parallel_size == 1)
+        << w << "mixture-of-experts layers run without tensor, context or expert parallelism "
+        << "here (tensor_model_parallel_size " << tensor_model_parallel_size
+        << ", context_parallel_size " << context_parallel_size << ", expert_model_parallel_size "
+        << expert_model_parallel_size << "); use data and pipeline parallelism";
   }
 
   const std::string& pe = position_embedding_type;
@@ -185,6 +186,8 @@ void TransformerConfig::validate() const {
                            << "\" is set but recompute_granularity is not: set "
                               "recompute_granularity to \"full\"";
   }
+  MCORE_CHECK(context_parallel_size >= 1)
+      << w << "context_parallel_size must be >= 1, got " << context_parallel_size;
   MCORE_CHECK(!sequence_parallel || tensor_model_parallel_size > 1)
       << w << "sequence_parallel needs tensor_model_parallel_size > 1";
 }

@@ -91,6 +91,9 @@ struct TransformerConfig {
   int64_t tensor_model_parallel_size = 1;
   int64_t pipeline_model_parallel_size = 1;
   bool sequence_parallel = false;
+  // Context parallelism (transformer/context_parallel.h): each rank holds 2 of the sequence's
+  // 2 * context_parallel_size chunks; attention all-gathers keys and values over the group.
+  int64_t context_parallel_size = 1;
 
   // ---- activation recompute ----
   std::string recompute_granularity;  // "" (None) | "full" | "selective"

@@ -42,6 +42,7 @@ TransformerLayer::TransformerLayer(const TransformerLayerArgs& args,
 
   attn_dropout_stream_ = nn::stream_for_name(args.param_name("self_attn_bda"));
   mlp_dropout_stream_ = nn::stream_for_name(args.param_name("mlp_bda"));
+  cp_ = context_parallel_layout(config_->context_parallel_size);
 }
 
 Tensor TransformerLayer::bias_dropout_add(const LinearOutput& x, const Tensor& residual,
@@ -49,15 +50,16 @@ Tensor TransformerLayer::bias_dropout_add(const LinearOutput& x, const Tensor& r
   Tensor out = x.output_bias.defined() ? F::add(x.output, x.output_bias) : x.output;
   const double p = config_->hidden_dropout;
   if (is_training() && p > 0) {
-    // Under sequence parallelism this rank holds rows [rank * s/tp, (rank + 1) * s/tp) of the
-    // global [s, b, h] tensor: a contiguous slice starting at rank * numel.
-    uint64_t offset = 0;
+    // Under sequence parallelism this rank holds rows [rank * s/tp, (rank + 1) * s/tp) of its
+    // (context-parallel rank's) sequence; sequence_dropout keys each row by its global place.
+    int64_t first_row = 0, local_len = out.size(0);
     if (config_->sequence_parallel) {
-      offset = static_cast<uint64_t>(tensor_parallel::resolve_tp_group(tp_group_)->rank()) *
-               static_cast<uint64_t>(out.numel());
+      first_row = tensor_parallel::resolve_tp_group(tp_group_)->rank() * out.size(0);
+      local_len *= config_->tensor_model_parallel_size;
     }
     RngState rng = get_rng_state();
-    out = F::dropout(out, p, true, rng.seed, mix_stream(stream, rng.step), offset);
+    out = sequence_dropout(out, p, true, rng.seed, mix_stream(stream, rng.step), first_row,
+                           local_len, cp_);
   }
   return F::add(residual, out);
 }

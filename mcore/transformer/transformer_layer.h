@@ -8,6 +8,7 @@
 #pragma once
 
 #include "mcore/nn/module.h"
+#include "mcore/transformer/context_parallel.h"
 #include "mcore/transformer/spec.h"
 
 namespace mcore::transformer {
@@ -32,6 +33,7 @@ class TransformerLayer : public nn::Module {
   Slot<AttentionFn> self_attention_;
   Slot<MLPFn> mlp_;
   uint64_t attn_dropout_stream_, mlp_dropout_stream_;
+  ContextParallelLayout cp_;
 };
 
 }  // namespace mcore::transformer

@@ -59,6 +59,42 @@ TEST(Dropout, PartitionInvariance) {
   EXPECT_TENSOR_CLOSE(gb, b, 0, 0);
 }
 
+// An index map places a block that is not one slice of the global tensor: rows 3..5 of every
+// slab, each row a 7-wide prefix of the global 11-wide row (a context-parallel rank's query
+// rows against a prefix of the keys). Its mask, forward and backward are the global tensor's
+// there; a contiguous map is the plain offset.
+TEST(Dropout, IndexMapPlacesRowsOfSlabs) {
+  const double p = 0.35;
+  const uint64_t off = 1001;  // odd: rows start mid Philox block
+  Tensor global_mask = ops::dropout_mask({4, 9, 11}, p, kSeed, kStream, off);
+  ops::DropoutIndexMap map{off + 3 * 11, 3, 7, 11, 99};
+  Tensor local_mask = ops::dropout_mask({4, 3, 7}, p, kSeed, kStream, map);
+  EXPECT_TENSOR_CLOSE(local_mask.to(DType::F32),
+                      global_mask.narrow(1, 3, 3).narrow(2, 0, 7).contiguous().to(DType::F32), 0,
+                      0);
+  Tensor xg = random_tensor({4, 9, 11}, 3, DType::F32);
+  Tensor yg = ops::dropout_forward(xg, p, kSeed, kStream, off);
+  Tensor xl = xg.narrow(1, 3, 3).narrow(2, 0, 7).contiguous();
+  EXPECT_TENSOR_CLOSE(ops::dropout_forward(xl, p, kSeed, kStream, map),
+                      yg.narrow(1, 3, 3).narrow(2, 0, 7).contiguous(), 0, 0);
+  EXPECT_TENSOR_CLOSE(ops::dropout_backward(xl, p, kSeed, kStream, map),
+                      yg.narrow(1, 3, 3).narrow(2, 0, 7).contiguous(), 0, 0);
+  // Large enough for the threaded path: 64 slabs of 40 rows of 200.
+  Tensor big = ops::dropout_mask({64, 40, 200}, p, kSeed, kStream,
+                                 ops::DropoutIndexMap{off, 40, 200, 300, 300 * 50});
+  Tensor ref = ops::dropout_mask({64, 50, 300}, p, kSeed, kStream, off);
+  EXPECT_TENSOR_CLOSE(big.to(DType::F32),
+                      ref.narrow(1, 0, 40).narrow(2, 0, 200).contiguous().to(DType::F32), 0, 0);
+  EXPECT_TENSOR_CLOSE(
+      ops::dropout_mask({5, 7}, p, kSeed, kStream, ops::DropoutIndexMap::contiguous(off))
+          .to(DType::F32),
+      ops::dropout_mask({5, 7}, p, kSeed, kStream, off).to(DType::F32), 0, 0);
+  // A map that does not tile the tensor is refused.
+  EXPECT_THROW(
+      ops::dropout_mask({4, 3, 8}, p, kSeed, kStream, ops::DropoutIndexMap{0, 5, 7, 11, 99}),
+      Error);
+}
+
 // Large n: the kept fraction is 1 - p and E[y] = x within 5 binomial standard deviations.
 TEST(Dropout, KeepFractionAndExpectation) {
   const int64_t n = 200003;  // also exercises the multi-threaded path

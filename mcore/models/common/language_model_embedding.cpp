@@ -35,6 +35,7 @@ LanguageModelEmbedding::LanguageModelEmbedding(const transformer::TransformerCon
                                                         config.params_dtype));
   }
   dropout_stream_ = nn::stream_for_name(p + "embedding_dropout");
+  cp_ = transformer::context_parallel_layout(config.context_parallel_size);
 }
 
 Tensor LanguageModelEmbedding::forward(const Tensor& input_ids, const Tensor& position_ids) const {
@@ -55,16 +56,19 @@ Tensor LanguageModelEmbedding::forward(const Tensor& input_ids, const Tensor& po
     emb = F::add(emb, position_embeddings_->forward(pos));  // broadcasts [1, s, h]
   }
   emb = F::contiguous(F::transpose(emb, 0, 1));  // [s, b, h]
-  uint64_t offset = 0;
+  // Under sequence parallelism this rank keeps rows [rank * s/tp, (rank + 1) * s/tp) of its
+  // (context-parallel rank's) sequence; sequence_dropout keys each row by its global place.
+  const int64_t local_len = emb.size(0);
+  int64_t first_row = 0;
   if (config_->sequence_parallel) {
     emb = tensor_parallel::scatter_to_sequence_parallel_region(emb, tp_group_);
-    offset = static_cast<uint64_t>(tensor_parallel::resolve_tp_group(tp_group_)->rank()) *
-             static_cast<uint64_t>(emb.numel());
+    first_row = tensor_parallel::resolve_tp_group(tp_group_)->rank() * emb.size(0);
   }
   if (is_training() && config_->hidden_dropout > 0) {
     RngState rng = get_rng_state();
-    emb = F::dropout(emb, config_->hidden_dropout, true, rng.seed,
-                     mix_stream(dropout_stream_, rng.step), offset);
+    emb = transformer::sequence_dropout(emb, config_->hidden_dropout, true, rng.seed,
+                                        mix_stream(dropout_stream_, rng.step), first_row, local_len,
+                                        cp_);
   }
   return emb;
 }

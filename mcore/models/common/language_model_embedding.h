@@ -12,6 +12,7 @@
 #include "mcore/nn/embedding.h"
 #include "mcore/nn/module.h"
 #include "mcore/tensor_parallel/layers.h"
+#include "mcore/transformer/context_parallel.h"
 #include "mcore/transformer/transformer_config.h"
 
 namespace mcore::models {
@@ -38,6 +39,7 @@ class LanguageModelEmbedding : public nn::Module {
   std::shared_ptr<tensor_parallel::VocabParallelEmbedding> word_embeddings_;
   std::shared_ptr<nn::Embedding> position_embeddings_;  // null unless learned_absolute
   uint64_t dropout_stream_;
+  transformer::ContextParallelLayout cp_;
 };
 
 }  // namespace mcore::models

@@ -5,6 +5,7 @@
 #include "mcore/tensor/factory.h"
 #include "mcore/tensor_parallel/cross_entropy.h"
 #include "mcore/tensor_parallel/utils.h"
+#include "mcore/transformer/context_parallel.h"
 
 namespace mcore::models {
 
@@ -100,7 +101,15 @@ Tensor GPTModel::forward(const Tensor& input_ids, const Tensor& position_ids,
   if (rotary_pos_emb_) {
     int64_t s = hidden.size(0);
     if (config_.sequence_parallel) s *= config_.tensor_model_parallel_size;
-    in.rotary_pos_emb = rotary_pos_emb_->forward(s, offset, hidden.device());
+    // Under context parallelism the rank's sequence is two chunks of the global one: the
+    // table for the whole sequence, cut as the batch was (Megatron's get_pos_emb_on_this_cp_rank).
+    const transformer::ContextParallelLayout cp =
+        transformer::context_parallel_layout(config_.context_parallel_size);
+    MCORE_CHECK(cp.size == 1 || !inference_context)
+        << "GPTModel: inference runs without context parallelism (context_parallel_size " << cp.size
+        << ")";
+    in.rotary_pos_emb = transformer::slice_for_context_parallel_rank(
+        rotary_pos_emb_->forward(s * cp.size, offset, hidden.device()), 0, cp);
     in.rotary_mscale = rotary_pos_emb_->mscale();
   }
   hidden = decoder_->forward(hidden, in);

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "mcore/ops/dropout.h"
 #include "mcore/tensor/tensor.h"
 
 namespace mcore::F {
@@ -13,5 +14,8 @@ namespace mcore::F {
 // index of x's first element when x is a slice of a larger tensor.
 Tensor dropout(const Tensor& x, double p, bool training, uint64_t seed, uint64_t stream,
                uint64_t global_offset = 0);
+// The same for a tensor whose elements sit in the global tensor as `map` says.
+Tensor dropout(const Tensor& x, double p, bool training, uint64_t seed, uint64_t stream,
+               const ops::DropoutIndexMap& map);
 
 }  // namespace mcore::F
