@@ -35,40 +35,68 @@ DistributedDataParallel::DistributedDataParallel(std::shared_ptr<nn::Module> mod
   }
 
   // One buffer per (param dtype, grad dtype), in order of first appearance, as Megatron's
-  // group_params_for_buffers.
-  std::vector<std::pair<DType, std::vector<nn::ParameterPtr>>> groups;
+  // group_params_for_buffers; expert weights (allreduce = false) in buffers of their own,
+  // reduced over the expert-data-parallel group (Megatron's expert_parallel_buffers).
+  struct Group {
+    DType dtype;
+    bool expert;
+    std::vector<nn::ParameterPtr> params;
+  };
+  std::vector<Group> groups;
   for (const auto& p : params_) {
-    auto it = std::find_if(groups.begin(), groups.end(),
-                           [&](const auto& g) { return g.first == p->dtype(); });
+    auto it = std::find_if(groups.begin(), groups.end(), [&](const Group& g) {
+      return g.dtype == p->dtype() && g.expert == !p->allreduce;
+    });
     if (it == groups.end()) {
-      groups.push_back({p->dtype(), {}});
+      groups.push_back({p->dtype(), !p->allreduce, {}});
       it = std::prev(groups.end());
     }
-    it->second.push_back(p);
+    it->params.push_back(p);
+  }
+  const bool has_experts =
+      std::any_of(groups.begin(), groups.end(), [](const Group& g) { return g.expert; });
+  if (has_experts) {
+    MCORE_CHECK(ps_ready) << "DistributedDataParallel: expert-parallel parameters "
+                             "(allreduce = false) need parallel_state's expert groups";
+    expert_dp_group_ = parallel_state::get_expert_data_parallel_group();
   }
   MCORE_CHECK(!(config_.average_in_collective && config_.calculate_per_token_loss))
       << "DistributedDataParallel: average_in_collective and calculate_per_token_loss exclude "
          "each other (per-token loss needs summed gradients)";
-  const double scaling = config_.average_in_collective || config_.calculate_per_token_loss
-                             ? 1.0
-                             : 1.0 / dp_group_->size();
-  for (auto& [dtype, params] : groups) {
-    const DType grad_dtype = config_.grad_reduce_in_fp32 ? DType::F32 : dtype;
+  // Gradients end as the mean over the data-parallel ranks. An expert's gradient already sums
+  // the tokens of every expert-parallel rank (they are data-parallel ranks too), so its buffer
+  // is scaled by 1/dp as well, and by edp/dp when the collective averages over edp ranks.
+  const double dp = dp_group_->size();
+  auto scaling_for = [&](bool expert) {
+    if (config_.calculate_per_token_loss) return 1.0;
+    if (!config_.average_in_collective) return 1.0 / dp;
+    return expert ? expert_dp_group_->size() / dp : 1.0;
+  };
+  std::vector<bool> expert_buffer;
+  for (auto& g : groups) {
+    expert_buffer.push_back(g.expert);
+    const DType grad_dtype = config_.grad_reduce_in_fp32 ? DType::F32 : g.dtype;
     buffers_.push_back(std::make_unique<ParamAndGradBuffer>(
-        config_, dtype, grad_dtype, std::move(params), dp_group_, bucket_size_, scaling));
+        config_, g.dtype, grad_dtype, std::move(g.params), g.expert ? expert_dp_group_ : dp_group_,
+        bucket_size_, scaling_for(g.expert)));
   }
-  // No fp8 buffers: one bucket per group, or everything in one group without bucketing.
+  // No fp8 buffers: one bucket per group, or everything over one reduction group in one
+  // bucket group without bucketing.
   if (options.disable_bucketing) {
-    std::vector<ParamAndGradBucket*> all;
-    for (auto& buf : buffers_)
-      for (auto& b : buf->buckets()) all.push_back(&b);
-    if (!all.empty())
-      bucket_groups_.push_back(std::make_unique<ParamAndGradBucketGroup>(all, config_, dp_group_));
+    for (const bool expert : {false, true}) {
+      std::vector<ParamAndGradBucket*> all;
+      for (size_t i = 0; i < buffers_.size(); ++i)
+        if (expert_buffer[i] == expert)
+          for (auto& b : buffers_[i]->buckets()) all.push_back(&b);
+      if (!all.empty())
+        bucket_groups_.push_back(std::make_unique<ParamAndGradBucketGroup>(
+            all, config_, expert ? expert_dp_group_ : dp_group_));
+    }
   } else {
     for (auto& buf : buffers_)
       for (auto& b : buf->buckets())
-        bucket_groups_.push_back(
-            std::make_unique<ParamAndGradBucketGroup>(std::vector{&b}, config_, dp_group_));
+        bucket_groups_.push_back(std::make_unique<ParamAndGradBucketGroup>(
+            std::vector{&b}, config_, buf->data_parallel_group()));
   }
   for (auto& g : bucket_groups_)
     for (ParamAndGradBucket* b : g->buckets())
@@ -138,7 +166,7 @@ void DistributedDataParallel::broadcast_params() {
   NoGradGuard no_grad;
   for (const auto& p : module_->parameters()) {
     Tensor t = p->detach();
-    dp_group_->broadcast(t, 0);
+    (p->allreduce ? dp_group_ : expert_dp_group_)->broadcast(t, 0);
   }
 }
 

@@ -54,6 +54,8 @@ class DistributedDataParallel {
   const std::shared_ptr<nn::Module>& module() const { return module_; }
   const DistributedDataParallelConfig& ddp_config() const { return config_; }
   const comm::ProcessGroupPtr& data_parallel_group() const { return dp_group_; }
+  // The group expert weights (allreduce = false) are reduced over; null without them.
+  const comm::ProcessGroupPtr& expert_data_parallel_group() const { return expert_dp_group_; }
   // Elements per bucket in use (unset: one bucket per buffer).
   std::optional<int64_t> bucket_size() const { return bucket_size_; }
 
@@ -99,6 +101,7 @@ class DistributedDataParallel {
   std::shared_ptr<nn::Module> module_;
   DistributedDataParallelConfig config_;
   comm::ProcessGroupPtr dp_group_;
+  comm::ProcessGroupPtr expert_dp_group_;  // set when the module has expert-parallel weights
   std::optional<int64_t> bucket_size_;
   std::vector<nn::ParameterPtr> params_;
   std::vector<std::unique_ptr<ParamAndGradBuffer>> buffers_;

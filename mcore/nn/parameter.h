@@ -26,6 +26,10 @@ class Parameter : public Tensor {
   // skips so the weight is counted once.
   bool shared_embedding = false;
   bool shared = false;
+  // Megatron's `allreduce`: false for the weights of an expert under expert parallelism. Each
+  // expert-parallel rank holds other experts, so their grads are reduced (and their copies kept
+  // equal) over the expert-data-parallel group instead of the data-parallel one.
+  bool allreduce = true;
   // Excluded from weight decay (biases and norm weights, as Megatron does).
   bool no_weight_decay = false;
   // fp32 gradient accumulation buffer slice (set by DistributedDataParallel).

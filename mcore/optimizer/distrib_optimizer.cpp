@@ -22,9 +22,12 @@ DistributedOptimizerShards::DistributedOptimizerShards(
         << "distributed optimizer: model chunks reduce over data-parallel groups of different "
            "sizes";
   }
-  const int64_t dp = group_->size(), rank = group_->rank();
   for (auto* ddp : chunks_) {
     for (const auto& buffer : ddp->buffers()) {
+      // Each buffer is sharded over the group it is reduced over: the data-parallel one, or the
+      // expert-data-parallel one for expert weights.
+      const comm::ProcessGroupPtr& g = buffer->data_parallel_group();
+      const int64_t dp = g->size(), rank = g->rank();
       const distributed::ParamLayout& layout = buffer->layout();
       const auto& params = buffer->params();
       for (size_t k = 0; k < params.size(); ++k) {
@@ -58,7 +61,8 @@ void DistributedOptimizerShards::gather_buffer(
     const std::function<void(const nn::Parameter&, const Tensor&)>& full, Tensor flat) const {
   const distributed::ParamLayout& layout = buffer.layout();
   if (layout.numel() == 0) return;
-  const int64_t dp = group_->size(), rank = group_->rank();
+  const comm::ProcessGroupPtr& group = buffer.data_parallel_group();
+  const int64_t dp = group->size(), rank = group->rank();
   NoGradGuard no_grad;
   if (!flat.defined()) flat = zeros({layout.numel()}, {dtype, buffer.grad_data().device()});
   const auto& params = buffer.params();
@@ -78,7 +82,7 @@ void DistributedOptimizerShards::gather_buffer(
     // In place: this rank's shard already sits at its slot of the bucket.
     const Tensor mine = flat.narrow(0, start + rank * shard, shard);
     Tensor all = flat.narrow(0, start, end - start);
-    group_->all_gather(all, mine);
+    group->all_gather(all, mine);
   }
   for (size_t k = 0; k < params.size(); ++k) {
     const distributed::ParamRange& r = layout.param_ranges[k];

@@ -191,7 +191,8 @@ std::vector<Tensor> MegatronOptimizer::get_main_grads_for_grad_norm() const {
   for (const auto& slots : slots_) {
     for (const Slot& s : slots) {
       if (s.grad.defined() && s.grad.numel() > 0 && param_is_not_shared(*s.model) &&
-          param_is_not_tensor_parallel_duplicate(*s.model, tp_rank_)) {
+          param_is_not_tensor_parallel_duplicate(*s.model, tp_rank_) &&
+          (!grad_stats_filter_ || grad_stats_filter_(*s.model))) {
         out.push_back(s.grad);
       }
     }

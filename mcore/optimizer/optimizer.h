@@ -15,6 +15,7 @@
 // the global norm (clip_grads.h), and applies the update with each group's lr and weight decay.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -91,6 +92,13 @@ class MegatronOptimizer {
   virtual ~MegatronOptimizer() = default;
   MegatronOptimizer(const MegatronOptimizer&) = delete;
   MegatronOptimizer& operator=(const MegatronOptimizer&) = delete;
+
+  // Which parameters this rank counts in the grad norm and zero count, when the stats group
+  // spans ranks holding copies of them (expert parallelism without the distributed optimizer
+  // reduces over every rank, so each copy must be counted once). Unset: all.
+  void set_grad_stats_filter(std::function<bool(const nn::Parameter&)> filter) {
+    grad_stats_filter_ = std::move(filter);
+  }
 
   // set_to_none: drop each model param's grad (else fill it with zeros). main_grad is DDP's.
   void zero_grad(bool set_to_none = true);
@@ -169,6 +177,7 @@ class MegatronOptimizer {
   std::vector<std::vector<Slot>> slots_;  // [group][param]
   std::unique_ptr<MegatronGradScaler> grad_scaler_;
   comm::ProcessGroupPtr grad_stats_group_;
+  std::function<bool(const nn::Parameter&)> grad_stats_filter_;
   int tp_rank_;
   int64_t iteration_ = 0;
   int64_t num_skipped_ = 0;

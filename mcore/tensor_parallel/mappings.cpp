@@ -162,4 +162,52 @@ Tensor reduce_scatter_to_sequence_parallel_region(const Tensor& input, ProcessGr
   return apply_mapping(input, Op::kReduceScatterFirst, Op::kGatherFirst, std::move(group));
 }
 
+namespace {
+
+// Rows exchanged by split sizes; the backward swaps the two lists.
+Tensor exchange_rows(const Tensor& x_, const std::vector<int64_t>& out_splits,
+                     const std::vector<int64_t>& in_splits, const ProcessGroupPtr& group) {
+  const Tensor x = x_.detach().contiguous();
+  int64_t rows = 0;
+  for (int64_t n : out_splits) rows += n;
+  Shape shape = x.shape();
+  shape[0] = rows;
+  Tensor out = empty(shape, {x.dtype(), x.device()});
+  group->all_to_all_single(out, x, out_splits, in_splits);
+  return out;
+}
+
+struct AllToAllFn : Function<AllToAllFn> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& x, const std::vector<int64_t>& out,
+                        const std::vector<int64_t>& in, const ProcessGroupPtr& group) {
+    ctx->save("out", out);
+    ctx->save("in", in);
+    ctx->save("group", group);
+    return exchange_rows(x, out, in, group);
+  }
+  static std::vector<Tensor> backward(AutogradContext* ctx, std::vector<Tensor> g) {
+    return {exchange_rows(g[0], ctx->get<std::vector<int64_t>>("in"),
+                          ctx->get<std::vector<int64_t>>("out"),
+                          ctx->get<ProcessGroupPtr>("group"))};
+  }
+};
+
+}  // namespace
+
+Tensor all_to_all(const Tensor& input, const std::vector<int64_t>& out_splits,
+                  const std::vector<int64_t>& in_splits, const ProcessGroupPtr& group) {
+  MCORE_CHECK(input.defined() && input.dim() >= 1 && group)
+      << "all_to_all: needs a defined tensor of at least one dimension and a group";
+  const size_t n = static_cast<size_t>(group->size());
+  MCORE_CHECK(out_splits.size() == n && in_splits.size() == n)
+      << "all_to_all: " << in_splits.size() << " input and " << out_splits.size()
+      << " output splits for a group of " << n << " ranks";
+  int64_t sent = 0;
+  for (int64_t s : in_splits) sent += s;
+  MCORE_CHECK(sent == input.size(0))
+      << "all_to_all: the input splits sum to " << sent << " rows of " << input.size(0);
+  if (n == 1) return input;
+  return AllToAllFn::apply(input, out_splits, in_splits, group);
+}
+
 }  // namespace mcore::tensor_parallel

@@ -17,6 +17,8 @@
 // returns its input unchanged (no autograd node), as Megatron does.
 #pragma once
 
+#include <vector>
+
 #include "mcore/comm/process_group.h"
 #include "mcore/tensor/tensor.h"
 
@@ -41,6 +43,13 @@ Tensor gather_from_sequence_parallel_region(const Tensor& input,
                                             ProcessGroupPtr group = nullptr);
 Tensor reduce_scatter_to_sequence_parallel_region(const Tensor& input,
                                                   ProcessGroupPtr group = nullptr);
+
+// Megatron's all_to_all (tensor_parallel/mappings.py): rows [in_splits[0]] of input go to rank
+// 0, the next in_splits[1] to rank 1, ...; out_splits[r] rows come from rank r, in rank order.
+// Its backward is the reverse exchange. Used by the expert-parallel token dispatcher; `group`
+// is explicit (the expert-model-parallel group).
+Tensor all_to_all(const Tensor& input, const std::vector<int64_t>& out_splits,
+                  const std::vector<int64_t>& in_splits, const ProcessGroupPtr& group);
 
 // Raw (non-differentiable) collectives along a dimension, used by the mappings and by layers
 // that manage their own backward. dim 0 collectives need no copy for contiguous inputs.

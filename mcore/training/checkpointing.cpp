@@ -26,6 +26,7 @@ namespace dcp = dist_checkpointing;
 
 struct Layout {
   int tp_rank = 0, tp_size = 1, dp_rank = 0;
+  int edp_rank = 0;  // expert-data-parallel rank: expert weights are replicated over that group
   // Loading only: > 1 when the checkpoint is from before kStridedShardsSection and was saved
   // under this TP size, with each rank's stride-2 tensor stored whole as its contiguous shard.
   int64_t legacy_strided_tp = 0;
@@ -41,8 +42,14 @@ Layout current_layout() {
     l.tp_size = parallel_state::get_tensor_model_parallel_world_size();
     // One writer per replica set: context-parallel ranks hold the same weights too.
     l.dp_rank = parallel_state::get_data_parallel_rank(/*with_context_parallel=*/true);
+    l.edp_rank = parallel_state::get_expert_data_parallel_rank();
   }
   return l;
+}
+
+// This rank's place in the set of ranks holding the same copy of `param`: rank 0 writes it.
+int replica_rank(const Layout& l, const nn::Parameter& param) {
+  return param.allreduce ? l.dp_rank : l.edp_rank;
 }
 
 // The name a parameter is saved under. The last pipeline stage's copy of a tied word
@@ -67,7 +74,7 @@ void append_shards(std::vector<dcp::ShardedTensor>& out, const std::string& key,
   const bool legacy = l.legacy_strided_tp > 1 && param.partition_stride > 1;
   if (!(param.tensor_model_parallel && param.partition_dim >= 0 && (l.tp_size > 1 || legacy))) {
     out.push_back(dcp::ShardedTensor::whole(
-        key, data, (l.tp_rank == 0 && l.dp_rank == 0 && copy == 0) ? 0 : 1));
+        key, data, (l.tp_rank == 0 && replica_rank(l, param) == 0 && copy == 0) ? 0 : 1));
     return;
   }
   NoGradGuard no_grad;  // the pieces are views for copying in and out, not graph nodes
@@ -79,7 +86,8 @@ void append_shards(std::vector<dcp::ShardedTensor>& out, const std::string& key,
   for (int64_t j = 0; j < stride; ++j) {
     Tensor piece = stride == 1 ? data : data.narrow(dim, j * block, block);
     dcp::ShardedTensor st = dcp::ShardedTensor::from_rank_offsets(
-        key, piece, {{dim, j * l.tp_size + l.tp_rank, stride * l.tp_size}}, l.dp_rank + copy);
+        key, piece, {{dim, j * l.tp_size + l.tp_rank, stride * l.tp_size}},
+        replica_rank(l, param) + copy);
     if (stride == 1 || l.legacy_strided_tp <= 1) {
       out.push_back(std::move(st));
       continue;
@@ -177,7 +185,7 @@ std::vector<dcp::ShardedTensor> step_shards(const NamedParameters& model,
     const bool copy = p->shared && p->shared_embedding;
     Tensor t = from_vector<int64_t>({sd.meta.at("step").at(name).get<int64_t>()});
     shards.push_back(dcp::ShardedTensor::whole(
-        step_key(name, *p), t, (l.tp_rank == 0 && l.dp_rank == 0 && !copy) ? 0 : 1));
+        step_key(name, *p), t, (l.tp_rank == 0 && replica_rank(l, *p) == 0 && !copy) ? 0 : 1));
   }
   return shards;
 }

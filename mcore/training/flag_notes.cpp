@@ -101,7 +101,8 @@ void note_flags_without_effect(const Arguments& a) {
        "--defer-embedding-wgrad-compute: the output layer's weight gradient is computed in "
        "its backward"},
       {"moe_token_dispatcher_type",
-       "--moe-token-dispatcher-type: tokens are permuted on each rank (no expert parallelism)"},
+       "--moe-token-dispatcher-type: tokens go to the experts' ranks with all-to-all "
+       "(Megatron's alltoall dispatcher)"},
       {"moe_grouped_gemm", "--moe-grouped-gemm: the experts run one GEMM each"},
       {"moe_router_dtype", "--moe-router-dtype: the routing probabilities are computed in fp32"},
       {"moe_per_layer_logging",

@@ -51,9 +51,6 @@ namespace mcore::training {
 int pretrain_gpt(Arguments& args) {
   using Clock = std::chrono::steady_clock;
   const auto start_time = Clock::now();
-  MCORE_CHECK(args.expert_model_parallel_size == 1)
-      << "--expert-model-parallel-size must be 1 in pretrain_gpt: the experts of a "
-         "mixture-of-experts layer run on every data-parallel rank";
   MCORE_CHECK(args.lr || args.skip_train) << "--lr is required";
   if (!args.lr) args.lr = 0.0;  // evaluation only: the optimizer never steps
   install_exit_signal_handlers();
@@ -65,7 +62,8 @@ int pretrain_gpt(Arguments& args) {
       args.virtual_pipeline_model_parallel_size
           ? std::optional<int>(static_cast<int>(*args.virtual_pipeline_model_parallel_size))
           : std::nullopt,
-      static_cast<int>(args.context_parallel_size));
+      static_cast<int>(args.context_parallel_size),
+      static_cast<int>(args.expert_model_parallel_size));
   const int rank = comm::get_rank();
   // Samples are split over the data-parallel ranks; the context-parallel ranks of one
   // data-parallel rank read the same samples and each keeps its chunks of the sequence.
@@ -125,10 +123,21 @@ int pretrain_gpt(Arguments& args) {
   std::shared_ptr<const optimizer::DistributedOptimizerShards> shards;
   if (args.use_distributed_optimizer)
     shards = std::make_shared<optimizer::DistributedOptimizerShards>(model.ddp_ptrs());
+  // Under expert parallelism the model-parallel group misses the other ranks' experts: the
+  // stats are reduced over every rank, each copy of a weight counted once (a sharded
+  // distributed-optimizer state already holds each element once).
+  const bool expert_parallel = args.expert_model_parallel_size > 1;
   auto opt = optimizer::get_megatron_optimizer(
       optimizer_config(args), model.named_parameters(),
-      shards ? comm::world() : optimizer::default_grad_stats_parallel_group(),
+      shards || expert_parallel ? comm::world() : optimizer::default_grad_stats_parallel_group(),
       parallel_state::get_tensor_model_parallel_rank(), shards);
+  if (expert_parallel && !shards) {
+    const int dp_cp_rank = parallel_state::get_data_parallel_rank(/*with_context_parallel=*/true);
+    const int edp_rank = parallel_state::get_expert_data_parallel_rank();
+    opt->set_grad_stats_filter([dp_cp_rank, edp_rank](const nn::Parameter& p) {
+      return (p.allreduce ? dp_cp_rank : edp_rank) == 0;
+    });
+  }
   MicrobatchCalculator mb(*args.global_batch_size, *args.micro_batch_size, dp_size,
                           args.rampup_batch_size.value_or(std::vector<int64_t>{}));
   // --skip-train (Megatron's evaluation-only run) needs neither a length nor a schedule.

@@ -153,6 +153,17 @@ void validate_args(Arguments& a, int64_t world_size, int64_t rank) {
       << a.tensor_model_parallel_size << ") x pipeline (" << a.pipeline_model_parallel_size
       << ") x context (" << a.context_parallel_size << ") parallel size = " << model_size;
   a.data_parallel_size = world_size / model_size;
+  if (a.expert_model_parallel_size > 1) {
+    ARG_CHECK(a.num_experts) << "--expert-model-parallel-size " << a.expert_model_parallel_size
+                             << " needs a mixture-of-experts model (--num-experts)";
+    ARG_CHECK(a.data_parallel_size % a.expert_model_parallel_size == 0)
+        << "data parallel size (" << a.data_parallel_size
+        << ") must be a multiple of --expert-model-parallel-size (" << a.expert_model_parallel_size
+        << "): the expert-parallel ranks are data-parallel ranks";
+    ARG_CHECK(*a.num_experts % a.expert_model_parallel_size == 0)
+        << "--num-experts (" << *a.num_experts << ") must be a multiple of "
+        << "--expert-model-parallel-size (" << a.expert_model_parallel_size << ")";
+  }
   ARG_CHECK(a.distributed_timeout_minutes > 0)
       << "--distributed-timeout-minutes must be positive, got " << a.distributed_timeout_minutes;
 
@@ -463,8 +474,8 @@ void validate_args(Arguments& a, int64_t world_size, int64_t rank) {
            "token reaches its experts)";
     ARG_CHECK(a.tensor_model_parallel_size == 1)
         << "--num-experts with --tensor-model-parallel-size " << a.tensor_model_parallel_size
-        << ": mixture-of-experts layers run without tensor parallelism in mcore; use data and "
-           "pipeline parallelism";
+        << ": mixture-of-experts layers run without tensor parallelism in mcore; use data, "
+           "expert (--expert-model-parallel-size) and pipeline parallelism";
   }
   ARG_CHECK(!a.squared_relu) << "--squared-relu is not implemented in mcore; drop the flag";
   ARG_CHECK(!a.decoupled_lr) << "--decoupled-lr is not implemented in mcore (one learning rate "

@@ -119,12 +119,16 @@ void TransformerConfig::validate() const {
         << "\" is not implemented; use aux_loss or none";
     MCORE_CHECK(moe_aux_loss_coeff >= 0 && moe_z_loss_coeff >= 0)
         << w << "moe_aux_loss_coeff and moe_z_loss_coeff must be >= 0";
-    MCORE_CHECK(tensor_model_parallel_size == 1 && expert_model_parallel_size == 1 &&
-                context_parallel_size == 1)
-        << w << "mixture-of-experts layers run without tensor, context or expert parallelism "
-        << "here (tensor_model_parallel_size " << tensor_model_parallel_size
-        << ", context_parallel_size " << context_parallel_size << ", expert_model_parallel_size "
-        << expert_model_parallel_size << "); use data and pipeline parallelism";
+    MCORE_CHECK(tensor_model_parallel_size == 1 && context_parallel_size == 1)
+        << w << "mixture-of-experts layers run without tensor or context parallelism here "
+        << "(tensor_model_parallel_size " << tensor_model_parallel_size
+        << ", context_parallel_size " << context_parallel_size
+        << "); use data, expert and pipeline parallelism";
+    MCORE_CHECK(expert_model_parallel_size >= 1 &&
+                num_moe_experts % expert_model_parallel_size == 0)
+        << w << "num_moe_experts (" << num_moe_experts
+        << ") must be a multiple of expert_model_parallel_size (" << expert_model_parallel_size
+        << ")";
   }
 
   const std::string& pe = position_embedding_type;

@@ -2,7 +2,11 @@
 // experts per layer, top-2 routing, Switch load-balancing loss), run as a user runs it:
 //   - one rank, DP=2 and PP=2 x DP=2 give the same losses and final weights (relative 1e-5:
 //     only the order of fp32 sums differs; the aux loss's gradient is scaled per microbatch like
-//     the main loss, so gradient accumulation and data parallelism weigh it alike);
+//     the main loss, so gradient accumulation and data parallelism weigh it alike), and so do
+//     expert parallelism (EP=2 over DP=2, EP=2 x PP=2 over DP=2, EP=4 over DP=4 with the
+//     distributed optimizer), where each rank holds only its experts and tokens travel to them
+//     by all-to-all; the checkpoints hold every expert under its global name whatever EP is;
+//   - an EP=2 checkpoint resumes under EP=1, and bad expert-parallel sizes are refused;
 //   - its checkpoint resumes under another layout with --use-checkpoint-args and samples in
 //     generate;
 //   - the aux loss weighs the same with --calculate-per-token-loss; top-1 needs pre-softmax;
@@ -36,9 +40,13 @@ TEST(MoeTraining, LossesAndWeightsDoNotDependOnTheLayout) {
   struct Layout {
     std::string name, launcher, extra;
   };
-  const Layout layouts[] = {{"one", "OMP_NUM_THREADS=1 ", ""},
-                            {"dp2", mpirun(2), ""},
-                            {"pp2dp2", mpirun(4), " --pipeline-model-parallel-size 2"}};
+  const Layout layouts[] = {
+      {"one", "OMP_NUM_THREADS=1 ", ""},
+      {"dp2", mpirun(2), ""},
+      {"pp2dp2", mpirun(4), " --pipeline-model-parallel-size 2"},
+      {"ep2dp2", mpirun(2), " --expert-model-parallel-size 2"},
+      {"ep2pp2dp2", mpirun(4), " --expert-model-parallel-size 2 --pipeline-model-parallel-size 2"},
+      {"ep4dp4_distopt", mpirun(4), " --expert-model-parallel-size 4 --use-distributed-optimizer"}};
   for (const auto& [name, cmd, extra] : layouts) {
     const fs::path r = d / name;
     const RunResult res =
@@ -133,6 +141,48 @@ TEST(MoeTraining, TopOneNeedsPreSoftmax) {
   RunResult ok = run("OMP_NUM_THREADS=1 " + tool("pretrain_gpt") + kMoe +
                      " --train-iters 1 --moe-router-topk 1 --moe-router-pre-softmax");
   EXPECT_EQ(ok.rc, 0) << ok.output;
+}
+
+// A checkpoint saved with the experts spread over two ranks resumes on one rank holding all of
+// them, continuing as the uninterrupted EP=2 run.
+TEST(MoeTraining, ExpertParallelCheckpointResumesWithoutExpertParallelism) {
+  const fs::path d = fresh_dir("moe_ep_ckpt");
+  const std::string ep2 = tool("pretrain_gpt") + kMoe + " --expert-model-parallel-size 2";
+  RunResult full = run(mpirun(2) + ep2 + " --tensorboard-dir " + (d / "full").string());
+  ASSERT_EQ(full.rc, 0) << full.output;
+  const std::string ck = (d / "ckpt").string();
+  RunResult half = run(mpirun(2) + ep2 + " --exit-interval 3 --save-interval 1000 --save " + ck);
+  ASSERT_EQ(half.rc, 0) << half.output;
+  RunResult resumed = run(mpirun(2) + tool("pretrain_gpt") + kMoe + " --load " + ck +
+                          " --tensorboard-dir " + (d / "resumed").string());
+  ASSERT_EQ(resumed.rc, 0) << resumed.output;
+  const auto a = read_losses(d / "full"), b = read_losses(d / "resumed");
+  ASSERT_EQ(b.size(), 3u);
+  for (const auto& [it, v] : b)
+    EXPECT_NEAR(v.first, a.at(it).first, 1e-5 * std::abs(a.at(it).first)) << "@" << it;
+  fs::remove_all(d);
+}
+
+TEST(MoeTraining, BadExpertParallelSizesAreRefused) {
+  struct Case {
+    int np;
+    std::string flags, expect;
+  };
+  const std::string dense =
+      " --model gpt2-tiny --mock-data --seq-length 32 --micro-batch-size 2 --train-iters 1"
+      " --lr 1e-4";
+  const Case cases[] = {
+      {2, dense + " --expert-model-parallel-size 2", "needs a mixture-of-experts model"},
+      {2, kMoe + std::string(" --expert-model-parallel-size 2 --pipeline-model-parallel-size 2"),
+       "must be a multiple of --expert-model-parallel-size"},
+      {3, kMoe + std::string(" --expert-model-parallel-size 3 --global-batch-size 6"),
+       "--num-experts (4) must be a multiple of --expert-model-parallel-size (3)"},
+  };
+  for (const Case& c : cases) {
+    RunResult r = run(mpirun(c.np) + tool("pretrain_gpt") + c.flags);
+    EXPECT_NE(r.rc, 0) << c.flags << "\n" << r.output;
+    EXPECT_NE(r.output.find(c.expect), std::string::npos) << c.flags << "\n" << r.output;
+  }
 }
 
 TEST(MoeTraining, TensorParallelExpertsAreRefused) {

@@ -5,7 +5,9 @@
 
 #include "mcore/base/error.h"
 #include "mcore/nn/functional.h"
+#include "mcore/parallel_state/parallel_state.h"
 #include "mcore/tensor/factory.h"
+#include "mcore/tensor_parallel/mappings.h"
 
 namespace mcore::transformer::moe {
 
@@ -18,20 +20,26 @@ struct ExpertList : nn::Module {
 
 // Rows idx of x [n, h] as [idx.size(), h]: a gather whose backward scatter-adds.
 Tensor gather_rows(const Tensor& x, const std::vector<int64_t>& idx) {
+  if (idx.empty()) return F::narrow(x, 0, 0, 0);  // keeps the graph, as an empty gather would
   return F::embedding(from_vector<int64_t>(idx).to(x.device()), x);
 }
 
 }  // namespace
 
 SequentialMLP::SequentialMLP(const MLPArgs& args, const MLPSubmodules& subs,
-                             int64_t num_local_experts) {
+                             int64_t num_local_experts, int64_t first_expert,
+                             bool expert_parallel) {
   auto local = std::make_shared<ExpertList>();
-  for (int64_t e = 0; e < num_local_experts; ++e) {
+  for (int64_t e = first_expert; e < first_expert + num_local_experts; ++e) {
     MLPArgs a = args;
+    // The global index names the expert and keys its initialization: the same weights under
+    // any expert-parallel size.
     a.prefix = args.param_name("local_experts." + std::to_string(e));
     a.ffn_hidden_size = args.config->moe_ffn_hidden_size;
     experts_.push_back(std::make_shared<MLP>(a, subs));
     local->add(std::to_string(e), experts_.back());
+    if (expert_parallel)
+      for (auto& p : experts_.back()->parameters()) p->allreduce = false;
   }
   register_module("local_experts", local);
 }
@@ -51,6 +59,9 @@ Tensor SequentialMLP::forward(const Tensor& permuted, const std::vector<int64_t>
   }
   MCORE_CHECK(offset == permuted.size(0))
       << "SequentialMLP: counts sum to " << offset << " of " << permuted.size(0) << " rows";
+  // No rows here (an expert-parallel rank whose experts drew no token): an empty slice that
+  // keeps the graph, so the return all-to-all still runs in backward on every rank.
+  if (outs.empty()) return F::narrow(permuted, 0, 0, 0);
   return outs.size() == 1 ? outs[0] : F::cat(outs, 0);
 }
 
@@ -62,8 +73,59 @@ MoELayer::MoELayer(const MLPArgs& args, const MLPSubmodules& subs) : config_(arg
   router_ = register_module("router", std::make_shared<TopKRouter>(ra));
   MLPArgs ea = args;
   ea.prefix = args.param_name("experts");
-  experts_ =
-      register_module("experts", std::make_shared<SequentialMLP>(ea, subs, c.num_moe_experts));
+  const int64_t ep = c.expert_model_parallel_size;
+  int64_t first = 0;
+  if (ep > 1) {
+    MCORE_CHECK(parallel_state::model_parallel_is_initialized())
+        << "MoELayer: expert_model_parallel_size " << ep
+        << " needs parallel_state::initialize_model_parallel(..., expert_model_parallel_size)";
+    ep_group_ = parallel_state::get_expert_model_parallel_group();
+    MCORE_CHECK(ep_group_->size() == ep)
+        << "MoELayer: config.expert_model_parallel_size is " << ep
+        << " but the expert-model-parallel group has " << ep_group_->size() << " ranks";
+    first = ep_group_->rank() * (c.num_moe_experts / ep);
+  }
+  experts_ = register_module(
+      "experts", std::make_shared<SequentialMLP>(ea, subs, c.num_moe_experts / ep, first, ep > 1));
+}
+
+Tensor MoELayer::run_experts(const Tensor& permuted, const std::vector<int64_t>& counts) const {
+  if (!ep_group_) return experts_->forward(permuted, counts);
+  const int64_t ep = ep_group_->size();
+  const int64_t local = static_cast<int64_t>(counts.size()) / ep;
+  // counts is ordered by destination rank, then by its local expert: send it as it is, and
+  // receive every source's counts for this rank's experts.
+  Tensor sent_counts = from_vector<int64_t>(counts).to(comm::group_device(*ep_group_));
+  Tensor got_counts = empty({ep * local}, {DType::I64, sent_counts.device()});
+  ep_group_->all_to_all_single(got_counts, sent_counts);
+  const std::vector<int64_t> got = to_vector<int64_t>(got_counts.to(Device::cpu()));
+  std::vector<int64_t> send_splits(static_cast<size_t>(ep), 0), recv_splits(send_splits);
+  for (int64_t d = 0; d < ep; ++d)
+    for (int64_t i = 0; i < local; ++i) {
+      send_splits[d] += counts[d * local + i];
+      recv_splits[d] += got[d * local + i];
+    }
+  // Received rows are grouped by source, then by local expert; the experts want them grouped by
+  // expert: the permutation and its inverse.
+  std::vector<int64_t> start(static_cast<size_t>(ep * local));
+  for (int64_t k = 0, off = 0; k < ep * local; ++k) {
+    start[k] = off;
+    off += got[k];
+  }
+  std::vector<int64_t> by_expert, local_counts(static_cast<size_t>(local), 0);
+  for (int64_t i = 0; i < local; ++i)
+    for (int64_t src = 0; src < ep; ++src) {
+      const int64_t k = src * local + i;
+      for (int64_t j = 0; j < got[k]; ++j) by_expert.push_back(start[k] + j);
+      local_counts[i] += got[k];
+    }
+  std::vector<int64_t> by_source(by_expert.size());
+  for (size_t p = 0; p < by_expert.size(); ++p) by_source[by_expert[p]] = static_cast<int64_t>(p);
+  const Tensor received =
+      tensor_parallel::all_to_all(permuted, recv_splits, send_splits, ep_group_);
+  const Tensor out = experts_->forward(gather_rows(received, by_expert), local_counts);
+  return tensor_parallel::all_to_all(gather_rows(out, by_source), send_splits, recv_splits,
+                                     ep_group_);
 }
 
 LinearOutput MoELayer::forward(const Tensor& hidden) const {
@@ -85,8 +147,8 @@ LinearOutput MoELayer::forward(const Tensor& hidden) const {
     token_of[i] = order[i] / k;
     pos[order[i]] = i;
   }
-  const Tensor permuted = gather_rows(x, token_of);                            // [pairs, h]
-  const Tensor expert_out = experts_->forward(permuted, r.tokens_per_expert);  // [pairs, h]
+  const Tensor permuted = gather_rows(x, token_of);                      // [pairs, h]
+  const Tensor expert_out = run_experts(permuted, r.tokens_per_expert);  // [pairs, h]
   const Tensor back = F::reshape(gather_rows(expert_out, pos), {tokens, k, h});
   const Tensor weights = F::reshape(F::to(r.probs, back.dtype()), {tokens, k, 1});
   const Tensor out = F::sum(F::mul(back, weights), {1});  // [tokens, h]

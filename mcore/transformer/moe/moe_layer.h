@@ -11,8 +11,14 @@
 // The permutations are row gathers, differentiable (their backward is a scatter-add), so the
 // router learns through the probabilities and the aux loss.
 //
-// Expert parallelism and tensor-parallel experts are not here yet (the config validation says
-// so): every rank holds all experts, and data and pipeline parallelism apply as to dense layers.
+// Expert parallelism (expert_model_parallel_size ep > 1; Megatron's alltoall token dispatcher):
+// rank e of the expert-model-parallel group holds experts [e E/ep, (e + 1) E/ep), registered
+// under their global index (local_experts.<global e>, so checkpoints name every expert the same
+// whatever ep is). Each rank routes its own tokens; the rows for another rank's experts are sent
+// there with an all-to-all, run through the expert, and sent back with a second all-to-all.
+// Expert weights carry allreduce = false: their gradients are reduced over the
+// expert-data-parallel group. Tensor-parallel experts are not here (the config validation says
+// so).
 #pragma once
 
 #include <memory>
@@ -28,7 +34,10 @@ namespace mcore::transformer::moe {
 // Megatron's SequentialMLP: the local experts, each a transformer::MLP.
 class SequentialMLP : public nn::Module {
  public:
-  SequentialMLP(const MLPArgs& args, const MLPSubmodules& submodules, int64_t num_local_experts);
+  // Experts [first_expert, first_expert + num_local_experts) of the layer; expert_parallel marks
+  // their weights allreduce = false.
+  SequentialMLP(const MLPArgs& args, const MLPSubmodules& submodules, int64_t num_local_experts,
+                int64_t first_expert = 0, bool expert_parallel = false);
   // permuted: [rows, hidden], expert e's rows contiguous and counts[e] of them, in expert order.
   Tensor forward(const Tensor& permuted, const std::vector<int64_t>& counts) const;
 
@@ -43,7 +52,13 @@ class MoELayer : public nn::Module {
   LinearOutput forward(const Tensor& hidden) const;
 
  private:
+  // permuted: this rank's (token, slot) rows sorted by global expert, counts[e] for expert e.
+  // Returns the experts' outputs in the same order, exchanging rows over the expert-parallel
+  // group when ep > 1.
+  Tensor run_experts(const Tensor& permuted, const std::vector<int64_t>& counts) const;
+
   const TransformerConfig* config_;
+  comm::ProcessGroupPtr ep_group_;  // null without expert parallelism
   std::shared_ptr<TopKRouter> router_;
   std::shared_ptr<SequentialMLP> experts_;
 };
