@@ -108,7 +108,8 @@ std::vector<std::string> take_generate_flags(int argc, char** argv, GenerateFlag
 // The model's TransformerConfig from the (unvalidated) arguments, with Megatron's derived
 // defaults, for TP = 1 inference.
 // pretrain_gpt's mapping from flags to the model config, made single-process fp32 inference:
-// no dropout, no recompute, TP = PP = 1 (the checkpoint's TP shards are stitched on load).
+// no dropout, no recompute, TP = PP = CP = EP = 1 (the checkpoint's TP shards are stitched on
+// load; experts are saved under their global names).
 transformer::TransformerConfig config_from_args(const training::Arguments& a) {
   training::Arguments args = a;
   if (!args.ffn_hidden_size && args.hidden_size) {
@@ -121,6 +122,8 @@ transformer::TransformerConfig config_from_args(const training::Arguments& a) {
   args.params_dtype = "float32";  // CPU inference in fp32; bf16/fp16 weights are cast on load
   args.tensor_model_parallel_size = 1;
   args.pipeline_model_parallel_size = 1;
+  args.context_parallel_size = 1;       // a CP run's weights are whole on every rank
+  args.expert_model_parallel_size = 1;  // its checkpoint names every expert globally
   args.sequence_parallel = false;
   args.recompute_granularity.reset();
   args.recompute_method.reset();

@@ -14,8 +14,9 @@ Row on(std::vector<std::string> flags, std::string dest, bool A::*f, std::string
 Row off(std::vector<std::string> flags, std::string dest, bool A::*f, std::string help) {
   return {{std::move(flags), std::move(dest), Act::kStoreFalse, {}, std::move(help)}, f};
 }
-Row list(std::vector<std::string> flags, std::string dest, Field f, int nargs, std::string help) {
-  Row r = store(std::move(flags), std::move(dest), f, std::move(help));
+Row list(std::vector<std::string> flags, std::string dest, Field f, int nargs, std::string help,
+         std::vector<std::string> choices = {}) {
+  Row r = store(std::move(flags), std::move(dest), f, std::move(help), std::move(choices));
   r.nargs = nargs;
   return r;
 }
@@ -33,9 +34,13 @@ const std::vector<Row>& rows() {
             &A::pipeline_model_parallel_size, "Degree of pipeline model parallelism."),
       store({"--context-parallel-size"}, "context_parallel_size", &A::context_parallel_size,
             "Degree of context parallelism."),
-      store({"--cp-comm-type"}, "cp_comm_type", &A::cp_comm_type,
-            "Inter-GPU communication type for context parallelism.",
-            {"p2p", "a2a", "allgather", "a2a+p2p"}),
+      list({"--cp-comm-type"}, "cp_comm_type", &A::cp_comm_type, -1,
+           "Inter-GPU communication type for context parallelism: one for all layers, or one "
+           "per layer.",
+           {"p2p", "a2a", "allgather", "a2a+p2p"}),
+      list({"--hierarchical-context-parallel-sizes"}, "hierarchical_context_parallel_sizes",
+           &A::hierarchical_context_parallel_sizes, -1,
+           "Degrees of the hierarchical context parallelism (with --cp-comm-type a2a+p2p)."),
       store({"--expert-model-parallel-size"}, "expert_model_parallel_size",
             &A::expert_model_parallel_size, "Degree of expert model parallelism."),
       on({"--sequence-parallel"}, "sequence_parallel", &A::sequence_parallel,

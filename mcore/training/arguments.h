@@ -30,8 +30,9 @@ struct Arguments {
   int64_t tensor_model_parallel_size = 1;
   int64_t pipeline_model_parallel_size = 1;
   int64_t context_parallel_size = 1;
-  // Megatron's default; mcore's context parallelism always all-gathers keys and values.
-  std::string cp_comm_type = "p2p";
+  // Megatron's default is p2p; mcore's context parallelism always all-gathers keys and values.
+  std::optional<std::vector<std::string>> cp_comm_type;
+  std::optional<std::vector<int64_t>> hierarchical_context_parallel_sizes;
   int64_t expert_model_parallel_size = 1;
   bool sequence_parallel = false;
   std::optional<int64_t> num_layers_per_virtual_pipeline_stage;

@@ -1,7 +1,9 @@
 // The notes pretrain_gpt prints for Megatron flags it accepts without acting on them.
+#include <algorithm>
 #include <iostream>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "mcore/training/validate_args.h"
 
@@ -126,10 +128,23 @@ void note_flags_without_effect(const Arguments& a) {
     if (a.is_set(dest)) warn(a, std::string(note) + "; the flag has no effect");
   // The ring (p2p) and all-to-all schemes compute the same attention as the all-gather one;
   // they differ only in memory and overlap.
-  if (a.is_set("cp_comm_type") && a.cp_comm_type != "allgather")
-    warn(a, "--cp-comm-type " + a.cp_comm_type +
-                ": context parallelism all-gathers the keys and values (Megatron's allgather); "
-                "the results are the same");
+  if (a.cp_comm_type) {
+    std::string types;
+    std::vector<std::string> seen;
+    for (const auto& t : *a.cp_comm_type) {
+      if (t == "allgather" || std::find(seen.begin(), seen.end(), t) != seen.end()) continue;
+      seen.push_back(t);
+      types += " " + t;
+    }
+    if (!types.empty())
+      warn(a, "--cp-comm-type" + types +
+                  ": context parallelism all-gathers the keys and values (Megatron's allgather) "
+                  "in every layer; the results are the same");
+  }
+  if (a.hierarchical_context_parallel_sizes)
+    warn(a,
+         "--hierarchical-context-parallel-sizes: context parallelism all-gathers over the whole "
+         "context-parallel group; the flag has no effect");
 }
 
 }  // namespace mcore::training

@@ -346,6 +346,18 @@ void validate_args(Arguments& a, int64_t world_size, int64_t rank) {
            "context-parallel-size > 1 (seq-length "
         << *a.seq_length << ", context-parallel-size " << a.context_parallel_size << ")";
   }
+  if (a.cp_comm_type && a.cp_comm_type->size() > 1) {
+    ARG_CHECK(static_cast<int64_t>(a.cp_comm_type->size()) == *a.num_layers)
+        << "--cp-comm-type takes one type for all layers or one per layer: got "
+        << a.cp_comm_type->size() << " for " << *a.num_layers << " layers";
+  }
+  if (a.hierarchical_context_parallel_sizes) {
+    int64_t product = 1;
+    for (int64_t v : *a.hierarchical_context_parallel_sizes) product *= v;
+    ARG_CHECK(product == a.context_parallel_size)
+        << "--hierarchical-context-parallel-sizes must multiply to --context-parallel-size ("
+        << a.context_parallel_size << "), got " << product;
+  }
   if (a.sequence_parallel && tp > 1) {
     ARG_CHECK(*a.seq_length % (a.context_parallel_size * tp) == 0)
         << "with --sequence-parallel, seq-length (" << *a.seq_length

@@ -93,6 +93,13 @@ TEST(ContextParallelTraining, LlamaStyleMatchesWithout) {
                           " --exit-interval 2 --save-interval 1000 --save " + half);
   ASSERT_EQ(r.rc, 0) << r.output;
   expect_same(ref, train(d / "resumed", 1, model, half), "CP=2 saved, CP=1 resumed", 3);
+  // generate takes the training flags, context parallelism included, and runs on one rank.
+  const RunResult g =
+      run("OMP_NUM_THREADS=1 " + tool("generate") + " --load " + half +
+          " --context-parallel-size 2 --tokenizer-type NullTokenizer --vocab-size 211"
+          " --prompt '1 2 3' --max-new-tokens 4 --greedy");
+  ASSERT_EQ(g.rc, 0) << g.output;
+  EXPECT_NE(g.output.find("generate: 4 tokens"), std::string::npos) << g.output;
   fs::remove_all(d);
 }
 
@@ -114,6 +121,34 @@ TEST(ContextParallelTraining, DataParallelDistributedOptimizer) {
   const Trained ref = train(d / "dp2", 2, model);
   expect_same(ref, train(d / "cp2dp2", 4, model + " --context-parallel-size 2"), "CP=2 x DP=2");
   fs::remove_all(d);
+}
+
+// Megatron's --cp-comm-type takes one type for all layers or one per layer; the hierarchical
+// sizes go with a2a+p2p. Both are accepted with a note (the all-gather computes the same).
+TEST(ContextParallelTraining, CommTypeListsAreAcceptedWithANote) {
+  const std::string base = mpirun(2) + tool("pretrain_gpt") + kFlags +
+                           " --model gpt2-tiny --train-iters 1 --context-parallel-size 2";
+  const RunResult per_layer =
+      run(base + " --cp-comm-type a2a+p2p p2p --hierarchical-context-parallel-sizes 1 2");
+  ASSERT_EQ(per_layer.rc, 0) << per_layer.output;
+  EXPECT_NE(per_layer.output.find("--cp-comm-type a2a+p2p p2p: context parallelism all-gathers"),
+            std::string::npos)
+      << per_layer.output;
+  EXPECT_NE(per_layer.output.find("--hierarchical-context-parallel-sizes"), std::string::npos)
+      << per_layer.output;
+  const RunResult all = run(base + " --cp-comm-type allgather");
+  ASSERT_EQ(all.rc, 0) << all.output;
+  EXPECT_EQ(all.output.find("--cp-comm-type"), std::string::npos) << all.output;
+  const struct {
+    std::string flags, expect;
+  } bad[] = {{" --cp-comm-type p2p p2p p2p", "one type for all layers or one per layer"},
+             {" --cp-comm-type ring", "invalid choice: 'ring'"},
+             {" --hierarchical-context-parallel-sizes 2 2", "must multiply to"}};
+  for (const auto& c : bad) {
+    const RunResult r = run(base + c.flags);
+    EXPECT_NE(r.rc, 0) << c.flags;
+    EXPECT_NE(r.output.find(c.expect), std::string::npos) << c.flags << "\n" << r.output;
+  }
 }
 
 TEST(ContextParallelTraining, ImpossibleLayoutsFailWithTheFix) {

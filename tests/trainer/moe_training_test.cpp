@@ -160,6 +160,12 @@ TEST(MoeTraining, ExpertParallelCheckpointResumesWithoutExpertParallelism) {
   ASSERT_EQ(b.size(), 3u);
   for (const auto& [it, v] : b)
     EXPECT_NEAR(v.first, a.at(it).first, 1e-5 * std::abs(a.at(it).first)) << "@" << it;
+  // generate takes the training flags, expert parallelism included, and holds every expert.
+  RunResult g = run("OMP_NUM_THREADS=1 " + tool("generate") + " --load " + ck +
+                    " --expert-model-parallel-size 2 --tokenizer-type NullTokenizer"
+                    " --vocab-size 200 --prompt '1 2 3' --max-new-tokens 5 --greedy");
+  ASSERT_EQ(g.rc, 0) << g.output;
+  EXPECT_NE(g.output.find("generate: 5 tokens"), std::string::npos) << g.output;
   fs::remove_all(d);
 }
 

@@ -237,6 +237,21 @@ TEST(PretrainGPTFlags, UseCheckpointArgsTakesTheShapeFromTheCheckpoint) {
   EXPECT_NE(with.output.find("hidden_dropout .................................. 0.0"),
             std::string::npos)
       << with.output;
+  // A preset with a ByteTokenizer: the preset's vocab_size (211) is not the tokenizer's and is
+  // not restored, so --use-checkpoint-args resumes (it used to fail: "must be at least 256").
+  const std::string byte_ck = (d / "byte").string();
+  RunResult byte_first = run("OMP_NUM_THREADS=1 " + tool("pretrain_gpt") + kTiny +
+                             " --tokenizer-type ByteTokenizer --train-iters 4 --exit-interval 2"
+                             " --save-interval 2 --save " +
+                             byte_ck);
+  ASSERT_EQ(byte_first.rc, 0) << byte_first.output;
+  RunResult byte_with = run("OMP_NUM_THREADS=1 " + tool("pretrain_gpt") +
+                            " --mock-data --micro-batch-size 2 --global-batch-size 4 --lr 1e-3"
+                            " --log-interval 1 --train-iters 4 --use-checkpoint-args --load " +
+                            byte_ck);
+  ASSERT_EQ(byte_with.rc, 0) << byte_with.output;
+  EXPECT_NE(byte_with.output.find("iteration        4/       4"), std::string::npos)
+      << byte_with.output;
   // A --load without a checkpoint yet (a job's first run) keeps the command line's arguments.
   RunResult fresh =
       run("OMP_NUM_THREADS=1 " + tool("pretrain_gpt") + kTiny +
