@@ -4,6 +4,10 @@
 //   model_info                 every preset
 //   model_info llama3-8b ...   the named ones
 //   model_info --tp 8 NAME     also the parameters one tensor-parallel rank holds
+//   model_info --ep 8 NAME     also the parameters one expert-parallel rank holds (MoE)
+//
+// For a mixture-of-experts preset the table shows its experts and top-k, and the parameters
+// active per token (every weight outside the experts plus top-k experts per layer).
 //
 // A --tp that the model build would reject (it must divide the attention heads, the query
 // groups and the FFN hidden size) is an error for a named preset; in the listing of every
@@ -40,6 +44,17 @@ int64_t per_rank_parameters(const mcore::models::ModelPreset& p, int64_t tp) {
   if (c.position_embedding_type == "learned_absolute") total += p.max_sequence_length * h;
   if (!p.share_embeddings_and_output_weights) total += vocab * h;
   return total;
+}
+
+// The weights of one expert (an MLP of moe_ffn_hidden_size); 0 for a dense preset.
+int64_t expert_parameters(const mcore::models::ModelPreset& p) {
+  const auto& c = p.config;
+  if (c.num_moe_experts == 0) return 0;
+  const int64_t ffn = c.moe_ffn_hidden_size > 0 ? c.moe_ffn_hidden_size : c.ffn_hidden_size;
+  const int64_t fc1 = c.gated_linear_unit ? 2 * ffn : ffn;
+  int64_t n = c.hidden_size * fc1 + ffn * c.hidden_size;
+  if (c.add_bias_linear) n += fc1 + c.hidden_size;
+  return n;
 }
 
 // Why `tp` cannot shard preset `p`, or "" when it can. The check is the model build's own
@@ -92,21 +107,23 @@ std::string grouped(int64_t n) {
 
 int main(int argc, char** argv) {
   using namespace mcore::models;
-  int64_t tp = 1;
+  int64_t tp = 1, ep = 1;
   std::vector<std::string> names;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--tp" && i + 1 < argc) {
       tp = std::atoll(argv[++i]);
+    } else if (a == "--ep" && i + 1 < argc) {
+      ep = std::atoll(argv[++i]);
     } else if (a == "-h" || a == "--help") {
-      std::printf("usage: model_info [--tp N] [PRESET...]\n");
+      std::printf("usage: model_info [--tp N] [--ep N] [PRESET...]\n");
       return 0;
     } else {
       names.push_back(a);
     }
   }
-  if (tp < 1) {
-    std::fprintf(stderr, "model_info: --tp must be a positive integer\n");
+  if (tp < 1 || ep < 1) {
+    std::fprintf(stderr, "model_info: --tp and --ep must be positive integers\n");
     return 2;
   }
   // Named presets: a --tp the model build would reject is an error. The listing of every
@@ -119,31 +136,56 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "model_info: %s\n", tp_error(name, p, tp).c_str());
         return 2;
       }
+      const int64_t experts = p.config.num_moe_experts;
+      if (ep > 1 && (experts == 0 || experts % ep != 0)) {
+        std::fprintf(stderr,
+                     "model_info: --ep %lld does not fit %s (%lld experts per layer): --ep must "
+                     "divide the experts of a mixture-of-experts preset\n",
+                     static_cast<long long>(ep), name.c_str(), static_cast<long long>(experts));
+        return 2;
+      }
     }
     if (listing_all) names = preset_names();
     std::vector<std::string> notes;
-    std::printf("%-14s %6s %6s %5s %4s %6s %7s %-9s %5s %16s %16s %s\n", "preset", "layers",
-                "hidden", "heads", "kv", "ffn", "vocab", "norm", "tied", "parameters", "published",
-                tp > 1 ? "per TP rank" : "");
+    std::printf("%-14s %6s %6s %5s %4s %6s %7s %-9s %5s %8s %16s %16s %16s %s\n", "preset",
+                "layers", "hidden", "heads", "kv", "ffn", "vocab", "norm", "tied", "experts",
+                "parameters", "published", "active",
+                tp > 1   ? "per TP rank"
+                : ep > 1 ? "per EP rank"
+                         : "");
     for (const std::string& name : names) {
       const ModelPreset& p = get_preset(name);
       const auto& c = p.config;
       const int64_t n = count_parameters(p);
       const bool fits = tp_misfit(p, tp).empty();
-      const std::string per_rank = tp == 1 ? std::string()
-                                   : fits  ? grouped(per_rank_parameters(p, tp))
-                                           : std::string(1, '-');
+      // Each expert-parallel rank holds every weight outside the experts and 1/ep of these.
+      const int64_t expert_total = c.num_layers * c.num_moe_experts * expert_parameters(p);
+      std::string per_rank = tp == 1 ? std::string()
+                             : fits  ? grouped(per_rank_parameters(p, tp))
+                                     : std::string(1, '-');
+      if (tp == 1 && ep > 1)
+        per_rank = c.num_moe_experts > 0 && c.num_moe_experts % ep == 0
+                       ? grouped(n - expert_total + expert_total / ep)
+                       : std::string(1, '-');
+      const std::string experts = c.num_moe_experts ? std::to_string(c.num_moe_experts) + "/top" +
+                                                          std::to_string(c.moe_router_topk)
+                                                    : "-";
+      const std::string active =
+          c.num_moe_experts ? grouped(n - c.num_layers * (c.num_moe_experts - c.moe_router_topk) *
+                                              expert_parameters(p))
+                            : "-";
       if (!fits) notes.push_back("- " + tp_error(name, p, tp));
       std::string published = p.published_parameter_count
                                   ? grouped(p.published_parameter_count) +
                                         (n == p.published_parameter_count ? " ok" : " MISMATCH")
                                   : "-";
-      std::printf("%-14s %6ld %6ld %5ld %4ld %6ld %7ld %-9s %5s %16s %19s %s\n", name.c_str(),
-                  static_cast<long>(c.num_layers), static_cast<long>(c.hidden_size),
+      std::printf("%-14s %6ld %6ld %5ld %4ld %6ld %7ld %-9s %5s %8s %16s %19s %16s %s\n",
+                  name.c_str(), static_cast<long>(c.num_layers), static_cast<long>(c.hidden_size),
                   static_cast<long>(c.num_attention_heads), static_cast<long>(c.num_query_groups),
                   static_cast<long>(c.ffn_hidden_size), static_cast<long>(p.vocab_size),
                   c.normalization.c_str(), p.share_embeddings_and_output_weights ? "yes" : "no",
-                  grouped(n).c_str(), published.c_str(), per_rank.c_str());
+                  experts.c_str(), grouped(n).c_str(), published.c_str(), active.c_str(),
+                  per_rank.c_str());
       if (p.published_parameter_count && n != p.published_parameter_count) return 1;
     }
     for (const std::string& note : notes) std::printf("%s\n", note.c_str());

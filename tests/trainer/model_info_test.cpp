@@ -17,8 +17,8 @@ TEST(ModelInfo, EveryPublishedCountMatches) {
   for (std::string line; std::getline(lines, line);) {
     if (line.rfind("preset", 0) == 0 || line.empty()) continue;
     ++rows;
-    while (!line.empty() && line.back() == ' ') line.pop_back();
-    if (line.size() >= 3 && line.compare(line.size() - 3, 3, " ok") == 0) ++ok;
+    line += ' ';
+    if (line.find(" ok ") != std::string::npos) ++ok;
   }
   EXPECT_EQ(rows, 17) << r.output;  // 11 published models and 6 tiny variants
   EXPECT_EQ(ok, 11) << r.output;
@@ -45,6 +45,27 @@ TEST(ModelInfo, PerTensorParallelRankCount) {
   ASSERT_EQ(r.rc, 0) << r.output;
   EXPECT_NE(r.output.find(" 4,015,263,744"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find(" 62,708,736"), std::string::npos) << r.output;
+}
+
+// Mixtral 8x7B: 46,702,792,704 parameters (published), of which each of the 8 experts in each of
+// the 32 layers is a SwiGLU MLP of 3 x 4096 x 14336 = 176,160,768. Active per token (top-2):
+// the total less 6 experts per layer, 12,879,925,248 (the Mixtral paper's "13B active"); on one
+// of 8 expert-parallel ranks: the total less 7 experts per layer.
+TEST(ModelInfo, MixtureOfExpertsActiveAndPerExpertParallelRankCounts) {
+  constexpr int64_t total = 46702792704, expert = 3LL * 4096 * 14336;
+  static_assert(total - 6 * 32 * expert == 12879925248);
+  static_assert(total - 7 * 32 * expert == 7242780672);
+  RunResult r = run("OMP_NUM_THREADS=1 " + tool("model_info") + " --ep 8 mixtral-8x7b");
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_NE(r.output.find(" 8/top2 "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(" 12,879,925,248 "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(" 7,242,780,672"), std::string::npos) << r.output;
+  r = run("OMP_NUM_THREADS=1 " + tool("model_info") + " --ep 3 mixtral-8x7b");
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.output.find("--ep must divide the experts"), std::string::npos) << r.output;
+  r = run("OMP_NUM_THREADS=1 " + tool("model_info") + " --ep 2 llama2-7b");
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.output.find("(0 experts per layer)"), std::string::npos) << r.output;
 }
 
 TEST(ModelInfo, UnknownPresetAndBadTpFailClearly) {
