@@ -191,7 +191,9 @@ std::vector<Tensor> MegatronOptimizer::get_main_grads_for_grad_norm() const {
   for (const auto& slots : slots_) {
     for (const Slot& s : slots) {
       if (s.grad.defined() && s.grad.numel() > 0 && param_is_not_shared(*s.model) &&
-          param_is_not_tensor_parallel_duplicate(*s.model, tp_rank_) &&
+          // Expert weights (allreduce = false) are whole on each rank and replicated over the
+          // expert-data-parallel group, which the filter (or the shards) count once.
+          (param_is_not_tensor_parallel_duplicate(*s.model, tp_rank_) || !s.model->allreduce) &&
           (!grad_stats_filter_ || grad_stats_filter_(*s.model))) {
         out.push_back(s.grad);
       }

@@ -34,6 +34,8 @@ struct Arguments {
   std::optional<std::vector<std::string>> cp_comm_type;
   std::optional<std::vector<int64_t>> hierarchical_context_parallel_sizes;
   int64_t expert_model_parallel_size = 1;
+  // Megatron's default: the tensor-parallel size. mcore runs experts unsplit (1).
+  std::optional<int64_t> expert_tensor_parallel_size;
   bool sequence_parallel = false;
   std::optional<int64_t> num_layers_per_virtual_pipeline_stage;
   std::optional<int64_t> decoder_first_pipeline_num_layers;

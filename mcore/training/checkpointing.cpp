@@ -72,6 +72,12 @@ void append_shards(std::vector<dcp::ShardedTensor>& out, const std::string& key,
   // The tied copy on the last stage duplicates the first stage's embedding: never written.
   const int64_t copy = (param.shared && param.shared_embedding) ? 1 : 0;
   const bool legacy = l.legacy_strided_tp > 1 && param.partition_stride > 1;
+  // Expert weights are whole on each rank (no expert tensor parallelism), their copies spread
+  // over the expert-data-parallel group alone.
+  if (!param.allreduce) {
+    out.push_back(dcp::ShardedTensor::whole(key, data, l.edp_rank == 0 ? 0 : 1));
+    return;
+  }
   if (!(param.tensor_model_parallel && param.partition_dim >= 0 && (l.tp_size > 1 || legacy))) {
     out.push_back(dcp::ShardedTensor::whole(
         key, data, (l.tp_rank == 0 && replica_rank(l, param) == 0 && copy == 0) ? 0 : 1));
@@ -185,7 +191,8 @@ std::vector<dcp::ShardedTensor> step_shards(const NamedParameters& model,
     const bool copy = p->shared && p->shared_embedding;
     Tensor t = from_vector<int64_t>({sd.meta.at("step").at(name).get<int64_t>()});
     shards.push_back(dcp::ShardedTensor::whole(
-        step_key(name, *p), t, (l.tp_rank == 0 && replica_rank(l, *p) == 0 && !copy) ? 0 : 1));
+        step_key(name, *p), t,
+        ((p->allreduce ? l.tp_rank == 0 : true) && replica_rank(l, *p) == 0 && !copy) ? 0 : 1));
   }
   return shards;
 }

@@ -40,6 +40,8 @@ transformer::TransformerConfig transformer_config_from_args(const Arguments& a) 
   c.moe_router_pre_softmax = a.moe_router_pre_softmax;
   c.moe_router_topk_scaling_factor = a.moe_router_topk_scaling_factor.value_or(1.0);
   c.expert_model_parallel_size = a.expert_model_parallel_size;
+  c.expert_tensor_parallel_size =
+      a.expert_tensor_parallel_size.value_or(a.tensor_model_parallel_size);
   if (a.rotary_seq_len_interpolation_factor)
     c.seq_len_interpolation_factor = *a.rotary_seq_len_interpolation_factor;
   c.rope_scaling = a.use_rope_scaling;

@@ -63,7 +63,8 @@ int pretrain_gpt(Arguments& args) {
           ? std::optional<int>(static_cast<int>(*args.virtual_pipeline_model_parallel_size))
           : std::nullopt,
       static_cast<int>(args.context_parallel_size),
-      static_cast<int>(args.expert_model_parallel_size));
+      static_cast<int>(args.expert_model_parallel_size),
+      static_cast<int>(args.expert_tensor_parallel_size.value_or(args.tensor_model_parallel_size)));
   const int rank = comm::get_rank();
   // Samples are split over the data-parallel ranks; the context-parallel ranks of one
   // data-parallel rank read the same samples and each keeps its chunks of the sequence.
@@ -126,7 +127,10 @@ int pretrain_gpt(Arguments& args) {
   // Under expert parallelism the model-parallel group misses the other ranks' experts: the
   // stats are reduced over every rank, each copy of a weight counted once (a sharded
   // distributed-optimizer state already holds each element once).
-  const bool expert_parallel = args.expert_model_parallel_size > 1;
+  // Expert weights are replicated over the expert-data-parallel group (which spans TP ranks
+  // when tp > 1), not the data-parallel one.
+  const bool expert_parallel = args.num_experts && (args.expert_model_parallel_size > 1 ||
+                                                    args.tensor_model_parallel_size > 1);
   auto opt = optimizer::get_megatron_optimizer(
       optimizer_config(args), model.named_parameters(),
       shards || expert_parallel ? comm::world() : optimizer::default_grad_stats_parallel_group(),
@@ -134,8 +138,10 @@ int pretrain_gpt(Arguments& args) {
   if (expert_parallel && !shards) {
     const int dp_cp_rank = parallel_state::get_data_parallel_rank(/*with_context_parallel=*/true);
     const int edp_rank = parallel_state::get_expert_data_parallel_rank();
-    opt->set_grad_stats_filter([dp_cp_rank, edp_rank](const nn::Parameter& p) {
-      return (p.allreduce ? dp_cp_rank : edp_rank) == 0;
+    const int tp_rank = parallel_state::get_tensor_model_parallel_rank();
+    opt->set_grad_stats_filter([dp_cp_rank, edp_rank, tp_rank](const nn::Parameter& p) {
+      if (!p.allreduce) return edp_rank == 0;
+      return dp_cp_rank == 0 && (p.tensor_model_parallel || tp_rank == 0);
     });
   }
   MicrobatchCalculator mb(*args.global_batch_size, *args.micro_batch_size, dp_size,

@@ -156,10 +156,12 @@ void validate_args(Arguments& a, int64_t world_size, int64_t rank) {
   if (a.expert_model_parallel_size > 1) {
     ARG_CHECK(a.num_experts) << "--expert-model-parallel-size " << a.expert_model_parallel_size
                              << " needs a mixture-of-experts model (--num-experts)";
-    ARG_CHECK(a.data_parallel_size % a.expert_model_parallel_size == 0)
-        << "data parallel size (" << a.data_parallel_size
-        << ") must be a multiple of --expert-model-parallel-size (" << a.expert_model_parallel_size
-        << "): the expert-parallel ranks are data-parallel ranks";
+    ARG_CHECK(
+        (a.data_parallel_size * a.tensor_model_parallel_size) % a.expert_model_parallel_size == 0)
+        << "data (" << a.data_parallel_size << ") x tensor (" << a.tensor_model_parallel_size
+        << ") parallel size must be a multiple of --expert-model-parallel-size ("
+        << a.expert_model_parallel_size
+        << "): the expert-parallel ranks are data- or tensor-parallel ranks";
     ARG_CHECK(*a.num_experts % a.expert_model_parallel_size == 0)
         << "--num-experts (" << *a.num_experts << ") must be a multiple of "
         << "--expert-model-parallel-size (" << a.expert_model_parallel_size << ")";
@@ -484,10 +486,19 @@ void validate_args(Arguments& a, int64_t world_size, int64_t rank) {
     ARG_CHECK(!a.moe_expert_capacity_factor)
         << "--moe-expert-capacity-factor: token dropping is not implemented in mcore (every "
            "token reaches its experts)";
-    ARG_CHECK(a.tensor_model_parallel_size == 1)
-        << "--num-experts with --tensor-model-parallel-size " << a.tensor_model_parallel_size
-        << ": mixture-of-experts layers run without tensor parallelism in mcore; use data, "
-           "expert (--expert-model-parallel-size) and pipeline parallelism";
+    if (a.tensor_model_parallel_size > 1) {
+      ARG_CHECK(a.expert_tensor_parallel_size == 1)
+          << "--num-experts with --tensor-model-parallel-size " << a.tensor_model_parallel_size
+          << ": mcore runs experts without tensor parallelism; pass "
+             "--expert-tensor-parallel-size 1 (Megatron's default is the tensor-parallel size)";
+      ARG_CHECK(a.sequence_parallel)
+          << "--num-experts with --tensor-model-parallel-size " << a.tensor_model_parallel_size
+          << " needs --sequence-parallel (each tensor-parallel rank routes its slice of the "
+             "sequence), as in Megatron";
+    }
+    ARG_CHECK(a.expert_tensor_parallel_size.value_or(1) == 1)
+        << "--expert-tensor-parallel-size " << *a.expert_tensor_parallel_size
+        << ": tensor-parallel experts are not implemented in mcore; use 1";
   }
   ARG_CHECK(!a.squared_relu) << "--squared-relu is not implemented in mcore; drop the flag";
   ARG_CHECK(!a.decoupled_lr) << "--decoupled-lr is not implemented in mcore (one learning rate "

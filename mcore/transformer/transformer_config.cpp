@@ -119,11 +119,17 @@ void TransformerConfig::validate() const {
         << "\" is not implemented; use aux_loss or none";
     MCORE_CHECK(moe_aux_loss_coeff >= 0 && moe_z_loss_coeff >= 0)
         << w << "moe_aux_loss_coeff and moe_z_loss_coeff must be >= 0";
-    MCORE_CHECK(tensor_model_parallel_size == 1 && context_parallel_size == 1)
-        << w << "mixture-of-experts layers run without tensor or context parallelism here "
-        << "(tensor_model_parallel_size " << tensor_model_parallel_size
-        << ", context_parallel_size " << context_parallel_size
-        << "); use data, expert and pipeline parallelism";
+    MCORE_CHECK(context_parallel_size == 1)
+        << w << "mixture-of-experts layers run without context parallelism here "
+        << "(context_parallel_size " << context_parallel_size
+        << "); use data, tensor, expert and pipeline parallelism";
+    MCORE_CHECK(expert_tensor_parallel_size == 1)
+        << w << "experts are not split by tensor parallelism here (expert_tensor_parallel_size "
+        << expert_tensor_parallel_size << "); set it to 1";
+    MCORE_CHECK(tensor_model_parallel_size == 1 || sequence_parallel)
+        << w << "mixture-of-experts layers with tensor_model_parallel_size "
+        << tensor_model_parallel_size << " need sequence_parallel (each rank routes its slice "
+        << "of the sequence), as in Megatron";
     MCORE_CHECK(expert_model_parallel_size >= 1 &&
                 num_moe_experts % expert_model_parallel_size == 0)
         << w << "num_moe_experts (" << num_moe_experts

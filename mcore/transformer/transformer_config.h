@@ -113,6 +113,9 @@ struct TransformerConfig {
   bool moe_router_pre_softmax = false;
   double moe_router_topk_scaling_factor = 1.0;
   int64_t expert_model_parallel_size = 1;
+  // Experts run unsplit (1); with tensor_model_parallel_size > 1 each rank routes its
+  // sequence-parallel slice of the tokens (Megatron's expert_tensor_parallel_size = 1).
+  int64_t expert_tensor_parallel_size = 1;
 
   // ---- loss ----
   bool calculate_per_token_loss = false;

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "mcore/base/error.h"
+#include "mcore/comm/local_backend.h"
 #include "mcore/nn/functional.h"
 #include "mcore/parallel_state/parallel_state.h"
 #include "mcore/tensor/factory.h"
@@ -73,6 +74,11 @@ MoELayer::MoELayer(const MLPArgs& args, const MLPSubmodules& subs) : config_(arg
   router_ = register_module("router", std::make_shared<TopKRouter>(ra));
   MLPArgs ea = args;
   ea.prefix = args.param_name("experts");
+  expert_config_ = std::make_unique<TransformerConfig>(c);
+  expert_config_->tensor_model_parallel_size = 1;
+  expert_config_->sequence_parallel = false;
+  ea.config = expert_config_.get();
+  ea.tp_group = comm::make_local_group();
   const int64_t ep = c.expert_model_parallel_size;
   int64_t first = 0;
   if (ep > 1) {
@@ -85,8 +91,12 @@ MoELayer::MoELayer(const MLPArgs& args, const MLPSubmodules& subs) : config_(arg
         << " but the expert-model-parallel group has " << ep_group_->size() << " ranks";
     first = ep_group_->rank() * (c.num_moe_experts / ep);
   }
+  // Expert weights are replicated over other ranks than the dense ones whenever experts are
+  // spread (ep > 1) or tokens are (tp > 1): allreduce = false puts them in DDP's expert buffers.
+  const bool expert_buffers = ep > 1 || c.tensor_model_parallel_size > 1;
   experts_ = register_module(
-      "experts", std::make_shared<SequentialMLP>(ea, subs, c.num_moe_experts / ep, first, ep > 1));
+      "experts",
+      std::make_shared<SequentialMLP>(ea, subs, c.num_moe_experts / ep, first, expert_buffers));
 }
 
 Tensor MoELayer::run_experts(const Tensor& permuted, const std::vector<int64_t>& counts) const {

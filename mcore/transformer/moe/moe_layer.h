@@ -17,8 +17,13 @@
 // whatever ep is). Each rank routes its own tokens; the rows for another rank's experts are sent
 // there with an all-to-all, run through the expert, and sent back with a second all-to-all.
 // Expert weights carry allreduce = false: their gradients are reduced over the
-// expert-data-parallel group. Tensor-parallel experts are not here (the config validation says
-// so).
+// expert-data-parallel group.
+//
+// With tensor parallelism (sequence parallelism on, expert_tensor_parallel_size 1) each rank
+// routes its slice of the sequence and runs whole experts: the experts are built for one rank
+// (expert_config_), and their weights, replicated over the TP ranks too, are reduced over the
+// expert-data-parallel group, which then spans them. Tensor-parallel experts are not here (the
+// config validation says so).
 #pragma once
 
 #include <memory>
@@ -58,6 +63,8 @@ class MoELayer : public nn::Module {
   Tensor run_experts(const Tensor& permuted, const std::vector<int64_t>& counts) const;
 
   const TransformerConfig* config_;
+  // The config the experts are built with: no tensor or sequence parallelism.
+  std::unique_ptr<TransformerConfig> expert_config_;
   comm::ProcessGroupPtr ep_group_;  // null without expert parallelism
   std::shared_ptr<TopKRouter> router_;
   std::shared_ptr<SequentialMLP> experts_;

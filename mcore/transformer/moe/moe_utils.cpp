@@ -33,11 +33,11 @@ struct AuxLossAutoScaler : autograd::Function<AuxLossAutoScaler> {
 
 Tensor switch_load_balancing_loss(const Tensor& scores,
                                   const std::vector<int64_t>& tokens_per_expert, int64_t topk,
-                                  double coeff) {
+                                  double coeff, int64_t total_tokens) {
   MCORE_CHECK(scores.dim() == 2 && scores.size(1) == static_cast<int64_t>(tokens_per_expert.size()))
       << "switch_load_balancing_loss: scores " << shape_str(scores.shape()) << " for "
       << tokens_per_expert.size() << " experts";
-  const double tokens = static_cast<double>(scores.size(0));
+  const double tokens = static_cast<double>(total_tokens > 0 ? total_tokens : scores.size(0));
   const double experts = static_cast<double>(scores.size(1));
   std::vector<float> counts(tokens_per_expert.begin(), tokens_per_expert.end());
   const Tensor tpe = from_vector<float>(counts).to(scores.device()).to(scores.dtype());

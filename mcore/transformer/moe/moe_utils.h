@@ -14,9 +14,12 @@ namespace mcore::transformer::moe {
 // scores: [tokens, experts] softmax over all experts (differentiable); tokens_per_expert: how many
 // (token, slot) pairs each expert received. Megatron's switch_load_balancing_loss_func:
 // sum_e(sum_t scores[t, e] * tokens_per_expert[e]) * experts * coeff / (topk * tokens^2).
+// Under sequence parallelism each rank holds a slice of the tokens: tokens_per_expert and
+// total_tokens are then the whole sequence's, and the ranks' losses sum to the whole loss.
+// total_tokens 0: scores.size(0).
 Tensor switch_load_balancing_loss(const Tensor& scores,
                                   const std::vector<int64_t>& tokens_per_expert, int64_t topk,
-                                  double coeff);
+                                  double coeff, int64_t total_tokens = 0);
 
 // Returns x unchanged in forward; in backward, aux_loss receives the gradient
 // aux_loss_backward_scale() (as if aux_loss had been added to the loss) besides x's own.

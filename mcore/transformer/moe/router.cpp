@@ -7,6 +7,7 @@
 #include "mcore/nn/functional.h"
 #include "mcore/nn/init.h"
 #include "mcore/tensor/factory.h"
+#include "mcore/tensor_parallel/utils.h"
 #include "mcore/transformer/moe/moe_utils.h"
 
 namespace mcore::transformer::moe {
@@ -35,6 +36,10 @@ TopKRouter::TopKRouter(const SlotArgs& args)
       "weight", c.perform_initialization
                     ? nn::init_normal({c.num_moe_experts, c.hidden_size}, init, c.params_dtype)
                     : zeros({c.num_moe_experts, c.hidden_size}, c.params_dtype));
+  if (c.tensor_model_parallel_size > 1) {
+    tp_group_ = tensor_parallel::resolve_tp_group(args.tp_group);
+    weight_->sequence_parallel = true;
+  }
 }
 
 Routing TopKRouter::forward(const Tensor& x) const {
@@ -73,13 +78,21 @@ Routing TopKRouter::forward(const Tensor& x) const {
     r.probs = F::scale(r.probs, c.moe_router_topk_scaling_factor);
   if (is_training() && c.moe_router_load_balancing_type == "aux_loss" && c.moe_aux_loss_coeff > 0) {
     if (!scores.defined()) scores = F::softmax(logits);
-    const Tensor aux =
-        switch_load_balancing_loss(scores, r.tokens_per_expert, k, c.moe_aux_loss_coeff);
+    std::vector<int64_t> counts = r.tokens_per_expert;
+    int64_t total = tokens;
+    if (tp_group_) {
+      // The whole sequence's counts: every rank of the TP group holds a slice of it.
+      Tensor t = from_vector<int64_t>(counts).to(comm::group_device(*tp_group_));
+      tp_group_->all_reduce(t);
+      counts = to_vector<int64_t>(t.to(Device::cpu()));
+      total *= tp_group_->size();
+    }
+    const Tensor aux = switch_load_balancing_loss(scores, counts, k, c.moe_aux_loss_coeff, total);
     // Megatron's apply_load_balancing_loss: with a per-token loss the main loss is a sum over
     // tokens (divided by the global token count in finalize_model_grads), so the aux loss is
-    // scaled by this microbatch's tokens to keep its weight.
+    // scaled by this microbatch's tokens (the whole sequence's) to keep its weight.
     r.probs = attach_aux_loss(
-        r.probs, c.calculate_per_token_loss ? F::scale(aux, static_cast<double>(tokens)) : aux);
+        r.probs, c.calculate_per_token_loss ? F::scale(aux, static_cast<double>(total)) : aux);
     if (!autograd::in_recompute())
       record_load_balancing_loss(layer_number_,
                                  aux.detach().to(Device::cpu()).item() / c.moe_aux_loss_coeff);

@@ -8,6 +8,11 @@
 // With moe_router_load_balancing_type "aux_loss" and moe_aux_loss_coeff > 0 the Switch
 // Transformer load-balancing loss is attached to the probabilities (moe_utils.h): it adds its
 // gradient in backward without changing any activation, as Megatron's MoEAuxLossAutoScaler.
+//
+// With tensor (and so sequence) parallelism each rank routes its slice of the sequence: the
+// weight is replicated and its gradients are partial sums (marked sequence_parallel, so
+// finalize_model_grads all-reduces them over the TP group), and the aux loss counts the tokens
+// per expert over the whole sequence, as Megatron's tp_cp reduction does.
 #pragma once
 
 #include <cstdint>
@@ -34,6 +39,7 @@ class TopKRouter : public nn::Module {
  private:
   const TransformerConfig* config_;
   int64_t layer_number_;
+  comm::ProcessGroupPtr tp_group_;  // under sequence parallelism: the ranks sharing a sequence
   nn::ParameterPtr weight_;
 };
 
