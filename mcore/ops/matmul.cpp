@@ -1,5 +1,7 @@
 #include "mcore/ops/matmul.h"
 
+#include <algorithm>
+
 #include <atomic>
 
 #include "mcore/ops/activation.h"
@@ -50,7 +52,12 @@ void run_gemm(Tensor& c, const Tensor& a, const Tensor& b, bool ta, bool tb, dou
   const int64_t batch = c.numel() / std::max<int64_t>(1, m * n);
   T* cp = c.data<T>();
   if (k == 0) {
-    scale_(c, beta);
+    // An empty sum: C = beta C, and with beta 0 C is not read (it may be uninitialized).
+    if (beta == 0.0) {
+      std::fill(cp, cp + c.numel(), T(0));
+    } else {
+      scale_(c, beta);
+    }
     return;
   }
   // A 2-D b shared by a contiguous batch of a: one big GEMM with M' = batch * M.

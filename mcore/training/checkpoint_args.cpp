@@ -89,9 +89,9 @@ std::vector<std::string> flags_from_saved_args(const std::map<std::string, std::
     auto s = saved.find(dest);
     auto spec = by_dest.find(dest);
     if (s == saved.end() || spec == by_dest.end() || cli.is_set(dest) || cli.model) continue;
-    // --vocab-size defines the vocabulary of the NullTokenizer (and of mock data) only. Saved from another run it
-    // is a preset's value the tokenizer never used (a ByteTokenizer would refuse 211 entries);
-    // the embedding's padded size is taken from the checkpoint itself.
+    // --vocab-size defines the vocabulary of the NullTokenizer (and of mock data) only. Saved from
+    // another run it is a preset's value the tokenizer never used (a ByteTokenizer would refuse 211
+    // entries); the embedding's padded size is taken from the checkpoint itself.
     if (std::string(dest) == "vocab_size") {
       auto tok = saved.find("tokenizer_type");
       const std::string type = cli.tokenizer_type   ? *cli.tokenizer_type

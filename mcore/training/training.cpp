@@ -124,26 +124,16 @@ int pretrain_gpt(Arguments& args) {
   std::shared_ptr<const optimizer::DistributedOptimizerShards> shards;
   if (args.use_distributed_optimizer)
     shards = std::make_shared<optimizer::DistributedOptimizerShards>(model.ddp_ptrs());
-  // Under expert parallelism the model-parallel group misses the other ranks' experts: the
-  // stats are reduced over every rank, each copy of a weight counted once (a sharded
-  // distributed-optimizer state already holds each element once).
-  // Expert weights are replicated over the expert-data-parallel group (which spans TP ranks
-  // when tp > 1), not the data-parallel one.
-  const bool expert_parallel = args.num_experts && (args.expert_model_parallel_size > 1 ||
-                                                    args.tensor_model_parallel_size > 1);
+  // When a mixture-of-experts model spreads its experts (expert or tensor parallelism), the
+  // model-parallel group misses other ranks' experts: the stats are reduced over every rank,
+  // each copy of a weight counted once (a sharded distributed-optimizer state already holds
+  // each element once).
+  const bool spread = experts_spread(args);
   auto opt = optimizer::get_megatron_optimizer(
       optimizer_config(args), model.named_parameters(),
-      shards || expert_parallel ? comm::world() : optimizer::default_grad_stats_parallel_group(),
+      shards || spread ? comm::world() : optimizer::default_grad_stats_parallel_group(),
       parallel_state::get_tensor_model_parallel_rank(), shards);
-  if (expert_parallel && !shards) {
-    const int dp_cp_rank = parallel_state::get_data_parallel_rank(/*with_context_parallel=*/true);
-    const int edp_rank = parallel_state::get_expert_data_parallel_rank();
-    const int tp_rank = parallel_state::get_tensor_model_parallel_rank();
-    opt->set_grad_stats_filter([dp_cp_rank, edp_rank, tp_rank](const nn::Parameter& p) {
-      if (!p.allreduce) return edp_rank == 0;
-      return dp_cp_rank == 0 && (p.tensor_model_parallel || tp_rank == 0);
-    });
-  }
+  if (spread && !shards) opt->set_grad_stats_filter(experts_counted_once());
   MicrobatchCalculator mb(*args.global_batch_size, *args.micro_batch_size, dp_size,
                           args.rampup_batch_size.value_or(std::vector<int64_t>{}));
   // --skip-train (Megatron's evaluation-only run) needs neither a length nor a schedule.
@@ -429,7 +419,7 @@ int pretrain_gpt(Arguments& args) {
       if (sr.num_zeros_in_grad)
         line += strf(" num zeros: %.1f |", static_cast<double>(*sr.num_zeros_in_grad));
       if (args.log_params_norm)
-        line += strf(" params norm: %.3f |", params_norm(model.named_parameters()));
+        line += strf(" params norm: %.3f |", params_norm(model.named_parameters(), args));
       line +=
           strf(" number of skipped iterations: %3lld |", static_cast<long long>(skipped_interval));
       line += strf(" number of nan iterations: %3lld |", static_cast<long long>(nan_interval));

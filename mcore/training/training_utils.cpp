@@ -7,6 +7,7 @@
 #include "mcore/base/error.h"
 #include "mcore/comm/distributed.h"
 #include "mcore/optimizer/clip_grads.h"
+#include "mcore/parallel_state/parallel_state.h"
 #include "mcore/tensor/factory.h"
 #include "mcore/transformer/moe/moe_utils.h"
 
@@ -48,16 +49,34 @@ std::vector<datasets::GPTBatch> next_batches(datasets::DataLoader& loader, int64
 
 // Megatron's --log-params-norm: the L2 norm of the whole model, each element counted once (no
 // tensor-parallel replicas, no tied copy), over the model-parallel group.
-double params_norm(const NamedParameters& params) {
+bool experts_spread(const Arguments& args) {
+  return args.num_experts.value_or(0) > 0 &&
+         (args.expert_model_parallel_size > 1 || args.tensor_model_parallel_size > 1);
+}
+
+std::function<bool(const nn::Parameter&)> experts_counted_once() {
+  const int dp_cp_rank = parallel_state::get_data_parallel_rank(/*with_context_parallel=*/true);
+  const int edp_rank = parallel_state::get_expert_data_parallel_rank();
+  const int tp_rank = parallel_state::get_tensor_model_parallel_rank();
+  return [dp_cp_rank, edp_rank, tp_rank](const nn::Parameter& p) {
+    if (!p.allreduce) return edp_rank == 0;
+    return dp_cp_rank == 0 && (p.tensor_model_parallel || tp_rank == 0);
+  };
+}
+
+double params_norm(const NamedParameters& params, const Arguments& args) {
   const int tp_rank = optimizer::default_tensor_model_parallel_rank();
+  const bool spread = experts_spread(args);
+  const auto once = spread ? experts_counted_once() : nullptr;
   std::vector<Tensor> values;
   for (const auto& [name, p] : params) {
-    if (!optimizer::param_is_not_shared(*p) ||
-        !optimizer::param_is_not_tensor_parallel_duplicate(*p, tp_rank))
+    if (!optimizer::param_is_not_shared(*p)) continue;
+    if (spread ? !once(*p) : !optimizer::param_is_not_tensor_parallel_duplicate(*p, tp_rank))
       continue;
     values.push_back(p->detach().to(DType::F32).to(Device::cpu()).contiguous());
   }
-  return optimizer::get_grad_norm_fp32(values, 2.0, optimizer::default_grad_stats_parallel_group());
+  return optimizer::get_grad_norm_fp32(
+      values, 2.0, spread ? comm::world() : optimizer::default_grad_stats_parallel_group());
 }
 
 std::string format_eta(double seconds) {

@@ -3,6 +3,8 @@
 // parameter norm for --log-params-norm, the ETA field, and the phase-timer report.
 #pragma once
 
+#include <functional>
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -23,9 +25,19 @@ std::vector<datasets::GPTBatch> next_batches(datasets::DataLoader& loader, int64
                                              const std::string& split, int64_t iteration,
                                              int64_t consumed);
 
+// True when a mixture-of-experts model keeps its expert weights on other ranks than the dense
+// ones (expert or tensor parallelism): norms and counts over the model must then be summed over
+// every rank, each copy of a weight counted once (experts_counted_once).
+bool experts_spread(const Arguments& args);
+// Whether this rank counts `p` in such a sum: a dense weight on data-parallel rank 0 (with
+// context parallelism) and, unless it is tensor-parallel, TP rank 0; an expert weight
+// (allreduce = false) on expert-data-parallel rank 0.
+std::function<bool(const nn::Parameter&)> experts_counted_once();
+
 // Megatron's --log-params-norm: the L2 norm of the whole model, each element counted once (no
-// tensor-parallel replicas, no tied copy), over the model-parallel group.
-double params_norm(const NamedParameters& params);
+// tensor-parallel replicas, no tied copy), over the model-parallel group, or over every rank
+// when experts_spread.
+double params_norm(const NamedParameters& params, const Arguments& args);
 
 // H:MM:SS, or "-" for a negative or non-finite time.
 std::string format_eta(double seconds);

@@ -154,8 +154,9 @@ void validate_args(Arguments& a, int64_t world_size, int64_t rank) {
       << ") x context (" << a.context_parallel_size << ") parallel size = " << model_size;
   a.data_parallel_size = world_size / model_size;
   if (a.expert_model_parallel_size > 1) {
-    ARG_CHECK(a.num_experts) << "--expert-model-parallel-size " << a.expert_model_parallel_size
-                             << " needs a mixture-of-experts model (--num-experts)";
+    ARG_CHECK(a.num_experts.value_or(0) > 0)
+        << "--expert-model-parallel-size " << a.expert_model_parallel_size
+        << " needs a mixture-of-experts model (--num-experts)";
     ARG_CHECK(
         (a.data_parallel_size * a.tensor_model_parallel_size) % a.expert_model_parallel_size == 0)
         << "data (" << a.data_parallel_size << ") x tensor (" << a.tensor_model_parallel_size
@@ -366,10 +367,10 @@ void validate_args(Arguments& a, int64_t world_size, int64_t rank) {
         << ") / context-parallel-size (" << a.context_parallel_size
         << ") must be a multiple of tensor-model-parallel-size (" << tp << ")";
   }
-  ARG_CHECK(a.context_parallel_size == 1 || !a.num_experts)
+  ARG_CHECK(a.context_parallel_size == 1 || a.num_experts.value_or(0) <= 0)
       << "--context-parallel-size " << a.context_parallel_size
       << " with --num-experts: mixture-of-experts layers run without context parallelism here; "
-         "use data and pipeline parallelism (--context-parallel-size 1)";
+         "use data, tensor, expert and pipeline parallelism (--context-parallel-size 1)";
   ARG_CHECK(*a.max_position_embeddings >= *a.seq_length)
       << "max_position_embeddings (" << *a.max_position_embeddings
       << ") must be greater than or equal to seq_length (" << *a.seq_length << ")";

@@ -182,6 +182,55 @@ TEST(MoeTraining, ExpertParallelCheckpointResumesWithoutExpertParallelism) {
   fs::remove_all(d);
 }
 
+// Eight experts and eight-token sequences: in most steps some expert gets no token on some rank.
+// Every expert still runs (on zero rows), so its weights get a (zero) gradient and DDP's
+// overlapped bucket reduction sees the same parameters ready on every rank. It used to launch
+// buckets in different orders on different ranks: wrong numbers at EP=2 and an MPI error at
+// EP=1. --log-params-norm counts every expert once under expert parallelism (it missed the
+// other ranks' experts).
+TEST(MoeTraining, OverlappedReductionWithStarvedExpertsAndParamsNorm) {
+  const std::string tiny =
+      " --mock-data --vocab-size 128 --num-layers 2 --hidden-size 32 --num-attention-heads 4"
+      " --num-experts 8 --moe-ffn-hidden-size 16 --moe-router-topk 2 --seq-length 8"
+      " --max-position-embeddings 16 --micro-batch-size 1 --global-batch-size 4 --train-iters 6"
+      " --lr 1e-2 --log-interval 1 --moe-aux-loss-coeff 0.01 --log-params-norm";
+  const fs::path d = fresh_dir("moe_overlap");
+  const std::string overlap = " --overlap-grad-reduce --ddp-bucket-size 500";
+  const struct {
+    std::string name, extra;
+  } runs[] = {
+      {"ref", ""},
+      {"overlap", overlap},
+      {"overlap_ep2", overlap + " --expert-model-parallel-size 2"},
+      {"distopt_ep2", overlap + " --use-distributed-optimizer --expert-model-parallel-size 2"},
+      {"ep4", " --expert-model-parallel-size 4"}};
+  std::map<std::string, std::map<int64_t, std::pair<double, double>>> losses;
+  std::map<std::string, std::vector<std::string>> norms;
+  for (const auto& r : runs) {
+    RunResult res = run(mpirun(4) + tool("pretrain_gpt") + tiny + r.extra + " --tensorboard-dir " +
+                        (d / r.name).string());
+    ASSERT_EQ(res.rc, 0) << r.name << ":\n" << res.output;
+    losses[r.name] = read_losses(d / r.name);
+    const std::regex re("params norm: ([0-9.]+)");
+    for (auto it = std::sregex_iterator(res.output.begin(), res.output.end(), re);
+         it != std::sregex_iterator(); ++it)
+      norms[r.name].push_back((*it)[1]);
+  }
+  const auto& ref = losses.at("ref");
+  ASSERT_EQ(ref.size(), 6u);
+  ASSERT_EQ(norms.at("ref").size(), 6u);
+  for (const auto& r : runs) {
+    ASSERT_EQ(losses.at(r.name).size(), 6u) << r.name;
+    for (const auto& [it, v] : ref) {
+      EXPECT_NEAR(losses.at(r.name).at(it).first, v.first, 1e-5 * v.first) << r.name << " @" << it;
+      EXPECT_NEAR(losses.at(r.name).at(it).second, v.second, 1e-4 * v.second)
+          << r.name << " grad norm @" << it;
+    }
+    EXPECT_EQ(norms.at(r.name), norms.at("ref")) << r.name;
+  }
+  fs::remove_all(d);
+}
+
 TEST(MoeTraining, BadExpertParallelSizesAreRefused) {
   struct Case {
     int np;
@@ -192,6 +241,8 @@ TEST(MoeTraining, BadExpertParallelSizesAreRefused) {
       " --lr 1e-4";
   const Case cases[] = {
       {2, dense + " --expert-model-parallel-size 2", "needs a mixture-of-experts model"},
+      {2, dense + " --num-experts 0 --expert-model-parallel-size 2",
+       "needs a mixture-of-experts model"},
       {2, kMoe + std::string(" --expert-model-parallel-size 2 --pipeline-model-parallel-size 2"),
        "must be a multiple of --expert-model-parallel-size"},
       {3, kMoe + std::string(" --expert-model-parallel-size 3 --global-batch-size 6"),

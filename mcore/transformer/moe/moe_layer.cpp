@@ -52,7 +52,9 @@ Tensor SequentialMLP::forward(const Tensor& permuted, const std::vector<int64_t>
   std::vector<Tensor> outs;
   int64_t offset = 0;
   for (size_t e = 0; e < experts_.size(); ++e) {
-    if (counts[e] == 0) continue;  // an expert with no tokens this step gets no gradient
+    // Every expert runs, on zero rows too (as Megatron's SequentialMLP): its weights then get a
+    // zero gradient, so DDP's overlapped reduction sees every weight's gradient ready in every
+    // step on every rank, whatever the routing.
     const Tensor rows = F::narrow(permuted, 0, offset, counts[e]);
     LinearOutput o = experts_[e]->forward(rows);
     outs.push_back(o.output_bias.defined() ? F::add(o.output, o.output_bias) : o.output);
@@ -60,9 +62,6 @@ Tensor SequentialMLP::forward(const Tensor& permuted, const std::vector<int64_t>
   }
   MCORE_CHECK(offset == permuted.size(0))
       << "SequentialMLP: counts sum to " << offset << " of " << permuted.size(0) << " rows";
-  // No rows here (an expert-parallel rank whose experts drew no token): an empty slice that
-  // keeps the graph, so the return all-to-all still runs in backward on every rank.
-  if (outs.empty()) return F::narrow(permuted, 0, 0, 0);
   return outs.size() == 1 ? outs[0] : F::cat(outs, 0);
 }
 
