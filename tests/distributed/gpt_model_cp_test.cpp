@@ -23,6 +23,7 @@
 #include "mcore/tensor_parallel/mappings.h"
 #include "mcore/transformer/context_parallel.h"
 #include "tests/common/test_util.h"
+#include "tests/distributed/gpt_layout_configs.h"
 
 namespace mcore::testing {
 namespace {
@@ -32,32 +33,6 @@ using transformer::TransformerConfig;
 
 constexpr double kTol = 1e-5;
 constexpr int64_t kVocab = 128, kBatch = 2, kSeq = 16;
-
-TransformerConfig llama_config() {
-  TransformerConfig c;
-  c.num_layers = 2;
-  c.hidden_size = 64;
-  c.num_attention_heads = 8;
-  c.num_query_groups = 4;
-  c.ffn_hidden_size = 96;
-  c.normalization = "RMSNorm";
-  c.gated_linear_unit = true;
-  c.activation_func = transformer::ActivationFunc::kSilu;
-  c.add_bias_linear = false;
-  c.position_embedding_type = "rope";
-  return c;
-}
-
-TransformerConfig gpt2_config() {
-  TransformerConfig c;
-  c.num_layers = 2;
-  c.hidden_size = 64;
-  c.num_attention_heads = 4;
-  c.normalization = "LayerNorm";
-  c.activation_func = transformer::ActivationFunc::kGeluTanh;
-  c.position_embedding_type = "learned_absolute";
-  return c;
-}
 
 struct Inputs {
   Tensor ids, labels, positions, mask;  // mask: [b, 1, s, s], true = masked out
@@ -108,7 +83,7 @@ Result run(TransformerConfig c, bool tied, int tp, int cp, bool sp, bool dropout
   models::GPTModelOptions o;
   o.share_embeddings_and_output_weights = tied;
   o.tp_group = tp_group;
-  models::GPTModel model(c, transformer::get_gpt_layer_local_spec(false), kVocab, 32, o);
+  models::GPTModel model(c, transformer::get_gpt_layer_local_spec(c.qk_layernorm), kVocab, 32, o);
   const transformer::ContextParallelLayout layout = transformer::context_parallel_layout(cp);
   auto cut = [&](const Tensor& t, int64_t dim) {
     return t.defined() ? transformer::slice_for_context_parallel_rank(t, dim, layout) : t;

@@ -21,6 +21,7 @@
 #include "mcore/tensor_parallel/init.h"
 #include "mcore/tensor_parallel/mappings.h"
 #include "tests/common/test_util.h"
+#include "tests/distributed/gpt_layout_configs.h"
 
 namespace mcore::testing {
 namespace {
@@ -30,34 +31,6 @@ using transformer::TransformerConfig;
 
 constexpr double kTol = 1e-5;
 constexpr int64_t kVocab = 128, kBatch = 2, kSeq = 8;
-
-TransformerConfig llama_config() {
-  TransformerConfig c;
-  c.num_layers = 2;
-  c.hidden_size = 64;
-  c.num_attention_heads = 8;
-  c.num_query_groups = 4;
-  c.ffn_hidden_size = 96;
-  c.normalization = "RMSNorm";
-  c.gated_linear_unit = true;
-  c.activation_func = transformer::ActivationFunc::kSilu;
-  c.add_bias_linear = false;
-  c.add_qkv_bias = true;
-  c.qk_layernorm = true;
-  c.position_embedding_type = "rope";
-  return c;
-}
-
-TransformerConfig gpt2_config() {
-  TransformerConfig c;
-  c.num_layers = 2;
-  c.hidden_size = 64;
-  c.num_attention_heads = 4;
-  c.normalization = "LayerNorm";
-  c.activation_func = transformer::ActivationFunc::kGeluTanh;
-  c.position_embedding_type = "learned_absolute";
-  return c;
-}
 
 struct Result {
   Tensor loss;
