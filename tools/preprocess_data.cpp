@@ -24,6 +24,7 @@
 
 #include "mcore/base/error.h"
 #include "mcore/datasets/indexed_dataset.h"
+#include "mcore/datasets/sentence_splitter.h"
 #include "mcore/tokenizers/tokenizer.h"
 #include "mcore/tokenizers/unicode.h"
 
@@ -133,37 +134,6 @@ Args parse_args(int argc, char** argv) {
   return a;
 }
 
-// A rule-based stand-in for Megatron's NLTK punkt splitter: a sentence ends after . ! or ?
-// (and any closing quotes or brackets) followed by whitespace; the whitespace between sentences
-// is dropped, except newlines with --keep-newlines. Abbreviations are not recognised.
-std::vector<std::string> split_sentences(const std::string& text, bool keep_newlines) {
-  std::vector<std::string> out;
-  size_t start = 0, i = 0;
-  auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
-  while (start < text.size() && is_space(text[start])) ++start;
-  for (i = start; i < text.size(); ++i) {
-    if (text[i] != '.' && text[i] != '!' && text[i] != '?') continue;
-    size_t end = i + 1;
-    while (end < text.size() && std::strchr("\"')]", text[end]) && text[end]) ++end;
-    if (end < text.size() && !is_space(text[end])) continue;
-    std::string s = text.substr(start, end - start);
-    size_t next = end;
-    while (next < text.size() && is_space(text[next])) {
-      if (keep_newlines && text[next] == '\n') s += '\n';
-      ++next;
-    }
-    out.push_back(std::move(s));
-    start = next;
-    i = next - 1;
-  }
-  if (start < text.size()) {
-    size_t end = text.size();
-    while (end > start && is_space(text[end - 1])) --end;
-    if (end > start) out.push_back(text.substr(start, end - start));
-  }
-  return out;
-}
-
 struct Encoded {
   std::vector<std::vector<TokenId>> ids;   // per key: the document's tokens
   std::vector<std::vector<int64_t>> lens;  // per key: sentence lengths
@@ -203,7 +173,7 @@ void encode_line(const Args& a, const mcore::tokenizers::Tokenizer& tok, const s
       }
     } else if (it->is_string()) {
       if (a.split_sentences) {
-        sentences = split_sentences(it->get<std::string>(), a.keep_newlines);
+        sentences = mcore::datasets::split_sentences(it->get<std::string>(), a.keep_newlines);
       } else {
         sentences.push_back(it->get<std::string>());
       }
