@@ -366,6 +366,10 @@ HFArchitecture infer_architecture(const TransformerConfig& c, bool tie_word_embe
                     c.kv_channels * c.num_attention_heads == c.hidden_size,
                 "learned positions make it GPT-2, which needs LayerNorm, a GeLU MLP, biases on "
                 "every linear layer and multi-head attention with hidden / heads channels");
+    fail_unless(c.num_moe_experts == 0,
+                "it has experts (--num-experts) and learned positions: GPT-2 has no "
+                "mixture-of-experts form, and the one supported MoE export, "
+                "MixtralForCausalLM, needs RoPE, RMSNorm and SwiGLU experts without biases");
     arch = HFArchitecture::kGPT2;
   } else {
     fail_unless(c.position_embedding_type == "rope",

@@ -161,6 +161,17 @@ TEST(HFConfig, MixtralFieldsAndRouterRefusals) {
   transformer::TransformerConfig dense = config;
   dense.num_moe_experts = 0;
   EXPECT_NE(refusal(dense, "MixtralForCausalLM").find("has no experts"), std::string::npos);
+  // A GPT-2-shaped model with experts has no Hugging Face form: said up front (it used to fail
+  // later on a missing dense MLP weight).
+  transformer::TransformerConfig gpt2_moe = config;
+  gpt2_moe.position_embedding_type = "learned_absolute";
+  gpt2_moe.normalization = "LayerNorm";
+  gpt2_moe.gated_linear_unit = false;
+  gpt2_moe.activation_func = transformer::ActivationFunc::kGeluTanh;
+  gpt2_moe.add_bias_linear = true;
+  gpt2_moe.num_query_groups = gpt2_moe.num_attention_heads;
+  EXPECT_NE(refusal(gpt2_moe, "").find("GPT-2 has no mixture-of-experts form"), std::string::npos)
+      << refusal(gpt2_moe, "");
 
   hf_checkpoint::HFModel m;
   m.architecture = hf_checkpoint::HFArchitecture::kMixtral;
