@@ -318,7 +318,7 @@ const std::vector<Row>& rows() {
       store({"--moe-aux-loss-coeff"}, "moe_aux_loss_coeff", &A::moe_aux_loss_coeff,
             "Scaling coefficient for the aux loss."),
       store({"--moe-z-loss-coeff"}, "moe_z_loss_coeff", &A::moe_z_loss_coeff,
-            "Scaling coefficient for the z-loss (not in mcore)."),
+            "Scaling coefficient for the z-loss."),
       on({"--moe-router-pre-softmax"}, "moe_router_pre_softmax", &A::moe_router_pre_softmax,
          "Enable pre-softmax routing for MoE."),
       store({"--moe-router-topk-scaling-factor"}, "moe_router_topk_scaling_factor",

@@ -284,7 +284,8 @@ int pretrain_gpt(Arguments& args) {
   double interval_time = 0;
   int64_t interval_iters = 0;
   double loss_sum_interval = 0;
-  double lb_loss_sum_interval = 0;  // MoE load_balancing_loss, summed over the interval
+  // MoE load_balancing_loss and z_loss, summed over the interval.
+  std::vector<std::pair<std::string, double>> moe_sum_interval;
   int64_t loss_count_interval = 0;
   int64_t skipped_interval = 0, nan_interval = 0;
   bool saved_at_current = false;
@@ -334,8 +335,14 @@ int pretrain_gpt(Arguments& args) {
       ++state.num_nan_iterations;
       ++nan_interval;
     }
-    const std::optional<double> lb_loss = moe_load_balancing_loss(args, num_mb);
-    if (lb_loss && sr.success) lb_loss_sum_interval += *lb_loss;
+    const std::vector<std::pair<std::string, double>> moe_losses = moe_aux_losses(args, num_mb);
+    if (moe_sum_interval.size() != moe_losses.size()) {
+      moe_sum_interval = moe_losses;
+      for (auto& [name, v] : moe_sum_interval) v = 0;
+    }
+    if (sr.success)
+      for (size_t i = 0; i < moe_losses.size(); ++i)
+        moe_sum_interval[i].second += moe_losses[i].second;
     const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
     interval_time += elapsed;
     ++interval_iters;
@@ -359,7 +366,7 @@ int pretrain_gpt(Arguments& args) {
           {"throughput (TFLOP/s/GPU)", tflops},
           {"tokens per second", tokens_per_s}};
       if (sr.num_zeros_in_grad) metrics.push_back({"num zeros", double(*sr.num_zeros_in_grad)});
-      if (lb_loss) metrics.push_back({"load_balancing_loss", *lb_loss});
+      for (const auto& m : moe_losses) metrics.push_back(m);
       log_safely([&] { jsonl->log_iteration(state.iteration, metrics); });
     }
     // Max over ranks, ms per iteration since the last log line, read without resetting: a
@@ -375,7 +382,7 @@ int pretrain_gpt(Arguments& args) {
           {"grad-norm", grad_norm}, {"throughput", tflops}, {"tokens-per-second", tokens_per_s}};
       if (args.log_loss_scale_to_tensorboard) v.push_back({"loss-scale", loss_scale});
       if (sr.num_zeros_in_grad) v.push_back({"num-zeros", double(*sr.num_zeros_in_grad)});
-      if (lb_loss) v.push_back({"load_balancing_loss", *lb_loss});
+      for (const auto& m : moe_losses) v.push_back(m);
       for (const auto& [name, ms] : timer_ms) v.push_back({name + "-time", ms});
       v.push_back({device.is_cuda() ? "mem-allocated-gib" : "mem-rss-gib", mem.current});
       v.push_back({"mem-peak-gib", mem.peak});
@@ -411,9 +418,9 @@ int pretrain_gpt(Arguments& args) {
       line += strf(" learning rate: %.6E |", lr);
       line += strf(" global batch size: %5lld |", static_cast<long long>(batch_size));
       if (loss_count_interval) line += strf(" lm loss: %.6E |", avg_loss);
-      if (lb_loss && loss_count_interval)  // over the advanced iterations, as the lm loss
-        line += strf(" load_balancing_loss: %.6E |",
-                     lb_loss_sum_interval / static_cast<double>(loss_count_interval));
+      if (loss_count_interval)  // over the advanced iterations, as the lm loss
+        for (const auto& [name, sum] : moe_sum_interval)
+          line += strf(" %s: %.6E |", name.c_str(), sum / static_cast<double>(loss_count_interval));
       line += strf(" loss scale: %.1f |", loss_scale);
       if (sr.grad_norm) line += strf(" grad norm: %.3f |", grad_norm);
       if (sr.num_zeros_in_grad)
@@ -434,7 +441,7 @@ int pretrain_gpt(Arguments& args) {
       interval_time = 0;
       interval_iters = 0;
       loss_sum_interval = 0;
-      lb_loss_sum_interval = 0;
+      for (auto& [name, sum] : moe_sum_interval) sum = 0;
       loss_count_interval = 0;
       skipped_interval = nan_interval = 0;
     }

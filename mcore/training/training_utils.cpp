@@ -125,20 +125,27 @@ void start_l1_timer(timers::Timers& t, const char* name, bool barrier) {
   t(name, 1).start();
 }
 
-std::optional<double> moe_load_balancing_loss(const Arguments& args, int64_t num_microbatches) {
-  if (!args.num_experts || args.moe_router_load_balancing_type != "aux_loss" ||
-      args.moe_aux_loss_coeff <= 0)
-    return std::nullopt;
+std::vector<std::pair<std::string, double>> moe_aux_losses(const Arguments& args,
+                                                           int64_t num_microbatches) {
+  std::vector<std::pair<std::string, double>> out;
+  if (args.num_experts.value_or(0) <= 0) return out;
+  std::vector<std::string> names;
+  if (args.moe_router_load_balancing_type == "aux_loss" && args.moe_aux_loss_coeff > 0)
+    names.push_back("load_balancing_loss");
+  if (args.moe_z_loss_coeff.value_or(0.0) > 0) names.push_back("z_loss");
   const int64_t layers = *args.num_layers;
-  const std::vector<double> mine = transformer::moe::take_load_balancing_losses(layers);
   const comm::ProcessGroupPtr world = comm::world();
-  Tensor t = from_vector<double>(mine).to(comm::group_device(*world));
-  world->all_reduce(t);  // each layer once per data-parallel replica
-  const Tensor host = t.to(Device::cpu());
-  double sum = 0;
-  for (int64_t i = 0; i < layers; ++i) sum += host.data<double>()[i];
-  return sum / static_cast<double>(layers * args.data_parallel_size *
-                                   std::max<int64_t>(1, num_microbatches));
+  for (const std::string& name : names) {
+    const std::vector<double> mine = transformer::moe::take_aux_losses(name, layers);
+    Tensor t = from_vector<double>(mine).to(comm::group_device(*world));
+    world->all_reduce(t);  // each layer once per data-parallel replica
+    const Tensor host = t.to(Device::cpu());
+    double sum = 0;
+    for (int64_t i = 0; i < layers; ++i) sum += host.data<double>()[i];
+    out.push_back({name, sum / static_cast<double>(layers * args.data_parallel_size *
+                                                   std::max<int64_t>(1, num_microbatches))});
+  }
+  return out;
 }
 
 }  // namespace mcore::training

@@ -54,10 +54,11 @@ void log_timers(timers::Timers& t, const std::vector<std::string>& names, double
 // rank to arrive.
 void start_l1_timer(timers::Timers& t, const char* name, bool barrier);
 
-// Megatron's MoE "load_balancing_loss" for the step just run (training_log's track_moe_metrics):
-// the routers' loss / moe_aux_loss_coeff, averaged over the microbatches, the layers (each on
-// its pipeline stage) and the data-parallel replicas. nullopt without a load-balancing loss.
-// Collective over every rank.
-std::optional<double> moe_load_balancing_loss(const Arguments& args, int64_t num_microbatches);
+// Megatron's MoE "load_balancing_loss" and "z_loss" for the step just run (training_log's
+// track_moe_metrics), in that order, for those the run has: each router loss / its coefficient,
+// averaged over the microbatches, the layers (each on its pipeline stage) and the data-parallel
+// replicas. Collective over every rank.
+std::vector<std::pair<std::string, double>> moe_aux_losses(const Arguments& args,
+                                                           int64_t num_microbatches);
 
 }  // namespace mcore::training

@@ -480,8 +480,8 @@ void validate_args(Arguments& a, int64_t world_size, int64_t rank) {
            "mcore; use --moe-aux-loss-coeff";
     ARG_CHECK(!a.moe_ffn_hidden_size || *a.moe_ffn_hidden_size > 0)
         << "--moe-ffn-hidden-size must be positive, got " << *a.moe_ffn_hidden_size;
-    ARG_CHECK(!a.moe_z_loss_coeff || *a.moe_z_loss_coeff == 0)
-        << "--moe-z-loss-coeff is not implemented in mcore; drop the flag";
+    ARG_CHECK(a.moe_z_loss_coeff.value_or(0.0) >= 0)
+        << "--moe-z-loss-coeff must be >= 0, got " << *a.moe_z_loss_coeff;
     ARG_CHECK(!a.moe_shared_expert_intermediate_size)
         << "--moe-shared-expert-intermediate-size: shared experts are not implemented in mcore";
     ARG_CHECK(!a.moe_expert_capacity_factor)

@@ -9,8 +9,8 @@
 #include "mcore/comm/local_backend.h"
 #include "mcore/models/gpt/gpt_model.h"
 #include "mcore/models/presets.h"
-#include "mcore/transformer/moe/moe_utils.h"
 #include "mcore/nn/functional.h"
+#include "mcore/transformer/moe/moe_utils.h"
 #include "tests/common/test_util.h"
 
 namespace mcore {
@@ -46,7 +46,10 @@ Variant make_variant(const std::string& name) {
                                              : "mistral-tiny";  // mistral_qknorm: MQA, rope 1e4
     v.config = models::get_preset(preset).config;
     v.config.qk_layernorm = name == "mistral_qknorm";
-    if (name == "mixtral") v.config.moe_aux_loss_coeff = 0.01;
+    if (name == "mixtral") {
+      v.config.moe_aux_loss_coeff = 0.01;
+      v.config.moe_z_loss_coeff = 0.001;  // as gen_gpt_model.py
+    }
     v.vocab = 256;
     v.max_pos = 64;
     v.tied = false;

@@ -35,10 +35,13 @@ VARIANTS = {
                            glu=True, rope=True, tied=False, rope_base=1e4, qk_norm=True),
     # Mixture of experts (Mixtral-style): each layer's MLP is 4 SwiGLU experts, every token goes
     # to the 2 with the largest router logits, weighted by the softmax of those two logits; the
-    # Switch load-balancing loss (coefficient 0.01) is added to the loss the gradients follow.
+    # Switch load-balancing loss (coefficient 0.01) and the ST-MoE router z-loss (coefficient
+    # 0.001: the mean over tokens of logsumexp(router logits)^2) are added to the loss the
+    # gradients follow.
     "mixtral": dict(layers=2, hidden=64, heads=4, kv_heads=2, ffn=96, vocab=256, max_pos=64,
                     norm="RMSNorm", eps=1e-5, bias=False, qkv_bias=False, glu=True, rope=True,
-                    tied=False, rope_base=1e6, experts=4, topk=2, aux_coeff=0.01),
+                    tied=False, rope_base=1e6, experts=4, topk=2, aux_coeff=0.01,
+                    z_coeff=0.001),
 }
 BATCH, SEQ = 3, 13
 
@@ -102,7 +105,7 @@ def rope(cfg, t):  # t [b, s, n, hd], rotate-half (GPT-NeoX / LLaMA)
 
 
 def moe_mlp(cfg, p, L, m):
-    """Top-k routed SwiGLU experts on m [b, s, h]; returns (output, Switch aux loss)."""
+    """Top-k routed SwiGLU experts on m [b, s, h]; returns (output, Switch aux loss + z-loss)."""
     b, s, h = m.shape
     x = m.reshape(b * s, h)
     n_exp, k = cfg["experts"], cfg["topk"]
@@ -119,6 +122,7 @@ def moe_mlp(cfg, p, L, m):
     per_expert = torch.bincount(top_idx.flatten(), minlength=n_exp).to(x.dtype)
     aux = (logits.softmax(-1).sum(0) * per_expert).sum() * (
         n_exp * cfg["aux_coeff"] / (k * tokens * tokens))
+    aux = aux + cfg.get("z_coeff", 0.0) * torch.logsumexp(logits, -1).square().mean()
     return out.view(b, s, h), aux
 
 

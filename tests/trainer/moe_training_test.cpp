@@ -9,7 +9,8 @@
 //   - an EP=2 checkpoint resumes under EP=1, and bad expert-parallel sizes are refused;
 //   - its checkpoint resumes under another layout with --use-checkpoint-args and samples in
 //     generate;
-//   - the aux loss weighs the same with --calculate-per-token-loss; top-1 needs pre-softmax;
+//   - the aux loss and the z-loss (--moe-z-loss-coeff, logged as z_loss) weigh the same with
+//     --calculate-per-token-loss; top-1 needs pre-softmax;
 //   - tensor parallelism (sequence parallel, experts unsplit: --expert-tensor-parallel-size 1)
 //     matches too, alone and with EP; tensor-parallel experts are refused, naming the fix.
 #include <gtest/gtest.h>
@@ -32,6 +33,7 @@ using namespace trainer_test;  // NOLINT: tool, run, mpirun, fresh_dir, read_los
 const char* kMoe =
     " --model mixtral-tiny --seq-length 32 --mock-data --micro-batch-size 2"
     " --global-batch-size 8 --train-iters 6 --lr 1e-4 --log-interval 1 --moe-aux-loss-coeff 0.01"
+    " --moe-z-loss-coeff 0.001"
     " --make-vocab-size-divisible-by 256";  // the same padded vocabulary at TP 1 and 2
 
 // Megatron's MoE with tensor parallelism: sequence parallel, experts unsplit.
@@ -48,6 +50,7 @@ TEST(MoeTraining, LossesAndWeightsDoNotDependOnTheLayout) {
   std::map<std::string, std::map<int64_t, std::pair<double, double>>> losses;
   std::map<std::string, std::map<std::string, Tensor>> weights;
   std::map<std::string, std::vector<double>> lb_losses;  // the log line's load_balancing_loss
+  std::map<std::string, std::vector<double>> z_losses;   // and its z_loss
   struct Layout {
     std::string name, launcher, extra;
   };
@@ -67,10 +70,13 @@ TEST(MoeTraining, LossesAndWeightsDoNotDependOnTheLayout) {
             (r / "tb").string() + " --save " + (r / "ckpt").string() + " --save-interval 1000");
     ASSERT_EQ(res.rc, 0) << name << ":\n" << res.output;
     losses[name] = read_losses(r / "tb");
-    const std::regex lb("load_balancing_loss: ([0-9.E+-]+)");
+    const std::regex lb("load_balancing_loss: ([0-9.E+-]+)"), z("z_loss: ([0-9.E+-]+)");
     for (auto it = std::sregex_iterator(res.output.begin(), res.output.end(), lb);
          it != std::sregex_iterator(); ++it)
       lb_losses[name].push_back(std::stod((*it)[1]));
+    for (auto it = std::sregex_iterator(res.output.begin(), res.output.end(), z);
+         it != std::sregex_iterator(); ++it)
+      z_losses[name].push_back(std::stod((*it)[1]));
     weights[name] = model_tensors(r / "ckpt" / dist_checkpointing::checkpoint_dir_name(6));
   }
   const auto& ref = losses.at("one");
@@ -79,6 +85,14 @@ TEST(MoeTraining, LossesAndWeightsDoNotDependOnTheLayout) {
   // Megatron's load_balancing_loss (aux loss / coeff, ~1 when balanced), the same everywhere.
   ASSERT_EQ(lb_losses["one"].size(), 6u);
   for (double v : lb_losses["one"]) EXPECT_TRUE(v > 0.9 && v < 2.0) << v;
+  // Megatron's z_loss (the mean of logsumexp(router logits)^2), the same at every layout: under
+  // TP each rank's share uses coefficient / TP.
+  ASSERT_EQ(z_losses["one"].size(), 6u);
+  for (const auto& [name, v] : z_losses) {
+    ASSERT_EQ(v.size(), 6u) << name;
+    for (size_t i = 0; i < v.size(); ++i)
+      EXPECT_NEAR(v[i], z_losses["one"][i], 1e-5 * z_losses["one"][i]) << name << " z @" << i;
+  }
   for (const auto& [name, v] : lb_losses) {
     ASSERT_EQ(v.size(), 6u) << name;
     for (size_t i = 0; i < v.size(); ++i)
@@ -131,18 +145,23 @@ TEST(MoeTraining, CheckpointResumesUnderAnotherLayoutAndGenerates) {
 // load-balancing term weighs the same as with the mean loss. A large coefficient makes it
 // dominate the gradient, so a missing factor (64 here) would show in the grad norm.
 TEST(MoeTraining, AuxLossWeighsTheSameWithPerTokenLoss) {
-  const std::string one = "OMP_NUM_THREADS=1 " + tool("pretrain_gpt") + kMoe +
-                          " --train-iters 1 --moe-aux-loss-coeff 100";
-  const fs::path d = fresh_dir("moe_per_token");
-  RunResult mean = run(one + " --tensorboard-dir " + (d / "mean").string());
-  RunResult per_token =
-      run(one + " --calculate-per-token-loss --tensorboard-dir " + (d / "tok").string());
-  ASSERT_EQ(mean.rc, 0) << mean.output;
-  ASSERT_EQ(per_token.rc, 0) << per_token.output;
-  const double a = read_losses(d / "mean").at(1).second, b = read_losses(d / "tok").at(1).second;
-  EXPECT_GT(a, 10.0);  // the aux loss dominates
-  EXPECT_NEAR(b, a, 1e-4 * a);
-  fs::remove_all(d);
+  // Each of the two router losses in turn dominates the gradient: the load-balancing loss, then
+  // the z-loss (scaled by the microbatch's tokens under a per-token loss, as Megatron).
+  for (const std::string coeffs : {" --moe-aux-loss-coeff 100 --moe-z-loss-coeff 0",
+                                   " --moe-aux-loss-coeff 0.01 --moe-z-loss-coeff 100"}) {
+    const std::string one =
+        "OMP_NUM_THREADS=1 " + tool("pretrain_gpt") + kMoe + " --train-iters 1" + coeffs;
+    const fs::path d = fresh_dir("moe_per_token");
+    RunResult mean = run(one + " --tensorboard-dir " + (d / "mean").string());
+    RunResult per_token =
+        run(one + " --calculate-per-token-loss --tensorboard-dir " + (d / "tok").string());
+    ASSERT_EQ(mean.rc, 0) << mean.output;
+    ASSERT_EQ(per_token.rc, 0) << per_token.output;
+    const double a = read_losses(d / "mean").at(1).second, b = read_losses(d / "tok").at(1).second;
+    EXPECT_GT(a, 10.0) << coeffs;  // the router loss dominates
+    EXPECT_NEAR(b, a, 1e-4 * a) << coeffs;
+    fs::remove_all(d);
+  }
 }
 
 // Top-1 routing must softmax over all experts first (Megatron's config check): a softmax over

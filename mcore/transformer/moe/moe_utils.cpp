@@ -1,6 +1,7 @@
 #include "mcore/transformer/moe/moe_utils.h"
 
 #include <atomic>
+#include <map>
 #include <mutex>
 
 #include "mcore/autograd/function.h"
@@ -14,7 +15,8 @@ namespace {
 
 std::atomic<double> g_aux_scale{1.0};
 std::mutex g_tracker_mu;
-std::vector<double> g_tracker;  // [layer - 1] summed over the step's microbatches
+// name -> [layer - 1] summed over the step's microbatches
+std::map<std::string, std::vector<double>> g_tracker;
 
 struct AuxLossAutoScaler : autograd::Function<AuxLossAutoScaler> {
   static Tensor forward(autograd::AutogradContext* ctx, const Tensor& x, const Tensor& aux) {
@@ -46,6 +48,17 @@ Tensor switch_load_balancing_loss(const Tensor& scores,
   return F::scale(dot, experts * coeff / (static_cast<double>(topk) * tokens * tokens));
 }
 
+Tensor z_loss(const Tensor& logits, double coeff) {
+  MCORE_CHECK(logits.dim() == 2) << "z_loss: logits must be [tokens, experts], got "
+                                 << shape_str(logits.shape());
+  const int64_t tokens = logits.size(0);
+  // logsumexp through the fused cross-entropy: CE(logits, 0) = lse - logits[:, 0].
+  const Tensor first = zeros({tokens}, {DType::I64, logits.device()});
+  const Tensor lse =
+      F::add(F::cross_entropy(logits, first), F::reshape(F::narrow(logits, 1, 0, 1), {tokens}));
+  return F::scale(F::mean(F::mul(lse, lse), {0}), coeff);
+}
+
 Tensor attach_aux_loss(const Tensor& x, const Tensor& aux_loss) {
   return AuxLossAutoScaler::apply(x, aux_loss);
 }
@@ -58,18 +71,20 @@ double aux_loss_backward_scale() {
   return g_aux_scale.load();
 }
 
-void record_load_balancing_loss(int64_t layer_number, double value) {
+void record_aux_loss(const std::string& name, int64_t layer_number, double value) {
   std::lock_guard<std::mutex> lock(g_tracker_mu);
   if (layer_number < 1) return;
-  if (g_tracker.size() < static_cast<size_t>(layer_number)) g_tracker.resize(layer_number, 0.0);
-  g_tracker[layer_number - 1] += value;
+  std::vector<double>& t = g_tracker[name];
+  if (t.size() < static_cast<size_t>(layer_number)) t.resize(layer_number, 0.0);
+  t[layer_number - 1] += value;
 }
 
-std::vector<double> take_load_balancing_losses(int64_t num_layers) {
+std::vector<double> take_aux_losses(const std::string& name, int64_t num_layers) {
   std::lock_guard<std::mutex> lock(g_tracker_mu);
   std::vector<double> out(static_cast<size_t>(num_layers), 0.0);
-  for (size_t i = 0; i < g_tracker.size() && i < out.size(); ++i) out[i] = g_tracker[i];
-  g_tracker.clear();
+  std::vector<double>& t = g_tracker[name];
+  for (size_t i = 0; i < t.size() && i < out.size(); ++i) out[i] = t[i];
+  t.clear();
   return out;
 }
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "mcore/tensor/tensor.h"
@@ -21,6 +22,10 @@ Tensor switch_load_balancing_loss(const Tensor& scores,
                                   const std::vector<int64_t>& tokens_per_expert, int64_t topk,
                                   double coeff, int64_t total_tokens = 0);
 
+// Megatron's z_loss_func (ST-MoE): coeff * mean over tokens of logsumexp(logits[t, :])^2, for the
+// router logits [tokens, experts]; it keeps the logits small.
+Tensor z_loss(const Tensor& logits, double coeff);
+
 // Returns x unchanged in forward; in backward, aux_loss receives the gradient
 // aux_loss_backward_scale() (as if aux_loss had been added to the loss) besides x's own.
 Tensor attach_aux_loss(const Tensor& x, const Tensor& aux_loss);
@@ -30,10 +35,11 @@ Tensor attach_aux_loss(const Tensor& x, const Tensor& aux_loss);
 void set_aux_loss_backward_scale(double scale);
 double aux_loss_backward_scale();
 
-// Megatron's aux-loss tracker for the "load_balancing_loss" log field: each router adds its
-// loss / moe_aux_loss_coeff under its 1-based global layer number (once per forward, not again
-// in a recompute); the trainer takes the per-layer sums after each step (and clears them).
-void record_load_balancing_loss(int64_t layer_number, double value);
-std::vector<double> take_load_balancing_losses(int64_t num_layers);
+// Megatron's aux-loss tracker for the "load_balancing_loss" and "z_loss" log fields: each
+// router adds its loss / coefficient under the name and its 1-based global layer number (once
+// per forward, not again in a recompute); the trainer takes the per-layer sums after each step
+// (and clears them).
+void record_aux_loss(const std::string& name, int64_t layer_number, double value);
+std::vector<double> take_aux_losses(const std::string& name, int64_t num_layers);
 
 }  // namespace mcore::transformer::moe

@@ -45,7 +45,19 @@ TopKRouter::TopKRouter(const SlotArgs& args)
 Routing TopKRouter::forward(const Tensor& x) const {
   const TransformerConfig& c = *config_;
   const int64_t tokens = x.size(0), experts = c.num_moe_experts, k = c.moe_router_topk;
-  const Tensor logits = F::to(F::linear(x, *weight_), DType::F32);  // [tokens, experts]
+  Tensor logits = F::to(F::linear(x, *weight_), DType::F32);  // [tokens, experts]
+  const int64_t tp = tp_group_ ? tp_group_->size() : 1;
+  if (is_training() && c.moe_z_loss_coeff > 0) {
+    // Megatron's apply_z_loss: each TP rank's mean over its slice of the tokens, the
+    // coefficient divided by the TP size, so the ranks' losses sum to the whole sequence's mean.
+    const double coeff = c.moe_z_loss_coeff / static_cast<double>(tp);
+    const Tensor z = z_loss(logits, coeff);
+    logits = attach_aux_loss(
+        logits, c.calculate_per_token_loss ? F::scale(z, static_cast<double>(tokens * tp)) : z);
+    if (!autograd::in_recompute())
+      record_aux_loss("z_loss", layer_number_,
+                      z.detach().to(Device::cpu()).item() / c.moe_z_loss_coeff);
+  }
 
   // The top-k experts of each token by logit (softmax keeps the order), larger index last on
   // ties, as a stable descending sort.
@@ -94,8 +106,8 @@ Routing TopKRouter::forward(const Tensor& x) const {
     r.probs = attach_aux_loss(
         r.probs, c.calculate_per_token_loss ? F::scale(aux, static_cast<double>(total)) : aux);
     if (!autograd::in_recompute())
-      record_load_balancing_loss(layer_number_,
-                                 aux.detach().to(Device::cpu()).item() / c.moe_aux_loss_coeff);
+      record_aux_loss("load_balancing_loss", layer_number_,
+                      aux.detach().to(Device::cpu()).item() / c.moe_aux_loss_coeff);
   }
   return r;
 }
