@@ -23,7 +23,7 @@
 #include "mcore/tensor_parallel/mappings.h"
 #include "mcore/transformer/context_parallel.h"
 #include "tests/common/test_util.h"
-#include "tests/distributed/gpt_layout_configs.h"
+#include "tests/distributed/gpt_layout_util.h"
 
 namespace mcore::testing {
 namespace {
@@ -93,17 +93,10 @@ Result run(TransformerConfig c, bool tied, int tp, int cp, bool sp, bool dropout
   r.loss = model.forward(cut(global.ids, 1), cut(global.positions, 1), cut(global.mask, 2),
                          cut(global.labels, 1));
   F::sum(r.loss).backward();
-  for (auto& [name, p] : model.named_parameters()) {
-    Tensor g = p->grad();
-    if (!g.defined()) g = zeros_like(*p);
-    if (p->tensor_model_parallel) {
-      g = tensor_parallel::gather_like_param(g, *p, tp_group);
-    } else if (p->sequence_parallel && tp > 1) {
-      g = tensor_parallel::all_reduce_copy(g, tp_group);  // partial sums over the TP group
-    }
-    if (cp > 1) g = tensor_parallel::all_reduce_copy(g, layout.group);  // partial over tokens
-    r.grads[name] = g;
-  }
+  r.grads = whole_gradients(model, tp, tp_group);
+  // Each context-parallel rank's gradients are partial sums over its tokens.
+  if (cp > 1)
+    for (auto& [name, g] : r.grads) g = tensor_parallel::all_reduce_copy(g, layout.group);
   return r;
 }
 
@@ -129,13 +122,7 @@ void check_layouts(const TransformerConfig& config, bool tied) {
             EXPECT_LT(max_rel_error(r.loss, transformer::slice_for_context_parallel_rank(
                                                 ref.loss.detach(), 1, layout)),
                       kTol);
-            ASSERT_EQ(r.grads.size(), ref.grads.size());
-            for (auto& [name, g] : ref.grads) {
-              SCOPED_TRACE(name);
-              ASSERT_TRUE(r.grads.count(name));
-              ASSERT_EQ(r.grads[name].shape(), g.shape());
-              EXPECT_LT(max_rel_error(r.grads[name], g), kTol);
-            }
+            expect_same_gradients(r.grads, ref.grads, kTol);
           }
           ps::destroy_model_parallel();
         }

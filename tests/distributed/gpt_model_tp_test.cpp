@@ -21,7 +21,7 @@
 #include "mcore/tensor_parallel/init.h"
 #include "mcore/tensor_parallel/mappings.h"
 #include "tests/common/test_util.h"
-#include "tests/distributed/gpt_layout_configs.h"
+#include "tests/distributed/gpt_layout_util.h"
 
 namespace mcore::testing {
 namespace {
@@ -57,16 +57,7 @@ Result run(TransformerConfig c, bool tied, int tp, bool sp, bool dropout,
   Result r;
   r.loss = model.forward(ids, Tensor(), Tensor(), labels);
   F::mean(r.loss).backward();
-  for (auto& [name, p] : model.named_parameters()) {
-    Tensor g = p->grad();
-    if (!g.defined()) g = zeros_like(*p);
-    if (p->tensor_model_parallel) {
-      g = tensor_parallel::gather_like_param(g, *p, group);
-    } else if (p->sequence_parallel && tp > 1) {
-      g = tensor_parallel::all_reduce_copy(g, group);  // partial sums over the TP group
-    }
-    r.grads[name] = g;
-  }
+  r.grads = whole_gradients(model, tp, group);
   return r;
 }
 
@@ -82,13 +73,7 @@ void check_layouts(const TransformerConfig& config, bool tied) {
         SCOPED_TRACE("tp " + std::to_string(tp) + (sp ? " sp" : "") + (dropout ? " dropout" : ""));
         Result r = run(config, tied, tp, sp, dropout, ps::get_tensor_model_parallel_group());
         EXPECT_LT(max_rel_error(r.loss, ref.loss), kTol);
-        ASSERT_EQ(r.grads.size(), ref.grads.size());
-        for (auto& [name, g] : ref.grads) {
-          SCOPED_TRACE(name);
-          ASSERT_TRUE(r.grads.count(name));
-          ASSERT_EQ(r.grads[name].shape(), g.shape());
-          EXPECT_LT(max_rel_error(r.grads[name], g), kTol);
-        }
+        expect_same_gradients(r.grads, ref.grads, kTol);
       }
       ps::destroy_model_parallel();
     }
