@@ -407,6 +407,9 @@ HFArchitecture infer_architecture(const TransformerConfig& c, bool tie_word_embe
       // Mixtral's router: softmax over all experts, top-k, renormalized over the k - mcore's
       // default top-k softmax, unscaled.
       fail_unless(!qkv_only, "it has experts and a bias on q/k/v (Qwen2-MoE is not supported)");
+      fail_unless(c.moe_shared_expert_intermediate_size == 0,
+                  "it has a shared expert (--moe-shared-expert-intermediate-size), which "
+                  "MixtralForCausalLM lacks (Qwen2-MoE is not supported)");
       fail_unless(!c.rope_scaling, "it has experts and llama3 rope scaling, which Mixtral lacks");
       fail_unless(!c.moe_router_pre_softmax,
                   "its router uses the softmax over all experts without renormalizing the top-k "

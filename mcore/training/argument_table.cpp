@@ -332,7 +332,7 @@ const std::vector<Row>& rows() {
          "Fuse token rearrangement ops during token dispatching."),
       store({"--moe-shared-expert-intermediate-size"}, "moe_shared_expert_intermediate_size",
             &A::moe_shared_expert_intermediate_size,
-            "Shared expert total ffn hidden size (not in mcore)."),
+            "Shared expert total ffn hidden size."),
       store({"--moe-expert-capacity-factor"}, "moe_expert_capacity_factor",
             &A::moe_expert_capacity_factor, "The capacity factor for each expert (not in mcore)."),
       store({"--moe-router-dtype"}, "moe_router_dtype", &A::moe_router_dtype,

@@ -73,6 +73,7 @@ std::vector<std::string> flags_from_saved_args(const std::map<std::string, std::
                                  "moe_router_topk",
                                  "moe_aux_loss_coeff",
                                  "moe_z_loss_coeff",
+                                 "moe_shared_expert_intermediate_size",
                                  "moe_router_load_balancing_type",
                                  "moe_router_pre_softmax",
                                  "moe_router_topk_scaling_factor",

@@ -38,6 +38,7 @@ transformer::TransformerConfig transformer_config_from_args(const Arguments& a) 
   c.moe_router_load_balancing_type = a.moe_router_load_balancing_type;
   c.moe_aux_loss_coeff = a.moe_aux_loss_coeff;
   c.moe_z_loss_coeff = a.moe_z_loss_coeff.value_or(0.0);
+  c.moe_shared_expert_intermediate_size = a.moe_shared_expert_intermediate_size.value_or(0);
   c.moe_router_pre_softmax = a.moe_router_pre_softmax;
   c.moe_router_topk_scaling_factor = a.moe_router_topk_scaling_factor.value_or(1.0);
   c.expert_model_parallel_size = a.expert_model_parallel_size;

@@ -482,8 +482,13 @@ void validate_args(Arguments& a, int64_t world_size, int64_t rank) {
         << "--moe-ffn-hidden-size must be positive, got " << *a.moe_ffn_hidden_size;
     ARG_CHECK(a.moe_z_loss_coeff.value_or(0.0) >= 0)
         << "--moe-z-loss-coeff must be >= 0, got " << *a.moe_z_loss_coeff;
-    ARG_CHECK(!a.moe_shared_expert_intermediate_size)
-        << "--moe-shared-expert-intermediate-size: shared experts are not implemented in mcore";
+    if (a.moe_shared_expert_intermediate_size) {
+      ARG_CHECK(*a.moe_shared_expert_intermediate_size > 0 &&
+                *a.moe_shared_expert_intermediate_size % a.tensor_model_parallel_size == 0)
+          << "--moe-shared-expert-intermediate-size (" << *a.moe_shared_expert_intermediate_size
+          << ") must be positive and a multiple of --tensor-model-parallel-size ("
+          << a.tensor_model_parallel_size << "): the shared expert is split like a dense MLP";
+    }
     ARG_CHECK(!a.moe_expert_capacity_factor)
         << "--moe-expert-capacity-factor: token dropping is not implemented in mcore (every "
            "token reaches its experts)";

@@ -112,6 +112,9 @@ struct TransformerConfig {
   // by default the top-k logits are softmaxed among themselves.
   bool moe_router_pre_softmax = false;
   double moe_router_topk_scaling_factor = 1.0;
+  // A shared expert every token goes through, added to the routed experts' output (Megatron's
+  // SharedExpertMLP; Qwen2-MoE, DeepSeek): its FFN size, 0 for none.
+  int64_t moe_shared_expert_intermediate_size = 0;
   int64_t expert_model_parallel_size = 1;
   // Experts run unsplit (1); with tensor_model_parallel_size > 1 each rank routes its
   // sequence-parallel slice of the tokens (Megatron's expert_tensor_parallel_size = 1).

@@ -40,16 +40,18 @@ Variant make_variant(const std::string& name) {
     v.max_pos = 64;
     v.tied = true;
   } else {
-    const char* preset = name == "llama"     ? "llama3-tiny"
-                         : name == "qwen"    ? "qwen2.5-tiny"
-                         : name == "mixtral" ? "mixtral-tiny"
-                                             : "mistral-tiny";  // mistral_qknorm: MQA, rope 1e4
+    const char* preset = name == "llama"  ? "llama3-tiny"
+                         : name == "qwen" ? "qwen2.5-tiny"
+                         : name == "mixtral" || name == "moe_shared"
+                             ? "mixtral-tiny"
+                             : "mistral-tiny";  // mistral_qknorm: MQA, rope 1e4
     v.config = models::get_preset(preset).config;
     v.config.qk_layernorm = name == "mistral_qknorm";
-    if (name == "mixtral") {
+    if (name == "mixtral" || name == "moe_shared") {
       v.config.moe_aux_loss_coeff = 0.01;
       v.config.moe_z_loss_coeff = 0.001;  // as gen_gpt_model.py
     }
+    if (name == "moe_shared") v.config.moe_shared_expert_intermediate_size = 80;
     v.vocab = 256;
     v.max_pos = 64;
     v.tied = false;
@@ -113,6 +115,9 @@ TEST(GPTModelReference, MistralStyleMqaWithQkNormMatchesPyTorch) {
 // every expert's gradients (through the routing probabilities and the load-balancing loss).
 TEST(GPTModelReference, MixtralStyleMoeMatchesPyTorch) {
   check_against_reference("mixtral");
+}
+TEST(GPTModelReference, SharedExpertMoeMatchesPyTorch) {
+  check_against_reference("moe_shared");
 }
 TEST(GPTModelReference, MixtralFullRecomputeMatchesPyTorch) {
   check_against_reference("mixtral", "uniform");

@@ -42,6 +42,13 @@ VARIANTS = {
                     norm="RMSNorm", eps=1e-5, bias=False, qkv_bias=False, glu=True, rope=True,
                     tied=False, rope_base=1e6, experts=4, topk=2, aux_coeff=0.01,
                     z_coeff=0.001),
+    # The same with a shared expert (Qwen2-MoE / DeepSeek style, Megatron's
+    # --moe-shared-expert-intermediate-size): a SwiGLU MLP of 80 every token goes through, added
+    # to the routed experts' output.
+    "moe_shared": dict(layers=2, hidden=64, heads=4, kv_heads=2, ffn=96, vocab=256, max_pos=64,
+                       norm="RMSNorm", eps=1e-5, bias=False, qkv_bias=False, glu=True, rope=True,
+                       tied=False, rope_base=1e6, experts=4, topk=2, aux_coeff=0.01,
+                       z_coeff=0.001, shared=80),
 }
 BATCH, SEQ = 3, 13
 
@@ -73,6 +80,9 @@ def make_params(cfg, gen):
             for e in range(cfg["experts"]):
                 E = f"{L}e{e}."
                 p[E + "wgate"], p[E + "wup"], p[E + "w2"] = randn(f, h), randn(f, h), randn(h, f)
+            if cfg.get("shared"):
+                fs = cfg["shared"]
+                p[L + "sgate"], p[L + "sup"], p[L + "s2"] = randn(fs, h), randn(fs, h), randn(h, fs)
         elif cfg["glu"]:
             p[L + "wgate"], p[L + "wup"] = randn(f, h), randn(f, h)
             p[L + "w2"] = randn(h, f)
@@ -159,6 +169,9 @@ def forward(cfg, p, ids):
         m = norm(cfg, x, p[L + "ln2.w"], p.get(L + "ln2.b"))
         if cfg.get("experts"):
             d, aux = moe_mlp(cfg, p, L, m)
+            if cfg.get("shared"):
+                d = d + (torch.nn.functional.silu(m @ p[L + "sgate"].T) * (m @ p[L + "sup"].T)) @ p[
+                    L + "s2"].T
             forward.aux_loss = forward.aux_loss + aux
             x = x + d
             continue
@@ -215,6 +228,10 @@ def to_megatron(cfg, p):
                 E, X = f"{L}e{e}.", f"{M}mlp.experts.local_experts.{e}."
                 out[X + "linear_fc1.weight"] = torch.cat([p[E + "wgate"], p[E + "wup"]], 0)
                 out[X + "linear_fc2.weight"] = p[E + "w2"]
+            if cfg.get("shared"):
+                S = M + "mlp.shared_experts."
+                out[S + "linear_fc1.weight"] = torch.cat([p[L + "sgate"], p[L + "sup"]], 0)
+                out[S + "linear_fc2.weight"] = p[L + "s2"]
         elif cfg["glu"]:
             out[M + "mlp.linear_fc1.weight"] = torch.cat([p[L + "wgate"], p[L + "wup"]], 0)
             out[M + "mlp.linear_fc2.weight"] = p[L + "w2"]

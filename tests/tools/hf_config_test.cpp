@@ -158,6 +158,9 @@ TEST(HFConfig, MixtralFieldsAndRouterRefusals) {
   transformer::TransformerConfig pre = config;
   pre.moe_router_pre_softmax = true;
   EXPECT_NE(refusal(pre, "").find("--moe-router-pre-softmax"), std::string::npos);
+  transformer::TransformerConfig with_shared = config;
+  with_shared.moe_shared_expert_intermediate_size = 64;
+  EXPECT_NE(refusal(with_shared, "").find("it has a shared expert"), std::string::npos);
   transformer::TransformerConfig dense = config;
   dense.num_moe_experts = 0;
   EXPECT_NE(refusal(dense, "MixtralForCausalLM").find("has no experts"), std::string::npos);

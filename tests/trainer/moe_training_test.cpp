@@ -250,6 +250,43 @@ TEST(MoeTraining, OverlappedReductionWithStarvedExpertsAndParamsNorm) {
   fs::remove_all(d);
 }
 
+// A shared expert (--moe-shared-expert-intermediate-size; checked against PyTorch in
+// GPTModelReference.SharedExpertMoeMatchesPyTorch) is a dense MLP split over TP like any other:
+// the same losses at TP=2 and EP=2 as on one rank. Hugging Face's Mixtral has no shared expert,
+// so the export refuses it (HFConfig.MixtralFieldsAndRouterRefusals).
+TEST(MoeTraining, SharedExpertLossesDoNotDependOnTheLayout) {
+  const std::string shared =
+      " --moe-shared-expert-intermediate-size 64 --train-iters 4" + std::string(kSgd);
+  const fs::path d = fresh_dir("moe_shared");
+  const struct {
+    std::string name, launcher, extra;
+  } runs[] = {{"one", "OMP_NUM_THREADS=1 ", ""},
+              {"tp2", mpirun(2), kTensorParallel},
+              {"ep2", mpirun(2), " --expert-model-parallel-size 2"}};
+  std::map<std::string, std::map<int64_t, std::pair<double, double>>> losses;
+  for (const auto& r : runs) {
+    const RunResult res = run(r.launcher + tool("pretrain_gpt") + kMoe + shared + r.extra +
+                              " --tensorboard-dir " + (d / r.name).string());
+    ASSERT_EQ(res.rc, 0) << r.name << ":\n" << res.output;
+    losses[r.name] = read_losses(d / r.name);
+  }
+  const auto& ref = losses.at("one");
+  ASSERT_EQ(ref.size(), 4u);
+  for (const auto& r : runs)
+    for (const auto& [it, v] : ref) {
+      EXPECT_NEAR(losses.at(r.name).at(it).first, v.first, 1e-5 * v.first) << r.name << " @" << it;
+      EXPECT_NEAR(losses.at(r.name).at(it).second, v.second, 1e-4 * v.second)
+          << r.name << " grad norm @" << it;
+    }
+  const RunResult odd = run(mpirun(2) + tool("pretrain_gpt") + kMoe + kTensorParallel +
+                            " --moe-shared-expert-intermediate-size 63");
+  EXPECT_NE(odd.rc, 0);
+  EXPECT_NE(odd.output.find("must be positive and a multiple of --tensor-model-parallel-size"),
+            std::string::npos)
+      << odd.output;
+  fs::remove_all(d);
+}
+
 TEST(MoeTraining, BadExpertParallelSizesAreRefused) {
   struct Case {
     int np;

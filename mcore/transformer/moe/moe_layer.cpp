@@ -93,6 +93,13 @@ MoELayer::MoELayer(const MLPArgs& args, const MLPSubmodules& subs) : config_(arg
   // Expert weights are replicated over other ranks than the dense ones whenever experts are
   // spread (ep > 1) or tokens are (tp > 1): allreduce = false puts them in DDP's expert buffers.
   const bool expert_buffers = ep > 1 || c.tensor_model_parallel_size > 1;
+  if (c.moe_shared_expert_intermediate_size > 0) {
+    // Megatron's SharedExpertMLP: a dense MLP of the layer's own (tensor-parallel) config.
+    MLPArgs sa = args;
+    sa.prefix = args.param_name("shared_experts");
+    sa.ffn_hidden_size = c.moe_shared_expert_intermediate_size;
+    shared_experts_ = register_module("shared_experts", std::make_shared<MLP>(sa, subs));
+  }
   experts_ = register_module(
       "experts",
       std::make_shared<SequentialMLP>(ea, subs, c.num_moe_experts / ep, first, expert_buffers));
@@ -160,8 +167,12 @@ LinearOutput MoELayer::forward(const Tensor& hidden) const {
   const Tensor expert_out = run_experts(permuted, r.tokens_per_expert);  // [pairs, h]
   const Tensor back = F::reshape(gather_rows(expert_out, pos), {tokens, k, h});
   const Tensor weights = F::reshape(F::to(r.probs, back.dtype()), {tokens, k, 1});
-  const Tensor out = F::sum(F::mul(back, weights), {1});  // [tokens, h]
-  return {F::reshape(out, shape), Tensor()};
+  Tensor out = F::reshape(F::sum(F::mul(back, weights), {1}), shape);  // [s, b, h]
+  if (shared_experts_) {
+    const LinearOutput so = shared_experts_->forward(hidden);
+    out = F::add(out, so.output_bias.defined() ? F::add(so.output, so.output_bias) : so.output);
+  }
+  return {out, Tensor()};
 }
 
 }  // namespace mcore::transformer::moe

@@ -68,6 +68,7 @@ class MoELayer : public nn::Module {
   comm::ProcessGroupPtr ep_group_;  // null without expert parallelism
   std::shared_ptr<TopKRouter> router_;
   std::shared_ptr<SequentialMLP> experts_;
+  std::shared_ptr<MLP> shared_experts_;  // null without moe_shared_expert_intermediate_size
 };
 
 }  // namespace mcore::transformer::moe
