@@ -9,7 +9,11 @@
 // expert - an MLP of moe_ffn_hidden_size, registered as experts.local_experts.<e> with
 // Megatron's parameter names - runs once on its rows, and the rows are un-permuted and weighted.
 // The permutations are row gathers, differentiable (their backward is a scatter-add), so the
-// router learns through the probabilities and the aux loss.
+// router learns through the probabilities and the aux loss. Every expert runs, on zero rows
+// too, so each expert weight has a gradient in every step. With
+// moe_shared_expert_intermediate_size a shared expert (shared_experts: a dense MLP of
+// the layer's config) processes every token and its output is added (Megatron's
+// SharedExpertMLP).
 //
 // Expert parallelism (expert_model_parallel_size ep > 1; Megatron's alltoall token dispatcher):
 // rank e of the expert-model-parallel group holds experts [e E/ep, (e + 1) E/ep), registered

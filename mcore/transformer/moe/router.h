@@ -8,6 +8,7 @@
 // With moe_router_load_balancing_type "aux_loss" and moe_aux_loss_coeff > 0 the Switch
 // Transformer load-balancing loss is attached to the probabilities (moe_utils.h): it adds its
 // gradient in backward without changing any activation, as Megatron's MoEAuxLossAutoScaler.
+// With moe_z_loss_coeff > 0 the ST-MoE z-loss on the router logits is attached the same way.
 //
 // With tensor (and so sequence) parallelism each rank routes its slice of the sequence: the
 // weight is replicated and its gradients are partial sums (marked sequence_parallel, so
