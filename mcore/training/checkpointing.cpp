@@ -47,9 +47,13 @@ Layout current_layout() {
   return l;
 }
 
-// This rank's place in the set of ranks holding the same copy of `param`: rank 0 writes it.
-int replica_rank(const Layout& l, const nn::Parameter& param) {
-  return param.allreduce ? l.dp_rank : l.edp_rank;
+// Whether this rank writes `param` (or its optimizer state) as a whole tensor: rank 0 of the
+// ranks holding the same copy. Expert weights (allreduce = false) are whole on each rank and
+// replicated over the expert-data-parallel group alone; the others over TP and DP. The last
+// stage's tied embedding copy duplicates the first stage's and is never written.
+bool writes_whole(const Layout& l, const nn::Parameter& param) {
+  if (param.shared && param.shared_embedding) return false;
+  return param.allreduce ? l.tp_rank == 0 && l.dp_rank == 0 : l.edp_rank == 0;
 }
 
 // The name a parameter is saved under. The last pipeline stage's copy of a tied word
@@ -72,15 +76,10 @@ void append_shards(std::vector<dcp::ShardedTensor>& out, const std::string& key,
   // The tied copy on the last stage duplicates the first stage's embedding: never written.
   const int64_t copy = (param.shared && param.shared_embedding) ? 1 : 0;
   const bool legacy = l.legacy_strided_tp > 1 && param.partition_stride > 1;
-  // Expert weights are whole on each rank (no expert tensor parallelism), their copies spread
-  // over the expert-data-parallel group alone.
-  if (!param.allreduce) {
-    out.push_back(dcp::ShardedTensor::whole(key, data, l.edp_rank == 0 ? 0 : 1));
-    return;
-  }
-  if (!(param.tensor_model_parallel && param.partition_dim >= 0 && (l.tp_size > 1 || legacy))) {
-    out.push_back(dcp::ShardedTensor::whole(
-        key, data, (l.tp_rank == 0 && replica_rank(l, param) == 0 && copy == 0) ? 0 : 1));
+  // Expert weights are whole on each rank (no expert tensor parallelism).
+  if (!param.allreduce ||
+      !(param.tensor_model_parallel && param.partition_dim >= 0 && (l.tp_size > 1 || legacy))) {
+    out.push_back(dcp::ShardedTensor::whole(key, data, writes_whole(l, param) ? 0 : 1));
     return;
   }
   NoGradGuard no_grad;  // the pieces are views for copying in and out, not graph nodes
@@ -92,8 +91,7 @@ void append_shards(std::vector<dcp::ShardedTensor>& out, const std::string& key,
   for (int64_t j = 0; j < stride; ++j) {
     Tensor piece = stride == 1 ? data : data.narrow(dim, j * block, block);
     dcp::ShardedTensor st = dcp::ShardedTensor::from_rank_offsets(
-        key, piece, {{dim, j * l.tp_size + l.tp_rank, stride * l.tp_size}},
-        replica_rank(l, param) + copy);
+        key, piece, {{dim, j * l.tp_size + l.tp_rank, stride * l.tp_size}}, l.dp_rank + copy);
     if (stride == 1 || l.legacy_strided_tp <= 1) {
       out.push_back(std::move(st));
       continue;
@@ -188,11 +186,8 @@ std::vector<dcp::ShardedTensor> step_shards(const NamedParameters& model,
   if (!sd.meta.contains("step")) return shards;
   for (const auto& [name, p] : model) {
     if (!sd.meta.at("step").contains(name)) continue;
-    const bool copy = p->shared && p->shared_embedding;
     Tensor t = from_vector<int64_t>({sd.meta.at("step").at(name).get<int64_t>()});
-    shards.push_back(dcp::ShardedTensor::whole(
-        step_key(name, *p), t,
-        ((p->allreduce ? l.tp_rank == 0 : true) && replica_rank(l, *p) == 0 && !copy) ? 0 : 1));
+    shards.push_back(dcp::ShardedTensor::whole(step_key(name, *p), t, writes_whole(l, *p) ? 0 : 1));
   }
   return shards;
 }
