@@ -5,7 +5,10 @@
 // every float GEMM at hand, under the same conditions (arg "lib"): 0 = OpenBLAS, 1 = mcore's
 // AVX-512 kernel, 2 = oneDNN's dnnl_sgemm (Debian's libdnnl2, which python3-torch brings),
 // 3 = Intel MKL's cblas_sgemm when libmkl_rt is on the library path (PyPI's `mkl` wheel; not
-// installed by setup). The vendor libraries are loaded with dlopen, so the bench builds and runs
+// installed by setup), 4 = mcore's AMX kernel (bf16x6 at fp32 accuracy, sgemm_amx.h; what
+// auto mode picks on CPUs with AMX). Its peak_frac is still against the FMA peak: the AMX bf16
+// unit is another unit, and the fraction says how much faster than an ideal FMA kernel it runs.
+// The vendor libraries are loaded with dlopen, so the bench builds and runs
 // without them and reports the missing ones as skipped.
 #include <benchmark/benchmark.h>
 #include <dlfcn.h>
@@ -15,6 +18,7 @@
 
 #include "bench/peak.h"
 #include "mcore/ops/cpu/blas.h"
+#include "mcore/ops/cpu/sgemm_amx.h"
 #include "mcore/ops/cpu/sgemm_avx512.h"
 #include "mcore/ops/matmul.h"
 #include "mcore/tensor/factory.h"
@@ -23,7 +27,7 @@ namespace {
 
 double g_peak = 0;
 
-enum Lib { kOpenBlas = 0, kMcore = 1, kOneDnn = 2, kMkl = 3 };
+enum Lib { kOpenBlas = 0, kMcore = 1, kOneDnn = 2, kMkl = 3, kMcoreAmx = 4 };
 
 // Row-major sgemm entry points of the vendor libraries, resolved at run time.
 using DnnlSgemm = int (*)(char, char, int64_t, int64_t, int64_t, float, const float*, int64_t,
@@ -63,13 +67,15 @@ void BM_Gemm(benchmark::State& state) {
   const Lib lib = static_cast<Lib>(state.range(4));
   if (lib == kMcore && !ops::cpu::sgemm_avx512_supported())
     return state.SkipWithError("CPU has no AVX-512");
+  if (lib == kMcoreAmx && !ops::cpu::sgemm_amx_supported())
+    return state.SkipWithError("CPU or kernel offers no AMX-BF16");
   if (lib == kOneDnn && !dnnl_sgemm_fn())
     return state.SkipWithError("no libdnnl.so.2 (Debian's libdnnl2)");
   if (lib == kMkl && !mkl_sgemm_fn())
     return state.SkipWithError("no libmkl_rt on the library path (pip download mkl; unpack it)");
-  if (lib == kOpenBlas || lib == kMcore)
-    ops::cpu::set_sgemm_backend(lib == kMcore ? ops::cpu::SgemmBackend::kAvx512
-                                              : ops::cpu::SgemmBackend::kOpenBlas);
+  if (lib == kOpenBlas) ops::cpu::set_sgemm_backend(ops::cpu::SgemmBackend::kOpenBlas);
+  if (lib == kMcore) ops::cpu::set_sgemm_backend(ops::cpu::SgemmBackend::kAvx512);
+  if (lib == kMcoreAmx) ops::cpu::set_sgemm_backend(ops::cpu::SgemmBackend::kAmx);
   Tensor a = rand(ta ? Shape{k, m} : Shape{m, k}, {1, 0});
   Tensor b = rand(tb ? Shape{n, k} : Shape{k, n}, {2, 0});
   Tensor c = empty({m, n});
@@ -106,23 +112,23 @@ void BM_Gemm(benchmark::State& state) {
 // M, K, N, transpose flags (1: A^T, 2: B^T), backend. Forward y = x W^T uses B^T.
 BENCHMARK(BM_Gemm)
     ->ArgNames({"M", "K", "N", "trans", "lib"})
-    ->ArgsProduct({{4096}, {768}, {3072}, {2}, {0, 1, 2, 3}})
-    ->ArgsProduct({{4096}, {768}, {768}, {2}, {0, 1, 2, 3}})
-    ->ArgsProduct({{4096}, {768}, {50304}, {2}, {0, 1, 2, 3}})
-    ->ArgsProduct({{4096}, {3072}, {768}, {0}, {0, 1, 2, 3}})  // dgrad: dX = dY W
-    ->ArgsProduct({{768}, {4096}, {3072}, {1}, {0, 1, 2, 3}})  // wgrad: dW = dY^T X
+    ->ArgsProduct({{4096}, {768}, {3072}, {2}, {0, 1, 2, 3, 4}})
+    ->ArgsProduct({{4096}, {768}, {768}, {2}, {0, 1, 2, 3, 4}})
+    ->ArgsProduct({{4096}, {768}, {50304}, {2}, {0, 1, 2, 3, 4}})
+    ->ArgsProduct({{4096}, {3072}, {768}, {0}, {0, 1, 2, 3, 4}})  // dgrad: dX = dY W
+    ->ArgsProduct({{768}, {4096}, {3072}, {1}, {0, 1, 2, 3, 4}})  // wgrad: dW = dY^T X
     // The LLaMA-style bench step's output layer (512 tokens, hidden 512, vocab 32000).
-    ->ArgsProduct({{512}, {512}, {32000}, {2}, {1, 2, 3}})  // forward
-    ->ArgsProduct({{512}, {32000}, {512}, {0}, {1, 2, 3}})  // dgrad (split K)
-    ->ArgsProduct({{32000}, {512}, {512}, {1}, {1, 2, 3}})  // wgrad
+    ->ArgsProduct({{512}, {512}, {32000}, {2}, {1, 2, 3, 4}})  // forward
+    ->ArgsProduct({{512}, {32000}, {512}, {0}, {1, 2, 3, 4}})  // dgrad (split K)
+    ->ArgsProduct({{32000}, {512}, {512}, {1}, {1, 2, 3, 4}})  // wgrad
     // The GPT-2-small bench step (512 tokens): fc1, fc2 and output layer, each forward, dgrad and
-    // wgrad (mcore only; QKV and proj behave like fc1 and fc2).
-    ->ArgsProduct({{512}, {768}, {3072, 50304}, {2}, {1}})
-    ->ArgsProduct({{512}, {3072}, {768}, {2}, {1}})
-    ->ArgsProduct({{512}, {3072, 50304}, {768}, {0}, {1}})
-    ->ArgsProduct({{512}, {768}, {3072}, {0}, {1}})
-    ->ArgsProduct({{3072, 50304}, {512}, {768}, {1}, {1}})
-    ->ArgsProduct({{768}, {512}, {3072}, {1}, {1}})
+    // wgrad (mcore's kernels only; QKV and proj behave like fc1 and fc2).
+    ->ArgsProduct({{512}, {768}, {3072, 50304}, {2}, {1, 4}})
+    ->ArgsProduct({{512}, {3072}, {768}, {2}, {1, 4}})
+    ->ArgsProduct({{512}, {3072, 50304}, {768}, {0}, {1, 4}})
+    ->ArgsProduct({{512}, {768}, {3072}, {0}, {1, 4}})
+    ->ArgsProduct({{3072, 50304}, {512}, {768}, {1}, {1, 4}})
+    ->ArgsProduct({{768}, {512}, {3072}, {1}, {1, 4}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime()
     ->MinTime(1.0);

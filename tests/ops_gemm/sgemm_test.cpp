@@ -1,13 +1,15 @@
-// mcore's AVX-512 fp32 GEMM (mcore/ops/cpu/sgemm_avx512.h) against a float64 naive reference and
-// against the OpenBLAS path: all four transpose combinations, odd sizes that leave partial
-// register tiles and cache blocks, padded leading dimensions, and BLAS alpha/beta semantics
-// (beta == 0 must overwrite NaNs in C without reading them).
+// mcore's fp32 GEMM kernels, AVX-512 (mcore/ops/cpu/sgemm_avx512.h) and AMX bf16x6
+// (sgemm_amx.h), each against a float64 naive reference and against the OpenBLAS path: all four
+// transpose combinations, odd sizes that leave partial register tiles and cache blocks, padded
+// leading dimensions, and BLAS alpha/beta semantics (beta == 0 must overwrite NaNs in C without
+// reading them). The AMX kernel must also match fp32's accuracy and its infinities and NaNs.
 #include <gtest/gtest.h>
 #include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -15,6 +17,7 @@
 #include <vector>
 
 #include "mcore/ops/cpu/blas.h"
+#include "mcore/ops/cpu/sgemm_amx.h"
 #include "mcore/ops/cpu/sgemm_avx512.h"
 
 namespace mcore::ops::cpu {
@@ -94,10 +97,23 @@ void expect_matches_reference(const Case& cs, const Operands& o, const std::vect
 // signs; 1e-5 leaves room for K up to a few thousand with worst-case rounding alignment.
 constexpr double kRtol = 1e-5;
 
-class SgemmAvx512Test : public ::testing::Test {
+// Each test runs on both kernels; the AMX one is skipped (and counted as skipped) on CPUs
+// without AMX.
+class SgemmKernelTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     if (!sgemm_avx512_supported()) GTEST_SKIP() << "CPU has no AVX-512";
+    if (amx() && !sgemm_amx_supported()) GTEST_SKIP() << "CPU or kernel offers no AMX-BF16";
+  }
+  bool amx() const { return GetParam() == "amx"; }
+  void sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+             int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
+             const float* bias = nullptr) const {
+    if (amx()) {
+      sgemm_amx(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias);
+    } else {
+      sgemm_avx512(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias);
+    }
   }
 };
 
@@ -112,19 +128,19 @@ std::vector<Case> odd_cases() {
   return out;
 }
 
-TEST_F(SgemmAvx512Test, OddSizesAllTransposes) {
+TEST_P(SgemmKernelTest, OddSizesAllTransposes) {
   uint32_t seed = 1;
   for (const Case& cs : odd_cases()) {
     Operands o = make(cs, seed++);
     std::vector<float> c0 = o.c;
-    sgemm_avx512(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, 0.0f,
-                 o.c.data(), o.ldc);
+    sgemm(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, 0.0f,
+          o.c.data(), o.ldc);
     expect_matches_reference(cs, o, c0, o.c, 1.0f, 0.0f, kRtol);
   }
 }
 
 // Sizes that cross the K, N and M cache blocks and give each thread several of them.
-TEST_F(SgemmAvx512Test, MultiBlockSizes) {
+TEST_P(SgemmKernelTest, MultiBlockSizes) {
   const Case cases[] = {{600, 700, 900, false, true, 0},   {2100, 530, 800, false, false, 3},
                         {450, 1100, 1000, true, false, 0}, {333, 555, 777, true, true, 5},
                         {2, 3000, 400, false, true, 0},    {3000, 2, 400, true, false, 0},
@@ -133,15 +149,15 @@ TEST_F(SgemmAvx512Test, MultiBlockSizes) {
   for (const Case& cs : cases) {
     Operands o = make(cs, seed++);
     std::vector<float> c0 = o.c;
-    sgemm_avx512(cs.ta, cs.tb, cs.m, cs.n, cs.k, 0.75f, o.a.data(), o.lda, o.b.data(), o.ldb, -0.5f,
-                 o.c.data(), o.ldc);
+    sgemm(cs.ta, cs.tb, cs.m, cs.n, cs.k, 0.75f, o.a.data(), o.lda, o.b.data(), o.ldb, -0.5f,
+          o.c.data(), o.ldc);
     expect_matches_reference(cs, o, c0, o.c, 0.75f, -0.5f, kRtol);
   }
 }
 
 // K much longer than M and N (the output layer's input gradient): threads split K into
 // partial products summed at the end; all transposes, alpha/beta, odd sizes.
-TEST_F(SgemmAvx512Test, LongKSplitAcrossThreads) {
+TEST_P(SgemmKernelTest, LongKSplitAcrossThreads) {
   uint32_t seed = 200;
   const int64_t shapes[][4] = {{37, 53, 5000, 0}, {96, 130, 3001, 3}};  // m, n, k, pad
   for (const auto& s : shapes) {
@@ -149,28 +165,28 @@ TEST_F(SgemmAvx512Test, LongKSplitAcrossThreads) {
       const Case cs{s[0], s[1], s[2], bool(t & 1), bool(t & 2), s[3]};
       Operands o = make(cs, seed++);
       std::vector<float> c0 = o.c;
-      sgemm_avx512(cs.ta, cs.tb, cs.m, cs.n, cs.k, 0.75f, o.a.data(), o.lda, o.b.data(), o.ldb,
-                   -0.5f, o.c.data(), o.ldc);
+      sgemm(cs.ta, cs.tb, cs.m, cs.n, cs.k, 0.75f, o.a.data(), o.lda, o.b.data(), o.ldb, -0.5f,
+            o.c.data(), o.ldc);
       expect_matches_reference(cs, o, c0, o.c, 0.75f, -0.5f, kRtol);
     }
   }
 }
 
-TEST_F(SgemmAvx512Test, LeadingDimensionsLargerThanRows) {
+TEST_P(SgemmKernelTest, LeadingDimensionsLargerThanRows) {
   uint32_t seed = 200;
   for (int t = 0; t < 4; ++t) {
     for (int64_t pad : {1, 7, 16, 33}) {
       const Case cs{45, 67, 89, bool(t & 1), bool(t & 2), pad};
       Operands o = make(cs, seed++);
       std::vector<float> c0 = o.c;
-      sgemm_avx512(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, 1.0f,
-                   o.c.data(), o.ldc);
+      sgemm(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, 1.0f,
+            o.c.data(), o.ldc);
       expect_matches_reference(cs, o, c0, o.c, 1.0f, 1.0f, kRtol);
     }
   }
 }
 
-TEST_F(SgemmAvx512Test, AlphaBetaVariants) {
+TEST_P(SgemmKernelTest, AlphaBetaVariants) {
   const float ab[][2] = {{1, 0}, {0.5f, 0}, {-2, 0}, {1, 1}, {1.5f, -0.75f}, {0.25f, 3}};
   uint32_t seed = 300;
   for (int t = 0; t < 4; ++t) {
@@ -178,15 +194,15 @@ TEST_F(SgemmAvx512Test, AlphaBetaVariants) {
       const Case cs{70, 90, 50, bool(t & 1), bool(t & 2), 2};
       Operands o = make(cs, seed++);
       std::vector<float> c0 = o.c;
-      sgemm_avx512(cs.ta, cs.tb, cs.m, cs.n, cs.k, v[0], o.a.data(), o.lda, o.b.data(), o.ldb, v[1],
-                   o.c.data(), o.ldc);
+      sgemm(cs.ta, cs.tb, cs.m, cs.n, cs.k, v[0], o.a.data(), o.lda, o.b.data(), o.ldb, v[1],
+            o.c.data(), o.ldc);
       expect_matches_reference(cs, o, c0, o.c, v[0], v[1], kRtol);
     }
   }
 }
 
 // BLAS: beta == 0 means C is output only, so NaN or Inf garbage in it must not leak through.
-TEST_F(SgemmAvx512Test, BetaZeroOverwritesNaN) {
+TEST_P(SgemmKernelTest, BetaZeroOverwritesNaN) {
   uint32_t seed = 400;
   for (int t = 0; t < 4; ++t) {
     for (const Case& shape : {Case{33, 65, 31, false, false}, Case{500, 300, 700, false, false}}) {
@@ -198,32 +214,32 @@ TEST_F(SgemmAvx512Test, BetaZeroOverwritesNaN) {
           o.c[i * o.ldc + j] = (i + j) % 2 ? std::numeric_limits<float>::quiet_NaN()
                                            : std::numeric_limits<float>::infinity();
       std::vector<float> c0 = o.c;
-      sgemm_avx512(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.25f, o.a.data(), o.lda, o.b.data(), o.ldb,
-                   0.0f, o.c.data(), o.ldc);
+      sgemm(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.25f, o.a.data(), o.lda, o.b.data(), o.ldb, 0.0f,
+            o.c.data(), o.ldc);
       expect_matches_reference(cs, o, c0, o.c, 1.25f, 0.0f, kRtol);
     }
   }
 }
 
 // k == 0 or alpha == 0: C = beta * C, and zeros (not NaN * 0) when beta is 0.
-TEST_F(SgemmAvx512Test, EmptyKAndZeroAlphaScaleC) {
+TEST_P(SgemmKernelTest, EmptyKAndZeroAlphaScaleC) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   std::vector<float> a(40 * 40, 1.0f), b(40 * 40, 1.0f);
   std::vector<float> c(20 * 30, nan);
-  sgemm_avx512(false, false, 20, 30, 0, 1.0f, a.data(), 1, b.data(), 30, 0.0f, c.data(), 30);
+  sgemm(false, false, 20, 30, 0, 1.0f, a.data(), 1, b.data(), 30, 0.0f, c.data(), 30);
   for (float x : c) ASSERT_EQ(x, 0.0f);
   std::vector<float> d(20 * 30, 2.0f);
-  sgemm_avx512(false, true, 20, 30, 40, 0.0f, a.data(), 40, b.data(), 40, 1.5f, d.data(), 30);
+  sgemm(false, true, 20, 30, 40, 0.0f, a.data(), 40, b.data(), 40, 1.5f, d.data(), 30);
   for (float x : d) ASSERT_EQ(x, 3.0f);
   std::vector<float> e(20 * 30, nan);
-  sgemm_avx512(true, false, 20, 30, 40, 0.0f, a.data(), 20, b.data(), 30, 0.0f, e.data(), 30);
+  sgemm(true, false, 20, 30, 40, 0.0f, a.data(), 20, b.data(), 30, 0.0f, e.data(), 30);
   for (float x : e) ASSERT_EQ(x, 0.0f);
 }
 
 // A per-column bias added in the store of C (the linear layer's bias): equal, bit for bit, to the
 // same GEMM followed by adding the bias, for every transpose, with K in one and in several
 // blocks, with the split-K path, and with beta != 0.
-TEST_F(SgemmAvx512Test, BiasInTheStoreEqualsASecondPass) {
+TEST_P(SgemmKernelTest, BiasInTheStoreEqualsASecondPass) {
   const Case cases[] = {{70, 90, 50, false, true, 2},   {257, 129, 1000, false, false, 0},
                         {130, 97, 1601, true, true, 1}, {96, 130, 3001, true, false, 3},
                         {37, 53, 5000, false, true, 0}, {512, 512, 64, true, false, 0}};
@@ -234,10 +250,10 @@ TEST_F(SgemmAvx512Test, BiasInTheStoreEqualsASecondPass) {
     for (int64_t j = 0; j < cs.n; ++j) bias[j] = 0.25f * float(j % 7) - 0.5f;
     for (float beta : {0.0f, 0.5f}) {
       std::vector<float> c_fused = o.c, c_two = o.c;
-      sgemm_avx512(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.25f, o.a.data(), o.lda, o.b.data(), o.ldb,
-                   beta, c_fused.data(), o.ldc, bias.data());
-      sgemm_avx512(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.25f, o.a.data(), o.lda, o.b.data(), o.ldb,
-                   beta, c_two.data(), o.ldc);
+      sgemm(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.25f, o.a.data(), o.lda, o.b.data(), o.ldb, beta,
+            c_fused.data(), o.ldc, bias.data());
+      sgemm(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.25f, o.a.data(), o.lda, o.b.data(), o.ldb, beta,
+            c_two.data(), o.ldc);
       for (int64_t i = 0; i < cs.m; ++i)
         for (int64_t j = 0; j < cs.n; ++j) c_two[i * o.ldc + j] += bias[j];
       ASSERT_EQ(std::memcmp(c_fused.data(), c_two.data(), c_two.size() * sizeof(float)), 0)
@@ -248,7 +264,7 @@ TEST_F(SgemmAvx512Test, BiasInTheStoreEqualsASecondPass) {
 
 // Called from inside a parallel region (as attention does per head), each call runs on its own
 // thread with thread-local packing buffers and must not race with the others.
-TEST_F(SgemmAvx512Test, CallsFromInsideParallelRegion) {
+TEST_P(SgemmKernelTest, CallsFromInsideParallelRegion) {
   const Case cs{100, 150, 200, false, true, 0};
   std::vector<Operands> ops;
   for (int i = 0; i < 8; ++i) ops.push_back(make(cs, 500 + i));
@@ -257,16 +273,16 @@ TEST_F(SgemmAvx512Test, CallsFromInsideParallelRegion) {
 #pragma omp parallel for num_threads(2) schedule(static, 1)
   for (int i = 0; i < 8; ++i) {
     Operands& o = ops[i];
-    sgemm_avx512(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, 0.5f,
-                 o.c.data(), o.ldc);
+    sgemm(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, 0.5f,
+          o.c.data(), o.ldc);
   }
   for (int i = 0; i < 8; ++i)
     expect_matches_reference(cs, ops[i], c0[i], ops[i].c, 1.0f, 0.5f, kRtol);
 }
 
-// The dispatcher: forcing either backend gives the same answer (up to summation order), and
-// blas_info() names the float kernel.
-TEST_F(SgemmAvx512Test, AgreesWithOpenBlasThroughDispatch) {
+// The dispatcher: forcing this kernel or OpenBLAS gives the same answer (up to summation
+// order), and blas_info() names the float kernel.
+TEST_P(SgemmKernelTest, AgreesWithOpenBlasThroughDispatch) {
   const SgemmBackend saved = sgemm_backend();
   EXPECT_FALSE(blas_info().sgemm.empty());
   uint32_t seed = 600;
@@ -280,7 +296,7 @@ TEST_F(SgemmAvx512Test, AgreesWithOpenBlasThroughDispatch) {
       set_sgemm_backend(SgemmBackend::kOpenBlas);
       gemm(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, 0.5f,
            c_blas.data(), o.ldc);
-      set_sgemm_backend(SgemmBackend::kAvx512);
+      set_sgemm_backend(amx() ? SgemmBackend::kAmx : SgemmBackend::kAvx512);
       gemm(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, 0.5f,
            c_mine.data(), o.ldc);
       // Two fp32 summation orders: each within ~sqrt(K) * 2^-24 of the exact value, relative to
@@ -290,6 +306,103 @@ TEST_F(SgemmAvx512Test, AgreesWithOpenBlasThroughDispatch) {
           ASSERT_NEAR(c_mine[i * o.ldc + j], c_blas[i * o.ldc + j], 1e-5 * cs.k)
               << name(cs) << " at " << i << "," << j;
     }
+  }
+  set_sgemm_backend(saved);
+}
+
+INSTANTIATE_TEST_SUITE_P(Kernels, SgemmKernelTest, ::testing::Values("avx512", "amx"),
+                         [](const auto& info) { return info.param; });
+
+class SgemmAmxTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!sgemm_amx_supported()) GTEST_SKIP() << "CPU or kernel offers no AMX-BF16";
+  }
+};
+
+// RMS of (C - exact) / sum_p |a b| over a random product, in float64.
+double rms_scaled_error(const Case& cs, const Operands& o, const std::vector<float>& c) {
+  double sum = 0;
+  for (int64_t i = 0; i < cs.m; ++i)
+    for (int64_t j = 0; j < cs.n; ++j) {
+      double dot = 0, mag = 0;
+      for (int64_t p = 0; p < cs.k; ++p) {
+        const double x = o.at(i, p, cs), y = o.bt(p, j, cs);
+        dot += x * y, mag += std::fabs(x * y);
+      }
+      const double e = (c[i * o.ldc + j] - dot) / mag;
+      sum += e * e;
+    }
+  return std::sqrt(sum / double(cs.m * cs.n));
+}
+
+// fp32 accuracy from bf16 pieces: the six-product split must not be measurably less accurate
+// than the FMA kernel's fp32 sums (bf16x3, which drops a0b2, a1b1 and a2b0, is ~2^-17: 100x
+// worse), at K where rounding accumulates and with operands spanning 12 binades.
+TEST_F(SgemmAmxTest, AsAccurateAsFp32Fma) {
+  for (int t = 0; t < 4; ++t) {
+    const Case cs{96, 80, 2048, bool(t & 1), bool(t & 2)};
+    Operands o = make(cs, 900 + t);
+    std::mt19937 gen(77 + t);
+    std::uniform_int_distribution<int> e(-6, 6);
+    for (float& x : o.a) x = std::ldexp(x, e(gen));
+    for (float& x : o.b) x = std::ldexp(x, e(gen));
+    std::vector<float> c_amx(o.c.size()), c_fma(o.c.size());
+    sgemm_amx(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, 0.0f,
+              c_amx.data(), o.ldc);
+    sgemm_avx512(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, 0.0f,
+                 c_fma.data(), o.ldc);
+    const double amx = rms_scaled_error(cs, o, c_amx), fma = rms_scaled_error(cs, o, c_fma);
+    EXPECT_LT(amx, 1.5 * fma) << name(cs) << ": AMX " << amx << " vs FMA " << fma;
+    EXPECT_LT(amx, 1e-7) << name(cs);
+  }
+}
+
+// Non-finite inputs give non-finite results in exactly the rows they reach (NaN where fp32
+// could give +-inf: sgemm_amx.h), never a finite wrong value; a huge finite operand is exact.
+TEST_F(SgemmAmxTest, NonFiniteInputsGiveNonFiniteRows) {
+  const int64_t m = 40, n = 48, k = 64;
+  std::vector<float> a(m * k, 0.5f), b(k * n, 0.25f), c(m * n, 0.0f);
+  const float inf = std::numeric_limits<float>::infinity();
+  a[3 * k + 5] = inf;
+  a[7 * k + 9] = -inf;
+  a[11 * k + 2] = std::numeric_limits<float>::quiet_NaN();
+  a[13 * k + 4] = 1e30f;
+  b[4 * n + 20] = 0.0f;  // row 13, column 20: 1e30 * 0
+  sgemm_amx(false, false, m, n, k, 1.0f, a.data(), k, b.data(), n, 0.0f, c.data(), n);
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      const float got = c[i * n + j];
+      if (i == 3 || i == 7 || i == 11) {
+        EXPECT_FALSE(std::isfinite(got)) << i << "," << j;
+      } else if (i == 13) {
+        const double expect = j == 20 ? 63 * 0.125 : 1e30 * 0.25 + 63 * 0.125;
+        EXPECT_NEAR(got, expect, 1e-6 * expect) << j;
+      } else {
+        EXPECT_EQ(got, float((j == 20 ? k - 1 : k) * 0.125)) << i << "," << j;
+      }
+    }
+  }
+}
+
+// In auto mode a transformer-sized product goes to the AMX kernel (bit for bit its result,
+// which differs from the FMA kernel's summation order), and blas_info() names it.
+TEST_F(SgemmAmxTest, AutoDispatchUsesAmx) {
+  const SgemmBackend saved = sgemm_backend();
+  set_sgemm_backend(SgemmBackend::kAuto);
+  const Case cs{256, 192, 320, false, true};
+  Operands o = make(cs, 990);
+  std::vector<float> c_auto(o.c.size()), c_amx(o.c.size()), c_fma(o.c.size());
+  gemm(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, 0.0f,
+       c_auto.data(), o.ldc);
+  sgemm_amx(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, 0.0f,
+            c_amx.data(), o.ldc);
+  sgemm_avx512(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, 0.0f,
+               c_fma.data(), o.ldc);
+  EXPECT_EQ(std::memcmp(c_auto.data(), c_amx.data(), c_amx.size() * sizeof(float)), 0);
+  EXPECT_NE(std::memcmp(c_fma.data(), c_amx.data(), c_amx.size() * sizeof(float)), 0);
+  if (!std::getenv("MCORE_GEMM")) {
+    EXPECT_NE(blas_info().sgemm.find("AMX"), std::string::npos) << blas_info().sgemm;
   }
   set_sgemm_backend(saved);
 }

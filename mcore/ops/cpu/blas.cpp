@@ -12,6 +12,7 @@
 #include "mcore/base/compute_env.h"
 #include "mcore/base/error.h"
 #include "mcore/base/logging.h"
+#include "mcore/ops/cpu/sgemm_amx.h"
 #include "mcore/ops/cpu/sgemm_avx512.h"
 
 namespace mcore::ops::cpu {
@@ -23,6 +24,9 @@ namespace {
 // short-and-wide products (OpenBLAS: 2.4 GFLOP/s at 16x768x768), but loses on GEMV-like ones
 // (m < 4 or n < 32: 0.1-0.8x), which therefore stay with OpenBLAS.
 constexpr double kAvx512MinVolume = 32.0 * 32 * 32;
+// The AMX kernel's thresholds (see choose_kernel).
+constexpr int64_t kAmxMinSide = 32;
+constexpr double kAmxMinVolume = 64.0 * 64 * 64;
 
 // CBLAS enum values (cblas.h); declared here because OpenBLAS is loaded, not linked.
 constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112;
@@ -38,6 +42,7 @@ struct Backend {
   SgemmFn sgemm = nullptr;
   DgemmFn dgemm = nullptr;
   bool avx512 = false;  // mcore's AVX-512 float kernel can run here
+  bool amx = false;     // and its AMX one
 };
 
 // Set from MCORE_GEMM when the backend loads, or by set_sgemm_backend().
@@ -49,7 +54,9 @@ SgemmBackend parse_gemm_env() {
   if (std::strcmp(env, "openblas") == 0 || std::strcmp(env, "blas") == 0)
     return SgemmBackend::kOpenBlas;
   if (std::strcmp(env, "avx512") == 0) return SgemmBackend::kAvx512;
-  MCORE_LOG(WARNING) << "MCORE_GEMM=" << env << " is not one of auto, openblas, avx512; using auto";
+  if (std::strcmp(env, "amx") == 0) return SgemmBackend::kAmx;
+  MCORE_LOG(WARNING) << "MCORE_GEMM=" << env
+                     << " is not one of auto, openblas, avx512, amx; using auto";
   return SgemmBackend::kAuto;
 }
 
@@ -104,6 +111,7 @@ Backend load() {
                        << "Install it with: apt-get install libopenblas0-openmp";
   }
   be.avx512 = sgemm_avx512_supported();
+  be.amx = be.avx512 && sgemm_amx_supported();
   const SgemmBackend choice = parse_gemm_env();
   g_sgemm_backend.store(choice);
   const std::string lib = be.info.backend + " (" + be.info.library + "), kernel " + be.info.core;
@@ -112,11 +120,15 @@ Backend load() {
     MCORE_LOG(INFO) << "GEMM backend: " << lib << ", " << be.info.threads << " threads"
                     << (be.avx512 ? " (MCORE_GEMM=openblas)" : "");
   } else {
-    be.info.sgemm =
-        std::string("mcore AVX-512") +
-        (choice == SgemmBackend::kAvx512 ? " (forced)" : " (fallback " + be.info.backend + ")");
-    MCORE_LOG(INFO) << "GEMM backend: mcore AVX-512 for float"
-                    << (choice == SgemmBackend::kAvx512 ? " (MCORE_GEMM=avx512)" : "")
+    const bool amx = be.amx && choice != SgemmBackend::kAvx512;
+    const char* kernel = amx ? "mcore AMX (bf16x6, fp32 accuracy)" : "mcore AVX-512";
+    const bool forced = choice == SgemmBackend::kAvx512 || choice == SgemmBackend::kAmx;
+    be.info.sgemm = std::string(kernel) + (forced ? " (forced)" : "") + (amx ? " + AVX-512" : "") +
+                    " (fallback " + be.info.backend + ")";
+    MCORE_LOG(INFO) << "GEMM backend: " << kernel << (amx ? " and AVX-512" : "") << " for float"
+                    << (forced ? std::string(" (MCORE_GEMM=") +
+                                     (choice == SgemmBackend::kAmx ? "amx)" : "avx512)")
+                               : std::string())
                     << ", fallback and double: " << lib << ", " << be.info.threads << " threads";
   }
   return be;
@@ -148,20 +160,33 @@ void builtin_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, co
   }
 }
 
+// Which kernel runs a float product.
+enum class Kernel { kLibrary, kAvx512, kAmx };
+
 // Tiny or GEMV-like products stay with the library: packing and the 8x48 register tile would
-// waste most of their time, and OpenBLAS has GEMV paths for them.
-bool use_avx512(const Backend& be, int64_t m, int64_t n, int64_t k) {
-  if (!be.avx512) return false;
-  switch (g_sgemm_backend.load(std::memory_order_relaxed)) {
+// waste most of their time, and OpenBLAS has GEMV paths for them. The AMX kernel takes products
+// whose every side spans at least a 32 x 32 x 32 block: below that its zero-padded tiles and
+// three-piece packing cost more than they save (measured against the AVX-512 kernel).
+Kernel choose_kernel(const Backend& be, int64_t m, int64_t n, int64_t k) {
+  if (!be.avx512) return Kernel::kLibrary;
+  const SgemmBackend choice = g_sgemm_backend.load(std::memory_order_relaxed);
+  switch (choice) {
     case SgemmBackend::kOpenBlas:
-      return false;
+      return Kernel::kLibrary;
     case SgemmBackend::kAvx512:
-      return true;
+      return Kernel::kAvx512;
+    case SgemmBackend::kAmx:
+      return be.amx ? Kernel::kAmx : Kernel::kAvx512;
     case SgemmBackend::kAuto:
       break;
   }
-  if (!be.sgemm) return true;  // faster than the portable fallback at any size
-  return m >= 4 && n >= 32 && k >= 8 && static_cast<double>(m) * n * k >= kAvx512MinVolume;
+  if (be.amx && m >= kAmxMinSide && n >= kAmxMinSide && k >= kAmxMinSide &&
+      static_cast<double>(m) * n * k >= kAmxMinVolume)
+    return Kernel::kAmx;
+  if (!be.sgemm) return Kernel::kAvx512;  // faster than the portable fallback at any size
+  return m >= 4 && n >= 32 && k >= 8 && static_cast<double>(m) * n * k >= kAvx512MinVolume
+             ? Kernel::kAvx512
+             : Kernel::kLibrary;
 }
 
 void check_dims(int64_t m, int64_t n, int64_t k) {
@@ -190,7 +215,10 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const 
   if (m == 0 || n == 0) return;
   check_dims(m, n, k);
   const Backend& be = backend();
-  if (use_avx512(be, m, n, k)) {
+  const Kernel kernel = choose_kernel(be, m, n, k);
+  if (kernel == Kernel::kAmx) {
+    sgemm_amx(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  } else if (kernel == Kernel::kAvx512) {
     sgemm_avx512(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   } else if (be.sgemm) {
     be.sgemm(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans, static_cast<int>(m),
@@ -205,7 +233,12 @@ void gemm_bias(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, c
                int64_t lda, const float* b, int64_t ldb, const float* bias, float* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
   check_dims(m, n, k);
-  if (use_avx512(backend(), m, n, k)) {
+  const Kernel kernel = choose_kernel(backend(), m, n, k);
+  if (kernel == Kernel::kAmx) {
+    sgemm_amx(ta, tb, m, n, k, alpha, a, lda, b, ldb, 0.0f, c, ldc, bias);
+    return;
+  }
+  if (kernel == Kernel::kAvx512) {
     sgemm_avx512(ta, tb, m, n, k, alpha, a, lda, b, ldb, 0.0f, c, ldc, bias);
     return;
   }

@@ -6,9 +6,11 @@
 // kernels run them at ~90% of peak. If no OpenBLAS is found, a portable blocked GEMM is used
 // (correct but slow) and a warning says how to install the fast one.
 //
-// float GEMMs large enough to matter go to mcore's own AVX-512 kernel (sgemm_avx512.h) when the
-// CPU has AVX-512, since Debian's OpenBLAS reaches only ~70% of peak at transformer shapes. The
-// environment variable MCORE_GEMM=openblas|avx512 forces one backend (set_sgemm_backend too).
+// float GEMMs large enough to matter go to mcore's own kernels: on CPUs with AMX (Sapphire
+// Rapids and later) its AMX kernel, which reaches fp32 accuracy from bf16 tiles
+// (sgemm_amx.h), else its AVX-512 kernel (sgemm_avx512.h), since Debian's OpenBLAS reaches only
+// ~70% of the FMA peak at transformer shapes. The environment variable
+// MCORE_GEMM=openblas|avx512|amx forces one backend (set_sgemm_backend too).
 #pragma once
 
 #include <cstdint>
@@ -28,10 +30,11 @@ struct BlasInfo {
 // Loads the backend on first use and logs one line describing it.
 const BlasInfo& blas_info();
 
-// Which kernel float GEMMs use. kAuto: mcore's AVX-512 kernel when the CPU has AVX-512 and the
-// problem is big enough, else the BLAS library. kAvx512 falls back to the library on CPUs
-// without AVX-512.
-enum class SgemmBackend { kAuto, kOpenBlas, kAvx512 };
+// Which kernel float GEMMs use. kAuto: mcore's AMX kernel when the CPU has AMX and every side
+// of the product is at least 32, else its AVX-512 kernel when the CPU has AVX-512 and the
+// problem is big enough, else the BLAS library. kAvx512 never uses AMX; kAmx uses it at every
+// size. Each falls back to the next where the CPU lacks the instructions.
+enum class SgemmBackend { kAuto, kOpenBlas, kAvx512, kAmx };
 // Process-wide override (benchmarks, tests); the initial value comes from MCORE_GEMM.
 void set_sgemm_backend(SgemmBackend backend);
 SgemmBackend sgemm_backend();

@@ -1,15 +1,12 @@
 #include "mcore/ops/cpu/sgemm_avx512.h"
 
 #include <immintrin.h>
-#include <omp.h>
-#include <sys/mman.h>
 
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
 
 #include "mcore/base/error.h"
 #include "mcore/ops/cpu/avx512_util.h"
+#include "mcore/ops/cpu/gemm_driver.h"
 
 namespace mcore::ops::cpu {
 
@@ -57,9 +54,6 @@ Blocking blocking(int64_t k, int64_t nr) {
 inline int64_t k_begin(const Blocking& bl, int64_t k, int64_t kb) {
   return k * kb / bl.k_blocks;
 }
-
-// Below this many flops per thread, waking more threads costs more than it saves.
-constexpr double kMinFlopsPerThread = 4e6;
 
 // Copies a block whose panel rows are contiguous (element (p, i) at src[p * ld + i]) into
 // dst[p * dst_ld + i] for i < width, zero-padding lanes [width, pad).
@@ -187,44 +181,9 @@ MCORE_AVX512 __attribute__((noinline)) void micro_kernel(int64_t kc, const float
   }
 }
 
-// Packing buffers kept per thread across calls, grown on demand. They are 2 MB aligned and
-// marked for transparent huge pages: the microkernel streams through hundreds of KB of packed
-// panels per call, and 4 KB pages would cost a TLB miss every few k steps.
-struct Scratch {
-  float* ptr = nullptr;
-  size_t cap = 0;  // floats
-  ~Scratch() { std::free(ptr); }
-  float* get(size_t n) {
-    if (n > cap) {
-      std::free(ptr);
-      constexpr size_t kHuge = size_t(2) << 20;
-      const size_t bytes = (n * sizeof(float) + kHuge - 1) / kHuge * kHuge;
-      ptr = static_cast<float*>(std::aligned_alloc(kHuge, bytes));
-      MCORE_CHECK(ptr) << "sgemm_avx512: cannot allocate " << bytes << " bytes of packing buffer";
-      madvise(ptr, bytes, MADV_HUGEPAGE);  // a hint; harmless where THP is off
-      cap = bytes / sizeof(float);
-    }
-    return ptr;
-  }
-};
-
-struct Problem {
-  bool ta, tb;
-  int64_t m, n, k;
-  float alpha;
-  const float* a;
-  int64_t lda;
-  const float* b;
-  int64_t ldb;
-  float beta;
-  float* c;
-  int64_t ldc;
-  const float* bias;  // per column of C, added after the product (nullptr: none)
-};
-
-inline int64_t round_up(int64_t x, int64_t to) {
-  return (x + to - 1) / to * to;
-}
+using gemm_driver::Problem;
+using gemm_driver::round_up;
+using gemm_driver::Scratch;
 
 // All microkernel calls for an A block (rows [i0, i0+mc) of C) and a packed B block (columns
 // [j0, j0+nc)): the A micro-panel stays in L1 across the row of calls. pa is the packed A block,
@@ -255,8 +214,8 @@ MCORE_AVX512 void gemm_region(const Problem& pr, int64_t i0, int64_t mt, int64_t
   const Blocking bl = blocking(pr.k, T::kNr);
   constexpr int64_t kMc = kMcRows / T::kMr * T::kMr;
   thread_local Scratch a_buf, b_buf;
-  float* pa = pr.ta ? a_buf.get(std::min(kMc, round_up(mt, T::kMr)) * bl.kc_max) : nullptr;
-  float* pb = b_buf.get(std::min(bl.nc, round_up(nt, T::kNr)) * bl.kc_max);
+  float* pa = pr.ta ? a_buf.get<float>(std::min(kMc, round_up(mt, T::kMr)) * bl.kc_max) : nullptr;
+  float* pb = b_buf.get<float>(std::min(bl.nc, round_up(nt, T::kNr)) * bl.kc_max);
   for (int64_t kb = 0; kb < bl.k_blocks; ++kb) {
     const int64_t p0 = k_begin(bl, pr.k, kb), kc = k_begin(bl, pr.k, kb + 1) - p0;
     const float beta = kb == 0 ? pr.beta : 1.0f;             // later K blocks accumulate
@@ -278,120 +237,19 @@ MCORE_AVX512 void gemm_region(const Problem& pr, int64_t i0, int64_t mt, int64_t
   }
 }
 
-// C = beta * C (+ bias) (k == 0 or alpha == 0), with beta == 0 writing zeros without reading C.
-void scale_c(const Problem& pr) {
-#pragma omp parallel for schedule(static) if (pr.m * pr.n > (1 << 16) && !omp_in_parallel())
-  for (int64_t i = 0; i < pr.m; ++i) {
-    float* row = pr.c + i * pr.ldc;
-    if (pr.beta == 0.0f) {
-      std::memset(row, 0, pr.n * sizeof(float));
-    } else {
-      for (int64_t j = 0; j < pr.n; ++j) row[j] *= pr.beta;
-    }
-    if (pr.bias) {
-      for (int64_t j = 0; j < pr.n; ++j) row[j] += pr.bias[j];
-    }
-  }
-}
-
-// Chooses a tm x tn grid of per-thread C regions: the one that minimizes the work of the largest
-// region plus what each thread packs (its rows of A and its columns of B, times K).
-template <class T>
-void choose_grid(int64_t m, int64_t n, int threads, int& tm, int& tn) {
-  tm = 1, tn = threads;
-  double best = -1;
-  for (int x = 1; x <= threads; ++x) {
-    if (threads % x) continue;
-    const int y = threads / x;
-    const int64_t m_panels = (m + T::kMr - 1) / T::kMr, n_panels = (n + T::kNr - 1) / T::kNr;
-    if (x > m_panels || y > n_panels) continue;
-    // Rounded-up region sizes, so a split that leaves one thread a larger share loses.
-    const double rows = double((m_panels + x - 1) / x) * T::kMr;
-    const double cols = double((n_panels + y - 1) / y) * T::kNr;
-    // Per unit of K: rows * cols / 32 cycles of FMAs, about (rows + cols) / 2 cycles of packing.
-    const double cost = rows * cols + 16.0 * (rows + cols);
-    if (best < 0 || cost < best) best = cost, tm = x, tn = y;
-  }
-}
-
-// Long-K products with a small C (the output layer's input gradient, 512 x 768 x 50304): a
-// grid split over C makes every thread pack and stream all of one operand from memory (each
-// 100+ MB), so the threads split K instead, each summing its share of the K range into its own
-// copy of C (thread 0 straight into C), and the copies are added at the end. C is small, so
-// the extra buffer and the final pass cost little beside halving the operand traffic.
-constexpr int64_t kSplitKRatio = 8;
-constexpr int64_t kSplitKMaxC = int64_t(1) << 20;
-
-template <class T>
-void split_k(const Problem& pr, int threads) {
-  const int64_t m = pr.m, n = pr.n, k = pr.k;
-  thread_local Scratch partial_buf;  // of the calling thread; outlives the parallel region
-  float* partial = partial_buf.get(static_cast<size_t>(threads - 1) * m * n);
-  auto run = [&](int t) {
-    const int64_t k0 = k * t / threads, k1 = k * (t + 1) / threads;
-    Problem sub = pr;
-    sub.bias = nullptr;  // added once, in the final sum
-    sub.k = k1 - k0;
-    sub.a = pr.ta ? pr.a + k0 * pr.lda : pr.a + k0;
-    sub.b = pr.tb ? pr.b + k0 : pr.b + k0 * pr.ldb;
-    if (t > 0) {
-      sub.c = partial + static_cast<size_t>(t - 1) * m * n;
-      sub.ldc = n;
-      sub.beta = 0.0f;
-    }
-    if (sub.k > 0) {
-      gemm_region<T>(sub, 0, m, 0, n);
-    } else {
-      scale_c(sub);
-    }
-  };
-#pragma omp parallel num_threads(threads)
-  {
-    for (int t = omp_get_thread_num(); t < threads; t += omp_get_num_threads()) run(t);
-#pragma omp barrier
-#pragma omp for schedule(static)
-    for (int64_t i = 0; i < m; ++i) {
-      float* crow = pr.c + i * pr.ldc;
-      for (int t = 1; t < threads; ++t) {
-        const float* prow = partial + static_cast<size_t>(t - 1) * m * n + i * n;
-#pragma omp simd
-        for (int64_t j = 0; j < n; ++j) crow[j] += prow[j];
-      }
-      if (pr.bias) {
-#pragma omp simd
-        for (int64_t j = 0; j < n; ++j) crow[j] += pr.bias[j];
-      }
-    }
-  }
-}
-
 // Padded tile area over C's area: the FMAs spent on edge tiles' zero lanes and rows.
 template <class T>
 double tile_waste(int64_t m, int64_t n) {
   return double(round_up(m, T::kMr)) * double(round_up(n, T::kNr)) / (double(m) * double(n));
 }
 
+// Per unit of K, a region costs rows * cols / 32 cycles of FMAs and about (rows + cols) / 2
+// cycles of packing: packing an element weighs 16 elements of C.
+constexpr double kPackWeight = 16.0;
+
 template <class T>
 void sgemm_tiled(const Problem& pr, int threads) {
-  const int64_t m = pr.m, n = pr.n;
-  if (threads > 1 && pr.k >= kSplitKRatio * std::max(m, n) && m * n <= kSplitKMaxC)
-    return split_k<T>(pr, threads);
-  const int64_t m_panels = (m + T::kMr - 1) / T::kMr, n_panels = (n + T::kNr - 1) / T::kNr;
-  int tm, tn;
-  choose_grid<T>(m, n, threads, tm, tn);
-  threads = tm * tn;
-  auto run = [&](int t) {
-    const int x = t / tn, y = t % tn;
-    const int64_t r0 = std::min(m, m_panels * x / tm * T::kMr);
-    const int64_t r1 = std::min(m, m_panels * (x + 1) / tm * T::kMr);
-    const int64_t c0 = std::min(n, n_panels * y / tn * T::kNr);
-    const int64_t c1 = std::min(n, n_panels * (y + 1) / tn * T::kNr);
-    gemm_region<T>(pr, r0, r1 - r0, c0, c1 - c0);
-  };
-  if (threads == 1) return run(0);
-    // The runtime may grant fewer threads than asked for; then threads take several regions.
-#pragma omp parallel num_threads(threads)
-  for (int t = omp_get_thread_num(); t < threads; t += omp_get_num_threads()) run(t);
+  gemm_driver::run(pr, threads, T::kMr, T::kNr, kPackWeight, &gemm_region<T>);
 }
 
 }  // namespace
@@ -408,11 +266,8 @@ void sgemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha
                   const float* bias) {
   if (m <= 0 || n <= 0) return;
   const Problem pr{ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias};
-  if (k <= 0 || alpha == 0.0f) return scale_c(pr);
-  int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
-  const double flops = 2.0 * m * n * k;
-  threads =
-      static_cast<int>(std::max<double>(1, std::min<double>(threads, flops / kMinFlopsPerThread)));
+  if (k <= 0 || alpha == 0.0f) return gemm_driver::scale_c(pr);
+  const int threads = gemm_driver::threads_for(m, n, k);
   // 8 x 48 unless 6 x 64 wastes clearly less on edge tiles (N = 512, 1024, ...).
   if (tile_waste<Tile6x64>(m, n) < 0.98 * tile_waste<Tile8x48>(m, n))
     return sgemm_tiled<Tile6x64>(pr, threads);

@@ -1,0 +1,338 @@
+#include "mcore/ops/cpu/sgemm_amx.h"
+
+#include <cpuid.h>
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "mcore/ops/cpu/avx512_util.h"
+#include "mcore/ops/cpu/gemm_driver.h"
+#include "mcore/ops/cpu/sgemm_avx512.h"
+
+#define MCORE_AMX \
+  __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,amx-tile,amx-bf16")))
+
+namespace mcore::ops::cpu {
+
+namespace {
+
+using avx512::lane_mask;
+using avx512::pack_transposed;
+using gemm_driver::Problem;
+using gemm_driver::round_up;
+using gemm_driver::Scratch;
+
+// Geometry. A tile holds 16 rows of 32 bf16 (an A tile: 16 rows of C by 32 of K; a B tile: 16
+// pairs of K by 16 columns of C, the pairs interleaved as TDPBF16PS reads them). The register
+// block is 2 x 2 C tiles (32 x 32 of C) in tiles 0-3, with two A tiles (4, 5) and two B tiles
+// (6, 7): all eight. A panel is 32 rows of A (or columns of B) packed over a K range, one
+// 32-deep chunk after another; a chunk holds the three pieces' tiles for both 16-row halves.
+constexpr int64_t kTileK = 32;
+constexpr int64_t kPanel = 32;
+constexpr int kPieces = 3;
+constexpr int64_t kTileElems = 16 * kTileK;
+constexpr int64_t kChunkElems = kPieces * 2 * kTileElems;  // 6 KB of bf16
+
+// Cache blocking (Emerald Rapids: L1d 48 KB, L2 2 MB per core). TDPBF16PS keeps its rate only
+// with one operand in L1: measured, the 2 x 2 block runs at 85-93% of the AMX peak with its A
+// panel in L1 and B panels streaming from L2, and at 45% with both from L2. So a kernel call
+// covers 4 chunks (128 of K), whose A panel slice (24 KB) stays in L1 across the row of B
+// panels; the B block (K pass x nb columns, ~1 MB) sits in L2, and the C row strip under it
+// (32 x nb floats) stays in L1/L2 across the chunk groups of a K pass.
+constexpr int64_t kChunksPerCall = 4;
+constexpr int64_t kKPassMax = 768;
+constexpr int64_t kABlockBytes = int64_t(8) << 20;
+constexpr int64_t kBBlockBytes = int64_t(1) << 20;
+
+// Per unit of K, a 32 x 32 tile costs 6 * 32 * 32 / 1024 cycles of AMX work, and packing an
+// element (split into three pieces) about a cycle: packing weighs ~ 6 elements of C.
+constexpr double kPackWeight = 6.0;
+
+struct alignas(64) TileConfig {
+  uint8_t palette = 1, start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+MCORE_AMX inline __m512 bf16_to_f32(__m256bh h) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)h), 16));
+}
+
+// x = p[0] + p[1] + p[2] to within 2^-27 |x|: each piece is the bf16 rounding (to nearest even)
+// of what the previous ones leave.
+MCORE_AMX inline void split3(__m512 x, __m256i p[kPieces]) {
+  const __m256bh h0 = _mm512_cvtneps_pbh(x);
+  __m512 r = _mm512_sub_ps(x, bf16_to_f32(h0));
+  const __m256bh h1 = _mm512_cvtneps_pbh(r);
+  r = _mm512_sub_ps(r, bf16_to_f32(h1));
+  const __m256bh h2 = _mm512_cvtneps_pbh(r);
+  p[0] = (__m256i)h0, p[1] = (__m256i)h1, p[2] = (__m256i)h2;
+}
+
+MCORE_AMX inline __m512i concat(__m256i lo, __m256i hi) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+// Packs rows [i, i + rows) (rows <= 32) of alpha * op(A), K range [p0, p0 + kc), as a panel.
+// Lanes past the matrix are zeros.
+MCORE_AMX void pack_a_panel(const Problem& pr, int64_t i, int64_t rows, int64_t p0, int64_t kc,
+                            uint16_t* dst) {
+  alignas(64) float staged[16 * kTileK];
+  const bool scale = pr.alpha != 1.0f;
+  const __m512 alpha = _mm512_set1_ps(pr.alpha);
+  for (int64_t c = 0; c * kTileK < kc; ++c) {
+    const int64_t kw = std::min(kTileK, kc - c * kTileK), p = p0 + c * kTileK;
+    const __mmask16 m0 = lane_mask(kw), m1 = lane_mask(kw - 16);
+    uint16_t* d = dst + c * kChunkElems;
+    for (int h = 0; h < 2; ++h) {
+      const int64_t valid = std::clamp<int64_t>(rows - 16 * h, 0, 16);
+      const float* src = pr.a + (i + 16 * h) * pr.lda + p;
+      int64_t ld = pr.lda;
+      if (pr.ta && valid > 0) {
+        // A is stored K-major: gather its 32 x 16 block as 16 rows of 32.
+        const float* at = pr.a + p * pr.lda + i + 16 * h;
+        pack_transposed(at, pr.lda, std::min<int64_t>(kw, 16), valid, staged, kTileK, 16);
+        pack_transposed(at + 16 * pr.lda, pr.lda, std::max<int64_t>(kw - 16, 0), valid, staged + 16,
+                        kTileK, 16);
+        src = staged, ld = kTileK;
+      }
+      for (int r = 0; r < 16; ++r) {
+        __m512 x0 = _mm512_setzero_ps(), x1 = _mm512_setzero_ps();
+        if (r < valid) {
+          x0 = _mm512_maskz_loadu_ps(m0, src + r * ld);
+          x1 = _mm512_maskz_loadu_ps(m1, src + r * ld + 16);
+          if (scale) x0 = _mm512_mul_ps(x0, alpha), x1 = _mm512_mul_ps(x1, alpha);
+        }
+        __m256i lo[kPieces], hi[kPieces];
+        split3(x0, lo);
+        split3(x1, hi);
+        for (int q = 0; q < kPieces; ++q)
+          _mm512_store_si512(d + (2 * q + h) * kTileElems + r * kTileK, concat(lo[q], hi[q]));
+      }
+    }
+  }
+}
+
+// Packs columns [j, j + cols) (cols <= 32) of op(B), K range [p0, p0 + kc), as a panel: tile
+// row r holds the K pair (2r, 2r + 1) of each of 16 columns, interleaved.
+MCORE_AMX void pack_b_panel(const Problem& pr, int64_t j, int64_t cols, int64_t p0, int64_t kc,
+                            uint16_t* dst) {
+  alignas(64) float staged[kTileK * 16];
+  // Interleaves the 16-bit lanes of (even row, odd row): e0 o0 e1 o1 ... e15 o15.
+  const __m512i interleave =
+      _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
+                       21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  for (int64_t c = 0; c * kTileK < kc; ++c) {
+    const int64_t kw = std::min(kTileK, kc - c * kTileK), p = p0 + c * kTileK;
+    uint16_t* d = dst + c * kChunkElems;
+    for (int h = 0; h < 2; ++h) {
+      const int64_t valid = std::clamp<int64_t>(cols - 16 * h, 0, 16);
+      const float* src = pr.b + p * pr.ldb + j + 16 * h;
+      int64_t ld = pr.ldb;
+      __mmask16 mask = lane_mask(valid);
+      if (pr.tb && valid > 0) {
+        // B is stored N-major: gather its 16 x 32 block as 32 rows of 16 (zero-padded lanes).
+        pack_transposed(pr.b + (j + 16 * h) * pr.ldb + p, pr.ldb, valid, kw, staged, 16, 16);
+        src = staged, ld = 16, mask = 0xFFFF;
+      }
+      for (int r = 0; r < 16; ++r) {
+        __m512 e = _mm512_setzero_ps(), o = _mm512_setzero_ps();
+        if (valid > 0 && 2 * r < kw) e = _mm512_maskz_loadu_ps(mask, src + 2 * r * ld);
+        if (valid > 0 && 2 * r + 1 < kw) o = _mm512_maskz_loadu_ps(mask, src + (2 * r + 1) * ld);
+        __m256i ep[kPieces], op[kPieces];
+        split3(e, ep);
+        split3(o, op);
+        for (int q = 0; q < kPieces; ++q)
+          _mm512_store_si512(d + (2 * q + h) * kTileElems + r * kTileK,
+                             _mm512_permutexvar_epi16(interleave, concat(ep[q], op[q])));
+      }
+    }
+  }
+}
+
+// The 32 x 32 block of C at c (row stride ldc) plus the product of an A panel slice and a B
+// panel slice over nch chunks; C is read first when load_c, else taken as zero.
+MCORE_AMX __attribute__((noinline)) void kernel(int64_t nch, const uint16_t* pa, const uint16_t* pb,
+                                                float* c, int64_t ldc, bool load_c) {
+  const int64_t stride = ldc * int64_t(sizeof(float));
+  if (load_c) {
+    _tile_loadd(0, c, stride);
+    _tile_loadd(1, c + 16, stride);
+    _tile_loadd(2, c + 16 * ldc, stride);
+    _tile_loadd(3, c + 16 * ldc + 16, stride);
+  } else {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+  }
+  constexpr int64_t kRow = kTileK * 2;  // bytes per tile row
+  for (int64_t ch = 0; ch < nch; ++ch) {
+    const uint16_t* a = pa + ch * kChunkElems;
+    const uint16_t* b = pb + ch * kChunkElems;
+    // Piece q's half h: offset (2q + h) tiles.
+#define MCORE_AMX_LOAD_A(q)                       \
+  _tile_loadd(4, a + (2 * q) * kTileElems, kRow); \
+  _tile_loadd(5, a + (2 * q + 1) * kTileElems, kRow)
+#define MCORE_AMX_LOAD_B(q)                       \
+  _tile_loadd(6, b + (2 * q) * kTileElems, kRow); \
+  _tile_loadd(7, b + (2 * q + 1) * kTileElems, kRow)
+#define MCORE_AMX_DP4      \
+  _tile_dpbf16ps(0, 4, 6); \
+  _tile_dpbf16ps(1, 4, 7); \
+  _tile_dpbf16ps(2, 5, 6); \
+  _tile_dpbf16ps(3, 5, 7)
+    // The six products in an order that changes one operand per step (14 tile loads for 24
+    // multiplies), smallest first: a0b2, a0b1, a1b1, a1b0, a2b0, a0b0.
+    MCORE_AMX_LOAD_A(0);
+    MCORE_AMX_LOAD_B(2);
+    MCORE_AMX_DP4;
+    MCORE_AMX_LOAD_B(1);
+    MCORE_AMX_DP4;
+    MCORE_AMX_LOAD_A(1);
+    MCORE_AMX_DP4;
+    MCORE_AMX_LOAD_B(0);
+    MCORE_AMX_DP4;
+    MCORE_AMX_LOAD_A(2);
+    MCORE_AMX_DP4;
+    MCORE_AMX_LOAD_A(0);
+    MCORE_AMX_DP4;
+#undef MCORE_AMX_LOAD_A
+#undef MCORE_AMX_LOAD_B
+#undef MCORE_AMX_DP4
+  }
+  _tile_stored(0, c, stride);
+  _tile_stored(1, c + 16, stride);
+  _tile_stored(2, c + 16 * ldc, stride);
+  _tile_stored(3, c + 16 * ldc + 16, stride);
+}
+
+// One kernel call on the C block at c (rows x cols, up to 32 x 32); edge blocks go through a
+// zero-padded 32 x 32 copy. With bias, the block is final and bias[0:cols] is added to it.
+MCORE_AMX void run_block(int64_t nch, const uint16_t* pa, const uint16_t* pb, float* c, int64_t ldc,
+                         int64_t rows, int64_t cols, bool load_c, const float* bias) {
+  const __mmask16 m0 = lane_mask(cols), m1 = lane_mask(cols - 16);
+  if (rows == kPanel && cols == kPanel) {
+    kernel(nch, pa, pb, c, ldc, load_c);
+    if (bias) {
+      const __m512 b0 = _mm512_loadu_ps(bias), b1 = _mm512_loadu_ps(bias + 16);
+      for (int64_t r = 0; r < kPanel; ++r) {
+        float* row = c + r * ldc;
+        _mm512_storeu_ps(row, _mm512_add_ps(_mm512_loadu_ps(row), b0));
+        _mm512_storeu_ps(row + 16, _mm512_add_ps(_mm512_loadu_ps(row + 16), b1));
+      }
+    }
+    return;
+  }
+  alignas(64) float block[kPanel * kPanel];
+  std::memset(block, 0, sizeof(block));
+  if (load_c) {
+    for (int64_t r = 0; r < rows; ++r) {
+      _mm512_store_ps(block + r * kPanel, _mm512_maskz_loadu_ps(m0, c + r * ldc));
+      _mm512_store_ps(block + r * kPanel + 16, _mm512_maskz_loadu_ps(m1, c + r * ldc + 16));
+    }
+  }
+  kernel(nch, pa, pb, block, kPanel, load_c);
+  const __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+  const __m512 b1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
+  for (int64_t r = 0; r < rows; ++r) {
+    __m512 x0 = _mm512_load_ps(block + r * kPanel), x1 = _mm512_load_ps(block + r * kPanel + 16);
+    if (bias) x0 = _mm512_add_ps(x0, b0), x1 = _mm512_add_ps(x1, b1);
+    _mm512_mask_storeu_ps(c + r * ldc, m0, x0);
+    _mm512_mask_storeu_ps(c + r * ldc + 16, m1, x1);
+  }
+}
+
+// The region [i0, i0+mt) x [j0, j0+nt) of C on this thread. pr.beta is 0 or 1 here.
+MCORE_AMX void amx_region(const Problem& pr, int64_t i0, int64_t mt, int64_t j0, int64_t nt) {
+  TileConfig cfg;
+  for (int t = 0; t < 8; ++t) cfg.rows[t] = 16, cfg.colsb[t] = kTileK * 2;
+  _tile_loadconfig(&cfg);
+  // K passes of near-equal length, each a whole number of chunks.
+  const int64_t passes = (pr.k + kKPassMax - 1) / kKPassMax;
+  const int64_t pass_k = round_up((pr.k + passes - 1) / passes, kTileK);
+  const int64_t pass_chunks = pass_k / kTileK;
+  const int64_t panel_elems = pass_chunks * kChunkElems;
+  const int64_t panel_bytes = panel_elems * int64_t(sizeof(uint16_t));
+  const int64_t mb = std::clamp<int64_t>(kABlockBytes / panel_bytes, 1, (mt + kPanel - 1) / kPanel);
+  const int64_t nb = std::clamp<int64_t>(kBBlockBytes / panel_bytes, 1, (nt + kPanel - 1) / kPanel);
+  thread_local Scratch a_buf, b_buf;
+  uint16_t* pa = a_buf.get<uint16_t>(mb * panel_elems);
+  uint16_t* pb = b_buf.get<uint16_t>(nb * panel_elems);
+  for (int64_t p0 = 0; p0 < pr.k; p0 += pass_k) {
+    const int64_t kc = std::min(pass_k, pr.k - p0), nch = (kc + kTileK - 1) / kTileK;
+    const bool first_pass = p0 == 0, last_pass = p0 + kc == pr.k;
+    for (int64_t ic = 0; ic < mt; ic += mb * kPanel) {
+      const int64_t mc = std::min(mb * kPanel, mt - ic);
+      for (int64_t ir = 0; ir < mc; ir += kPanel)
+        pack_a_panel(pr, i0 + ic + ir, std::min(kPanel, mc - ir), p0, kc,
+                     pa + ir / kPanel * panel_elems);
+      for (int64_t jc = 0; jc < nt; jc += nb * kPanel) {
+        const int64_t nc = std::min(nb * kPanel, nt - jc);
+        for (int64_t jr = 0; jr < nc; jr += kPanel)
+          pack_b_panel(pr, j0 + jc + jr, std::min(kPanel, nc - jr), p0, kc,
+                       pb + jr / kPanel * panel_elems);
+        for (int64_t ir = 0; ir < mc; ir += kPanel) {
+          const uint16_t* a_panel = pa + ir / kPanel * panel_elems;
+          float* c_row = pr.c + (i0 + ic + ir) * pr.ldc + j0 + jc;
+          for (int64_t c0 = 0; c0 < nch; c0 += kChunksPerCall) {
+            const int64_t cn = std::min(kChunksPerCall, nch - c0);
+            const bool load_c = !(first_pass && c0 == 0) || pr.beta != 0.0f;
+            const bool last = last_pass && c0 + cn == nch;
+            for (int64_t jr = 0; jr < nc; jr += kPanel) {
+              run_block(cn, a_panel + c0 * kChunkElems,
+                        pb + jr / kPanel * panel_elems + c0 * kChunkElems, c_row + jr, pr.ldc,
+                        std::min(kPanel, mc - ir), std::min(kPanel, nc - jr), load_c,
+                        last && pr.bias ? pr.bias + j0 + jc + jr : nullptr);
+            }
+          }
+        }
+      }
+    }
+  }
+  _tile_release();
+}
+
+bool cpu_has_amx_bf16() {
+  unsigned a, b, c, d;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  const bool amx = (d >> 22 & 1) && (d >> 24 & 1);  // AMX-BF16, AMX-TILE
+  if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
+  const bool avx512_bf16 = a >> 5 & 1;
+  return amx && avx512_bf16 && sgemm_avx512_supported();
+}
+
+// Linux keeps the 8 KB AMX tile state off until a process asks for it (once; all threads).
+bool request_amx_permission() {
+  constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+}
+
+}  // namespace
+
+bool sgemm_amx_supported() {
+  static const bool ok = cpu_has_amx_bf16() && request_amx_permission();
+  return ok;
+}
+
+void sgemm_amx(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+               int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
+               const float* bias) {
+  if (m <= 0 || n <= 0) return;
+  Problem pr{ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias};
+  if (k <= 0 || alpha == 0.0f) return gemm_driver::scale_c(pr);
+  if (beta != 0.0f && beta != 1.0f) {
+    // The kernel adds the product onto C or onto zero; other betas scale C first.
+    Problem scale = pr;
+    scale.bias = nullptr;
+    gemm_driver::scale_c(scale);
+    pr.beta = 1.0f;
+  }
+  gemm_driver::run(pr, gemm_driver::threads_for(m, n, k), kPanel, kPanel, kPackWeight, &amx_region);
+}
+
+}  // namespace mcore::ops::cpu
