@@ -211,39 +211,26 @@ MCORE_AMX __attribute__((noinline)) void kernel(int64_t nch, const uint16_t* pa,
   _tile_stored(3, c + 16 * ldc + 16, stride);
 }
 
-// One kernel call on the C block at c (rows x cols, up to 32 x 32); edge blocks go through a
-// zero-padded 32 x 32 copy. With bias, the block is final and bias[0:cols] is added to it.
-MCORE_AMX void run_block(int64_t nch, const uint16_t* pa, const uint16_t* pb, float* c, int64_t ldc,
-                         int64_t rows, int64_t cols, bool load_c, const float* bias) {
-  const __mmask16 m0 = lane_mask(cols), m1 = lane_mask(cols - 16);
-  if (rows == kPanel && cols == kPanel) {
-    kernel(nch, pa, pb, c, ldc, load_c);
-    if (bias) {
-      const __m512 b0 = _mm512_loadu_ps(bias), b1 = _mm512_loadu_ps(bias + 16);
-      for (int64_t r = 0; r < kPanel; ++r) {
-        float* row = c + r * ldc;
-        _mm512_storeu_ps(row, _mm512_add_ps(_mm512_loadu_ps(row), b0));
-        _mm512_storeu_ps(row + 16, _mm512_add_ps(_mm512_loadu_ps(row + 16), b1));
-      }
-    }
-    return;
-  }
-  alignas(64) float block[kPanel * kPanel];
-  std::memset(block, 0, sizeof(block));
-  if (load_c) {
-    for (int64_t r = 0; r < rows; ++r) {
-      _mm512_store_ps(block + r * kPanel, _mm512_maskz_loadu_ps(m0, c + r * ldc));
-      _mm512_store_ps(block + r * kPanel + 16, _mm512_maskz_loadu_ps(m1, c + r * ldc + 16));
-    }
-  }
-  kernel(nch, pa, pb, block, kPanel, load_c);
-  const __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
-  const __m512 b1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
+// C rows [0, rows) x columns [0, cols) of c (row stride ldc) to or from the contiguous strip
+// buffer (row stride ld, cols rounded up to the panel width; the padding is zeros on the way in
+// and dropped on the way out). With bias, bias[j] is added to column j on the way out.
+MCORE_AMX void strip_in(const float* c, int64_t ldc, int64_t rows, int64_t cols, float* strip,
+                        int64_t ld) {
+  for (int64_t r = 0; r < kPanel; ++r)
+    for (int64_t j = 0; j < ld; j += 16)
+      _mm512_store_ps(strip + r * ld + j,
+                      r < rows ? _mm512_maskz_loadu_ps(lane_mask(cols - j), c + r * ldc + j)
+                               : _mm512_setzero_ps());
+}
+MCORE_AMX void strip_out(const float* strip, int64_t ld, int64_t rows, int64_t cols,
+                         const float* bias, float* c, int64_t ldc) {
   for (int64_t r = 0; r < rows; ++r) {
-    __m512 x0 = _mm512_load_ps(block + r * kPanel), x1 = _mm512_load_ps(block + r * kPanel + 16);
-    if (bias) x0 = _mm512_add_ps(x0, b0), x1 = _mm512_add_ps(x1, b1);
-    _mm512_mask_storeu_ps(c + r * ldc, m0, x0);
-    _mm512_mask_storeu_ps(c + r * ldc + 16, m1, x1);
+    for (int64_t j = 0; j < cols; j += 16) {
+      const __mmask16 m = lane_mask(cols - j);
+      __m512 x = _mm512_load_ps(strip + r * ld + j);
+      if (bias) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, bias + j));
+      _mm512_mask_storeu_ps(c + r * ldc + j, m, x);
+    }
   }
 }
 
@@ -260,36 +247,41 @@ MCORE_AMX void amx_region(const Problem& pr, int64_t i0, int64_t mt, int64_t j0,
   const int64_t panel_bytes = panel_elems * int64_t(sizeof(uint16_t));
   const int64_t mb = std::clamp<int64_t>(kABlockBytes / panel_bytes, 1, (mt + kPanel - 1) / kPanel);
   const int64_t nb = std::clamp<int64_t>(kBBlockBytes / panel_bytes, 1, (nt + kPanel - 1) / kPanel);
-  thread_local Scratch a_buf, b_buf;
+  thread_local Scratch a_buf, b_buf, c_buf;
   uint16_t* pa = a_buf.get<uint16_t>(mb * panel_elems);
   uint16_t* pb = b_buf.get<uint16_t>(nb * panel_elems);
+  // The C rows under one A panel, kept contiguous while the K pass runs over them: C's own
+  // rows are often a multiple of 4 KB apart (N = 768, 3072, ...), so a tile's 16 rows would
+  // land in the same L1 sets and every tile load and store would go to L2.
+  float* strip = c_buf.get<float>(kPanel * nb * kPanel);
   for (int64_t p0 = 0; p0 < pr.k; p0 += pass_k) {
     const int64_t kc = std::min(pass_k, pr.k - p0), nch = (kc + kTileK - 1) / kTileK;
     const bool first_pass = p0 == 0, last_pass = p0 + kc == pr.k;
+    const bool load_c = !first_pass || pr.beta != 0.0f;
     for (int64_t ic = 0; ic < mt; ic += mb * kPanel) {
       const int64_t mc = std::min(mb * kPanel, mt - ic);
       for (int64_t ir = 0; ir < mc; ir += kPanel)
         pack_a_panel(pr, i0 + ic + ir, std::min(kPanel, mc - ir), p0, kc,
                      pa + ir / kPanel * panel_elems);
       for (int64_t jc = 0; jc < nt; jc += nb * kPanel) {
-        const int64_t nc = std::min(nb * kPanel, nt - jc);
+        const int64_t nc = std::min(nb * kPanel, nt - jc), ld = round_up(nc, kPanel);
         for (int64_t jr = 0; jr < nc; jr += kPanel)
           pack_b_panel(pr, j0 + jc + jr, std::min(kPanel, nc - jr), p0, kc,
                        pb + jr / kPanel * panel_elems);
         for (int64_t ir = 0; ir < mc; ir += kPanel) {
+          const int64_t rows = std::min(kPanel, mc - ir);
           const uint16_t* a_panel = pa + ir / kPanel * panel_elems;
-          float* c_row = pr.c + (i0 + ic + ir) * pr.ldc + j0 + jc;
+          float* c_rows = pr.c + (i0 + ic + ir) * pr.ldc + j0 + jc;
+          if (load_c) strip_in(c_rows, pr.ldc, rows, nc, strip, ld);
           for (int64_t c0 = 0; c0 < nch; c0 += kChunksPerCall) {
             const int64_t cn = std::min(kChunksPerCall, nch - c0);
-            const bool load_c = !(first_pass && c0 == 0) || pr.beta != 0.0f;
-            const bool last = last_pass && c0 + cn == nch;
-            for (int64_t jr = 0; jr < nc; jr += kPanel) {
-              run_block(cn, a_panel + c0 * kChunkElems,
-                        pb + jr / kPanel * panel_elems + c0 * kChunkElems, c_row + jr, pr.ldc,
-                        std::min(kPanel, mc - ir), std::min(kPanel, nc - jr), load_c,
-                        last && pr.bias ? pr.bias + j0 + jc + jr : nullptr);
-            }
+            for (int64_t jr = 0; jr < nc; jr += kPanel)
+              kernel(cn, a_panel + c0 * kChunkElems,
+                     pb + jr / kPanel * panel_elems + c0 * kChunkElems, strip + jr, ld,
+                     load_c || c0 > 0);
           }
+          strip_out(strip, ld, rows, nc, last_pass && pr.bias ? pr.bias + j0 + jc : nullptr,
+                    c_rows, pr.ldc);
         }
       }
     }
