@@ -47,9 +47,10 @@ constexpr int64_t kKPassMax = 768;
 constexpr int64_t kABlockBytes = int64_t(8) << 20;
 constexpr int64_t kBBlockBytes = int64_t(1) << 20;
 
-// Per unit of K, a 32 x 32 tile costs 6 * 32 * 32 / 1024 cycles of AMX work, and packing an
-// element (split into three pieces) about a cycle: packing weighs ~ 6 elements of C.
-constexpr double kPackWeight = 6.0;
+// Per unit of K, an element of C costs 6 bf16 products at ~460 per cycle (the measured AMX
+// rate), and packing an element of A or B (split into three pieces) about half a cycle:
+// packing an element weighs ~40 elements of C.
+constexpr double kPackWeight = 40.0;
 
 struct alignas(64) TileConfig {
   uint8_t palette = 1, start_row = 0;
@@ -58,23 +59,35 @@ struct alignas(64) TileConfig {
   uint8_t rows[16] = {};
 };
 
-MCORE_AMX inline __m512 bf16_to_f32(__m256bh h) {
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)h), 16));
+// The split: x = x0 + x1 + x2 to within 2^-27 |x|, each piece the bf16 rounding (to nearest
+// even) of what the previous ones leave. Both forms convert two vectors per instruction and
+// get each piece's fp32 value back with shifts and masks of the bf16 vector itself.
+
+// 32 consecutive floats (lo, hi) as the three pieces' rows of 32 bf16, in order.
+MCORE_AMX inline void split3_row(__m512 lo, __m512 hi, __m512i out[kPieces]) {
+  for (int q = 0; q < kPieces; ++q) {
+    out[q] = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+    if (q + 1 == kPieces) break;
+    const __m512i lo16 = _mm512_cvtepu16_epi32(_mm512_castsi512_si256(out[q]));
+    const __m512i hi16 = _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(out[q], 1));
+    lo = _mm512_sub_ps(lo, _mm512_castsi512_ps(_mm512_slli_epi32(lo16, 16)));
+    hi = _mm512_sub_ps(hi, _mm512_castsi512_ps(_mm512_slli_epi32(hi16, 16)));
+  }
 }
 
-// x = p[0] + p[1] + p[2] to within 2^-27 |x|: each piece is the bf16 rounding (to nearest even)
-// of what the previous ones leave.
-MCORE_AMX inline void split3(__m512 x, __m256i p[kPieces]) {
-  const __m256bh h0 = _mm512_cvtneps_pbh(x);
-  __m512 r = _mm512_sub_ps(x, bf16_to_f32(h0));
-  const __m256bh h1 = _mm512_cvtneps_pbh(r);
-  r = _mm512_sub_ps(r, bf16_to_f32(h1));
-  const __m256bh h2 = _mm512_cvtneps_pbh(r);
-  p[0] = (__m256i)h0, p[1] = (__m256i)h1, p[2] = (__m256i)h2;
-}
-
-MCORE_AMX inline __m512i concat(__m256i lo, __m256i hi) {
-  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+// Two K-adjacent rows of 16 columns (even, odd) as the three pieces' B tile rows: the pair of
+// column j in 32-bit lane j, even element in the low half.
+MCORE_AMX inline void split3_pairs(__m512 even, __m512 odd, __m512i out[kPieces]) {
+  const __m512i interleave =
+      _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
+                       21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  const __m512i high_half = _mm512_set1_epi32(int32_t(0xFFFF0000u));
+  for (int q = 0; q < kPieces; ++q) {
+    out[q] = _mm512_permutexvar_epi16(interleave, (__m512i)_mm512_cvtne2ps_pbh(odd, even));
+    if (q + 1 == kPieces) break;
+    even = _mm512_sub_ps(even, _mm512_castsi512_ps(_mm512_slli_epi32(out[q], 16)));
+    odd = _mm512_sub_ps(odd, _mm512_castsi512_ps(_mm512_and_si512(out[q], high_half)));
+  }
 }
 
 // Packs rows [i, i + rows) (rows <= 32) of alpha * op(A), K range [p0, p0 + kc), as a panel.
@@ -107,11 +120,10 @@ MCORE_AMX void pack_a_panel(const Problem& pr, int64_t i, int64_t rows, int64_t 
           x1 = _mm512_maskz_loadu_ps(m1, src + r * ld + 16);
           if (scale) x0 = _mm512_mul_ps(x0, alpha), x1 = _mm512_mul_ps(x1, alpha);
         }
-        __m256i lo[kPieces], hi[kPieces];
-        split3(x0, lo);
-        split3(x1, hi);
+        __m512i pieces[kPieces];
+        split3_row(x0, x1, pieces);
         for (int q = 0; q < kPieces; ++q)
-          _mm512_store_si512(d + (2 * q + h) * kTileElems + r * kTileK, concat(lo[q], hi[q]));
+          _mm512_store_si512(d + (2 * q + h) * kTileElems + r * kTileK, pieces[q]);
       }
     }
   }
@@ -122,10 +134,6 @@ MCORE_AMX void pack_a_panel(const Problem& pr, int64_t i, int64_t rows, int64_t 
 MCORE_AMX void pack_b_panel(const Problem& pr, int64_t j, int64_t cols, int64_t p0, int64_t kc,
                             uint16_t* dst) {
   alignas(64) float staged[kTileK * 16];
-  // Interleaves the 16-bit lanes of (even row, odd row): e0 o0 e1 o1 ... e15 o15.
-  const __m512i interleave =
-      _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
-                       21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
   for (int64_t c = 0; c * kTileK < kc; ++c) {
     const int64_t kw = std::min(kTileK, kc - c * kTileK), p = p0 + c * kTileK;
     uint16_t* d = dst + c * kChunkElems;
@@ -143,12 +151,10 @@ MCORE_AMX void pack_b_panel(const Problem& pr, int64_t j, int64_t cols, int64_t 
         __m512 e = _mm512_setzero_ps(), o = _mm512_setzero_ps();
         if (valid > 0 && 2 * r < kw) e = _mm512_maskz_loadu_ps(mask, src + 2 * r * ld);
         if (valid > 0 && 2 * r + 1 < kw) o = _mm512_maskz_loadu_ps(mask, src + (2 * r + 1) * ld);
-        __m256i ep[kPieces], op[kPieces];
-        split3(e, ep);
-        split3(o, op);
+        __m512i pieces[kPieces];
+        split3_pairs(e, o, pieces);
         for (int q = 0; q < kPieces; ++q)
-          _mm512_store_si512(d + (2 * q + h) * kTileElems + r * kTileK,
-                             _mm512_permutexvar_epi16(interleave, concat(ep[q], op[q])));
+          _mm512_store_si512(d + (2 * q + h) * kTileElems + r * kTileK, pieces[q]);
       }
     }
   }
@@ -280,8 +286,8 @@ MCORE_AMX void amx_region(const Problem& pr, int64_t i0, int64_t mt, int64_t j0,
                      pb + jr / kPanel * panel_elems + c0 * kChunkElems, strip + jr, ld,
                      load_c || c0 > 0);
           }
-          strip_out(strip, ld, rows, nc, last_pass && pr.bias ? pr.bias + j0 + jc : nullptr,
-                    c_rows, pr.ldc);
+          strip_out(strip, ld, rows, nc, last_pass && pr.bias ? pr.bias + j0 + jc : nullptr, c_rows,
+                    pr.ldc);
         }
       }
     }
