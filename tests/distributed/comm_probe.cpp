@@ -37,7 +37,13 @@ int run(const std::string& mode) {
     if (rank == n - 1) std::this_thread::sleep_for(std::chrono::seconds(120));
   } else if (mode == "mismatch") {
     auto sub = g->split(rank % 2, rank);  // world collective #2
-    if (rank == 2) sub->barrier();        // waits for rank 0, which is in the world all_reduce
+    if (rank == 2) {
+      // Rank 2's own barrier times out too; starting it a second later lets the world
+      // all_reduce's timeout report first, whose message the test checks (under load the
+      // two 3 s timers otherwise race, and either report may end the job).
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      sub->barrier();  // waits for rank 0, which is in the world all_reduce
+    }
   } else {
     if (rank == (n > 1 ? 1 : 0)) {
       std::this_thread::sleep_for(std::chrono::milliseconds(300));

@@ -358,6 +358,38 @@ TEST_F(SgemmAmxTest, AsAccurateAsFp32Fma) {
   }
 }
 
+// Long K with positive operands, where rounding errors do not cancel: the AMX kernel's error
+// must grow with K no faster than the FMA kernel's (both sum K passes of <= 768 from zero and
+// add them to C). Summing all of K into one running total gave 4.5x the FMA kernel's error here.
+TEST_F(SgemmAmxTest, LongKErrorTracksTheFmaKernel) {
+  for (int t = 0; t < 2; ++t) {
+    const Case cs{32, 48, 16384, bool(t), false};
+    Operands o = make(cs, 950 + t);
+    for (float& x : o.a) x = std::fabs(x);
+    for (float& x : o.b) x = std::fabs(x);
+    std::vector<float> c_amx(o.c.size()), c_fma(o.c.size());
+    sgemm_amx(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, 0.0f,
+              c_amx.data(), o.ldc);
+    sgemm_avx512(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, 0.0f,
+                 c_fma.data(), o.ldc);
+    const double amx = rms_scaled_error(cs, o, c_amx), fma = rms_scaled_error(cs, o, c_fma);
+    EXPECT_LT(amx, 1.5 * fma) << name(cs) << ": AMX " << amx << " vs FMA " << fma;
+  }
+}
+
+// alpha is applied to the finished sum, not folded into an operand, so alpha * a may overflow
+// or underflow where the product does not (BLAS semantics).
+TEST_F(SgemmAmxTest, AlphaScalesTheSumNotTheOperand) {
+  const int64_t m = 32, n = 32, k = 32;
+  std::vector<float> a(m * k, 1e30f), b(k * n, 1e-30f), c(m * n);
+  sgemm_amx(false, false, m, n, k, 1e10f, a.data(), k, b.data(), n, 0.0f, c.data(), n);
+  for (float x : c) ASSERT_NEAR(x, 32e10, 32e10 * 1e-6);
+  std::fill(a.begin(), a.end(), 1e-30f);
+  std::fill(b.begin(), b.end(), 1e20f);
+  sgemm_amx(false, false, m, n, k, 1e-10f, a.data(), k, b.data(), n, 0.0f, c.data(), n);
+  for (float x : c) ASSERT_NEAR(x, 32e-20, 32e-20 * 1e-6);
+}
+
 // Non-finite inputs give non-finite results in exactly the rows they reach (NaN where fp32
 // could give +-inf: sgemm_amx.h), never a finite wrong value; a huge finite operand is exact.
 TEST_F(SgemmAmxTest, NonFiniteInputsGiveNonFiniteRows) {

@@ -42,7 +42,6 @@ struct Backend {
   SgemmFn sgemm = nullptr;
   DgemmFn dgemm = nullptr;
   bool avx512 = false;  // mcore's AVX-512 float kernel can run here
-  bool amx = false;     // and its AMX one
 };
 
 // Set from MCORE_GEMM when the backend loads, or by set_sgemm_backend().
@@ -111,7 +110,6 @@ Backend load() {
                        << "Install it with: apt-get install libopenblas0-openmp";
   }
   be.avx512 = sgemm_avx512_supported();
-  be.amx = be.avx512 && sgemm_amx_supported();
   const SgemmBackend choice = parse_gemm_env();
   g_sgemm_backend.store(choice);
   const std::string lib = be.info.backend + " (" + be.info.library + "), kernel " + be.info.core;
@@ -120,7 +118,10 @@ Backend load() {
     MCORE_LOG(INFO) << "GEMM backend: " << lib << ", " << be.info.threads << " threads"
                     << (be.avx512 ? " (MCORE_GEMM=openblas)" : "");
   } else {
-    const bool amx = be.amx && choice != SgemmBackend::kAvx512;
+    // Only when the AMX kernel may run: asking Linux for the tile state enlarges every signal
+    // frame of the process, which a user who forced another kernel need not pay.
+    const bool amx =
+        (choice == SgemmBackend::kAuto || choice == SgemmBackend::kAmx) && sgemm_amx_supported();
     const char* kernel = amx ? "mcore AMX (bf16x6, fp32 accuracy)" : "mcore AVX-512";
     const bool forced = choice == SgemmBackend::kAvx512 || choice == SgemmBackend::kAmx;
     be.info.sgemm = std::string(kernel) + (forced ? " (forced)" : "") + (amx ? " + AVX-512" : "") +
@@ -176,12 +177,12 @@ Kernel choose_kernel(const Backend& be, int64_t m, int64_t n, int64_t k) {
     case SgemmBackend::kAvx512:
       return Kernel::kAvx512;
     case SgemmBackend::kAmx:
-      return be.amx ? Kernel::kAmx : Kernel::kAvx512;
+      return sgemm_amx_supported() ? Kernel::kAmx : Kernel::kAvx512;
     case SgemmBackend::kAuto:
       break;
   }
-  if (be.amx && m >= kAmxMinSide && n >= kAmxMinSide && k >= kAmxMinSide &&
-      static_cast<double>(m) * n * k >= kAmxMinVolume)
+  if (m >= kAmxMinSide && n >= kAmxMinSide && k >= kAmxMinSide &&
+      static_cast<double>(m) * n * k >= kAmxMinVolume && sgemm_amx_supported())
     return Kernel::kAmx;
   if (!be.sgemm) return Kernel::kAvx512;  // faster than the portable fallback at any size
   return m >= 4 && n >= 32 && k >= 8 && static_cast<double>(m) * n * k >= kAvx512MinVolume

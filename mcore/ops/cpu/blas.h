@@ -30,10 +30,10 @@ struct BlasInfo {
 // Loads the backend on first use and logs one line describing it.
 const BlasInfo& blas_info();
 
-// Which kernel float GEMMs use. kAuto: mcore's AMX kernel when the CPU has AMX and every side
-// of the product is at least 32, else its AVX-512 kernel when the CPU has AVX-512 and the
-// problem is big enough, else the BLAS library. kAvx512 never uses AMX; kAmx uses it at every
-// size. Each falls back to the next where the CPU lacks the instructions.
+// Which kernel float GEMMs use. kAuto: mcore's AMX kernel when the CPU has AMX, every side of
+// the product is at least 32 and it has at least 64^3 multiply-adds, else its AVX-512 kernel when
+// the CPU has AVX-512 and the problem is big enough, else the BLAS library. kAvx512 never uses AMX;
+// kAmx uses it at every size. Each falls back to the next where the CPU lacks the instructions.
 enum class SgemmBackend { kAuto, kOpenBlas, kAvx512, kAmx };
 // Process-wide override (benchmarks, tests); the initial value comes from MCORE_GEMM.
 void set_sgemm_backend(SgemmBackend backend);

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "mcore/base/error.h"
 #include "mcore/ops/cpu/avx512_util.h"
 #include "mcore/ops/cpu/gemm_driver.h"
 #include "mcore/ops/cpu/sgemm_avx512.h"
@@ -90,13 +91,11 @@ MCORE_AMX inline void split3_pairs(__m512 even, __m512 odd, __m512i out[kPieces]
   }
 }
 
-// Packs rows [i, i + rows) (rows <= 32) of alpha * op(A), K range [p0, p0 + kc), as a panel.
+// Packs rows [i, i + rows) (rows <= 32) of op(A), K range [p0, p0 + kc), as a panel.
 // Lanes past the matrix are zeros.
 MCORE_AMX void pack_a_panel(const Problem& pr, int64_t i, int64_t rows, int64_t p0, int64_t kc,
                             uint16_t* dst) {
   alignas(64) float staged[16 * kTileK];
-  const bool scale = pr.alpha != 1.0f;
-  const __m512 alpha = _mm512_set1_ps(pr.alpha);
   for (int64_t c = 0; c * kTileK < kc; ++c) {
     const int64_t kw = std::min(kTileK, kc - c * kTileK), p = p0 + c * kTileK;
     const __mmask16 m0 = lane_mask(kw), m1 = lane_mask(kw - 16);
@@ -118,7 +117,6 @@ MCORE_AMX void pack_a_panel(const Problem& pr, int64_t i, int64_t rows, int64_t 
         if (r < valid) {
           x0 = _mm512_maskz_loadu_ps(m0, src + r * ld);
           x1 = _mm512_maskz_loadu_ps(m1, src + r * ld + 16);
-          if (scale) x0 = _mm512_mul_ps(x0, alpha), x1 = _mm512_mul_ps(x1, alpha);
         }
         __m512i pieces[kPieces];
         split3_row(x0, x1, pieces);
@@ -217,30 +215,25 @@ MCORE_AMX __attribute__((noinline)) void kernel(int64_t nch, const uint16_t* pa,
   _tile_stored(3, c + 16 * ldc + 16, stride);
 }
 
-// C rows [0, rows) x columns [0, cols) of c (row stride ldc) to or from the contiguous strip
-// buffer (row stride ld, cols rounded up to the panel width; the padding is zeros on the way in
-// and dropped on the way out). With bias, bias[j] is added to column j on the way out.
-MCORE_AMX void strip_in(const float* c, int64_t ldc, int64_t rows, int64_t cols, float* strip,
-                        int64_t ld) {
-  for (int64_t r = 0; r < kPanel; ++r)
-    for (int64_t j = 0; j < ld; j += 16)
-      _mm512_store_ps(strip + r * ld + j,
-                      r < rows ? _mm512_maskz_loadu_ps(lane_mask(cols - j), c + r * ldc + j)
-                               : _mm512_setzero_ps());
-}
-MCORE_AMX void strip_out(const float* strip, int64_t ld, int64_t rows, int64_t cols,
-                         const float* bias, float* c, int64_t ldc) {
+// C[0:rows, 0:cols] = alpha * strip + beta * C (+ bias[j] on column j), from the contiguous
+// strip buffer (row stride ld); C is not read when beta is 0. The bias add is a separate rounding,
+// so the result equals adding the bias in a second pass.
+MCORE_AMX void strip_out(const float* strip, int64_t ld, int64_t rows, int64_t cols, float alpha,
+                         float beta, const float* bias, float* c, int64_t ldc) {
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t j = 0; j < cols; j += 16) {
       const __mmask16 m = lane_mask(cols - j);
       __m512 x = _mm512_load_ps(strip + r * ld + j);
+      if (alpha != 1.0f) x = _mm512_mul_ps(x, va);
+      if (beta != 0.0f) x = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m, c + r * ldc + j), x);
       if (bias) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, bias + j));
       _mm512_mask_storeu_ps(c + r * ldc + j, m, x);
     }
   }
 }
 
-// The region [i0, i0+mt) x [j0, j0+nt) of C on this thread. pr.beta is 0 or 1 here.
+// The region [i0, i0+mt) x [j0, j0+nt) of C on this thread.
 MCORE_AMX void amx_region(const Problem& pr, int64_t i0, int64_t mt, int64_t j0, int64_t nt) {
   TileConfig cfg;
   for (int t = 0; t < 8; ++t) cfg.rows[t] = 16, cfg.colsb[t] = kTileK * 2;
@@ -256,14 +249,17 @@ MCORE_AMX void amx_region(const Problem& pr, int64_t i0, int64_t mt, int64_t j0,
   thread_local Scratch a_buf, b_buf, c_buf;
   uint16_t* pa = a_buf.get<uint16_t>(mb * panel_elems);
   uint16_t* pb = b_buf.get<uint16_t>(nb * panel_elems);
-  // The C rows under one A panel, kept contiguous while the K pass runs over them: C's own
-  // rows are often a multiple of 4 KB apart (N = 768, 3072, ...), so a tile's 16 rows would
-  // land in the same L1 sets and every tile load and store would go to L2.
+  // The product of one A panel and the B block over a K pass, summed from zero in a contiguous
+  // strip and then added to C once, as the FMA kernel sums each K block in registers: summing
+  // all of K into C directly would add every product to one running total (six rounded adds
+  // per k), and the error would grow with K past the FMA kernel's (3x at K = 50304). The strip
+  // is contiguous because C's own rows are often a multiple of 4 KB apart (N = 768, 3072, ...),
+  // which puts a tile's 16 rows in the same L1 sets: every tile load and store would go to L2.
   float* strip = c_buf.get<float>(kPanel * nb * kPanel);
   for (int64_t p0 = 0; p0 < pr.k; p0 += pass_k) {
     const int64_t kc = std::min(pass_k, pr.k - p0), nch = (kc + kTileK - 1) / kTileK;
-    const bool first_pass = p0 == 0, last_pass = p0 + kc == pr.k;
-    const bool load_c = !first_pass || pr.beta != 0.0f;
+    const bool last_pass = p0 + kc == pr.k;
+    const float beta = p0 == 0 ? pr.beta : 1.0f;  // later passes add onto the earlier ones
     for (int64_t ic = 0; ic < mt; ic += mb * kPanel) {
       const int64_t mc = std::min(mb * kPanel, mt - ic);
       for (int64_t ir = 0; ir < mc; ir += kPanel)
@@ -278,16 +274,14 @@ MCORE_AMX void amx_region(const Problem& pr, int64_t i0, int64_t mt, int64_t j0,
           const int64_t rows = std::min(kPanel, mc - ir);
           const uint16_t* a_panel = pa + ir / kPanel * panel_elems;
           float* c_rows = pr.c + (i0 + ic + ir) * pr.ldc + j0 + jc;
-          if (load_c) strip_in(c_rows, pr.ldc, rows, nc, strip, ld);
           for (int64_t c0 = 0; c0 < nch; c0 += kChunksPerCall) {
             const int64_t cn = std::min(kChunksPerCall, nch - c0);
             for (int64_t jr = 0; jr < nc; jr += kPanel)
               kernel(cn, a_panel + c0 * kChunkElems,
-                     pb + jr / kPanel * panel_elems + c0 * kChunkElems, strip + jr, ld,
-                     load_c || c0 > 0);
+                     pb + jr / kPanel * panel_elems + c0 * kChunkElems, strip + jr, ld, c0 > 0);
           }
-          strip_out(strip, ld, rows, nc, last_pass && pr.bias ? pr.bias + j0 + jc : nullptr, c_rows,
-                    pr.ldc);
+          strip_out(strip, ld, rows, nc, pr.alpha, beta,
+                    last_pass && pr.bias ? pr.bias + j0 + jc : nullptr, c_rows, pr.ldc);
         }
       }
     }
@@ -321,15 +315,10 @@ void sgemm_amx(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, c
                int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
                const float* bias) {
   if (m <= 0 || n <= 0) return;
-  Problem pr{ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias};
+  MCORE_CHECK(sgemm_amx_supported())
+      << "sgemm_amx: this CPU or kernel offers no AMX-BF16; check sgemm_amx_supported() first";
+  const Problem pr{ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias};
   if (k <= 0 || alpha == 0.0f) return gemm_driver::scale_c(pr);
-  if (beta != 0.0f && beta != 1.0f) {
-    // The kernel adds the product onto C or onto zero; other betas scale C first.
-    Problem scale = pr;
-    scale.bias = nullptr;
-    gemm_driver::scale_c(scale);
-    pr.beta = 1.0f;
-  }
   gemm_driver::run(pr, gemm_driver::threads_for(m, n, k), kPanel, kPanel, kPackWeight, &amx_region);
 }
 
