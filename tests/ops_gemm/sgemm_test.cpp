@@ -377,6 +377,37 @@ TEST_F(SgemmAmxTest, LongKErrorTracksTheFmaKernel) {
   }
 }
 
+// Operands with short significands (bf16 values widened to fp32: one piece; 16 bits: two) let
+// the kernel skip the products of all-zero pieces. Every pair of levels, each operand stored
+// either way, must stay as accurate as the FMA kernel: a product skipped that was needed
+// (a1 b1 at level 1 x 1 is 2^-18 of |a b|) would be 100x its error.
+TEST_F(SgemmAmxTest, ShortSignificandsSkipOnlyZeroPieces) {
+  auto keep_bits = [](float x, int bits) {
+    uint32_t u;
+    std::memcpy(&u, &x, 4);
+    u &= ~((uint32_t(1) << (24 - bits)) - 1);
+    std::memcpy(&x, &u, 4);
+    return x;
+  };
+  uint32_t seed = 960;
+  for (int a_bits : {8, 16, 24}) {
+    for (int b_bits : {8, 16, 24}) {
+      const Case cs{64, 96, 256, bool(seed & 1), bool(seed & 2)};
+      Operands o = make(cs, seed++);
+      for (float& x : o.a) x = keep_bits(x, a_bits);
+      for (float& x : o.b) x = keep_bits(x, b_bits);
+      std::vector<float> c_amx(o.c.size()), c_fma(o.c.size());
+      sgemm_amx(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, 0.0f,
+                c_amx.data(), o.ldc);
+      sgemm_avx512(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, 0.0f,
+                   c_fma.data(), o.ldc);
+      const double amx = rms_scaled_error(cs, o, c_amx), fma = rms_scaled_error(cs, o, c_fma);
+      EXPECT_LT(amx, 1.5 * fma + 1e-9) << name(cs) << " with " << a_bits << " x " << b_bits
+                                       << " significant bits: AMX " << amx << " vs FMA " << fma;
+    }
+  }
+}
+
 // alpha is applied to the finished sum, not folded into an operand, so alpha * a may overflow
 // or underflow where the product does not (BLAS semantics).
 TEST_F(SgemmAmxTest, AlphaScalesTheSumNotTheOperand) {

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "mcore/base/error.h"
 #include "mcore/ops/cpu/avx512_util.h"
@@ -91,11 +92,28 @@ MCORE_AMX inline void split3_pairs(__m512 even, __m512 odd, __m512i out[kPieces]
   }
 }
 
-// Packs rows [i, i + rows) (rows <= 32) of op(A), K range [p0, p0 + kc), as a panel.
-// Lanes past the matrix are zeros.
-MCORE_AMX void pack_a_panel(const Problem& pr, int64_t i, int64_t rows, int64_t p0, int64_t kc,
-                            uint16_t* dst) {
+// How many pieces a panel needs: its highest piece index that is not all zero. Inputs that are
+// exactly bf16 (bf16 tensors widened to fp32) need one piece, 16-bit significands two; the
+// kernel then skips the products of zero pieces, which changes no bit of the result.
+struct PieceLevel {
+  __m512i any1, any2;
+  MCORE_AMX PieceLevel() : any1(_mm512_setzero_si512()), any2(_mm512_setzero_si512()) {}
+  MCORE_AMX void add(const __m512i pieces[kPieces]) {
+    any1 = _mm512_or_si512(any1, pieces[1]);
+    any2 = _mm512_or_si512(any2, pieces[2]);
+  }
+  MCORE_AMX int level() const {
+    if (_mm512_test_epi32_mask(any2, any2)) return 2;
+    return _mm512_test_epi32_mask(any1, any1) ? 1 : 0;
+  }
+};
+
+// Packs rows [i, i + rows) (rows <= 32) of op(A), K range [p0, p0 + kc), as a panel, and
+// returns its piece level. Lanes past the matrix are zeros.
+MCORE_AMX int pack_a_panel(const Problem& pr, int64_t i, int64_t rows, int64_t p0, int64_t kc,
+                           uint16_t* dst) {
   alignas(64) float staged[16 * kTileK];
+  PieceLevel level;
   for (int64_t c = 0; c * kTileK < kc; ++c) {
     const int64_t kw = std::min(kTileK, kc - c * kTileK), p = p0 + c * kTileK;
     const __mmask16 m0 = lane_mask(kw), m1 = lane_mask(kw - 16);
@@ -120,18 +138,22 @@ MCORE_AMX void pack_a_panel(const Problem& pr, int64_t i, int64_t rows, int64_t 
         }
         __m512i pieces[kPieces];
         split3_row(x0, x1, pieces);
+        level.add(pieces);
         for (int q = 0; q < kPieces; ++q)
           _mm512_store_si512(d + (2 * q + h) * kTileElems + r * kTileK, pieces[q]);
       }
     }
   }
+  return level.level();
 }
 
 // Packs columns [j, j + cols) (cols <= 32) of op(B), K range [p0, p0 + kc), as a panel: tile
-// row r holds the K pair (2r, 2r + 1) of each of 16 columns, interleaved.
-MCORE_AMX void pack_b_panel(const Problem& pr, int64_t j, int64_t cols, int64_t p0, int64_t kc,
-                            uint16_t* dst) {
+// row r holds the K pair (2r, 2r + 1) of each of 16 columns, interleaved. Returns its piece
+// level.
+MCORE_AMX int pack_b_panel(const Problem& pr, int64_t j, int64_t cols, int64_t p0, int64_t kc,
+                           uint16_t* dst) {
   alignas(64) float staged[kTileK * 16];
+  PieceLevel level;
   for (int64_t c = 0; c * kTileK < kc; ++c) {
     const int64_t kw = std::min(kTileK, kc - c * kTileK), p = p0 + c * kTileK;
     uint16_t* d = dst + c * kChunkElems;
@@ -151,15 +173,19 @@ MCORE_AMX void pack_b_panel(const Problem& pr, int64_t j, int64_t cols, int64_t 
         if (valid > 0 && 2 * r + 1 < kw) o = _mm512_maskz_loadu_ps(mask, src + (2 * r + 1) * ld);
         __m512i pieces[kPieces];
         split3_pairs(e, o, pieces);
+        level.add(pieces);
         for (int q = 0; q < kPieces; ++q)
           _mm512_store_si512(d + (2 * q + h) * kTileElems + r * kTileK, pieces[q]);
       }
     }
   }
+  return level.level();
 }
 
 // The 32 x 32 block of C at c (row stride ldc) plus the product of an A panel slice and a B
-// panel slice over nch chunks; C is read first when load_c, else taken as zero.
+// panel slice over nch chunks; C is read first when load_c, else taken as zero. LA and LB are
+// the panels' piece levels: products a_i b_j run for i <= LA, j <= LB, i + j <= 2.
+template <int LA, int LB>
 MCORE_AMX __attribute__((noinline)) void kernel(int64_t nch, const uint16_t* pa, const uint16_t* pb,
                                                 float* c, int64_t ldc, bool load_c) {
   const int64_t stride = ldc * int64_t(sizeof(float));
@@ -190,21 +216,31 @@ MCORE_AMX __attribute__((noinline)) void kernel(int64_t nch, const uint16_t* pa,
   _tile_dpbf16ps(1, 4, 7); \
   _tile_dpbf16ps(2, 5, 6); \
   _tile_dpbf16ps(3, 5, 7)
-    // The six products in an order that changes one operand per step (14 tile loads for 24
-    // multiplies), smallest first: a0b2, a0b1, a1b1, a1b0, a2b0, a0b0.
-    MCORE_AMX_LOAD_A(0);
-    MCORE_AMX_LOAD_B(2);
-    MCORE_AMX_DP4;
-    MCORE_AMX_LOAD_B(1);
-    MCORE_AMX_DP4;
-    MCORE_AMX_LOAD_A(1);
-    MCORE_AMX_DP4;
-    MCORE_AMX_LOAD_B(0);
-    MCORE_AMX_DP4;
-    MCORE_AMX_LOAD_A(2);
-    MCORE_AMX_DP4;
-    MCORE_AMX_LOAD_A(0);
-    MCORE_AMX_DP4;
+    if constexpr (LA == 2 && LB == 2) {
+      // The six products in an order that changes one operand per step (14 tile loads for 24
+      // multiplies), smallest first: a0b2, a0b1, a1b1, a1b0, a2b0, a0b0.
+      MCORE_AMX_LOAD_A(0);
+      MCORE_AMX_LOAD_B(2);
+      MCORE_AMX_DP4;
+      MCORE_AMX_LOAD_B(1);
+      MCORE_AMX_DP4;
+      MCORE_AMX_LOAD_A(1);
+      MCORE_AMX_DP4;
+      MCORE_AMX_LOAD_B(0);
+      MCORE_AMX_DP4;
+      MCORE_AMX_LOAD_A(2);
+      MCORE_AMX_DP4;
+      MCORE_AMX_LOAD_A(0);
+      MCORE_AMX_DP4;
+    } else {
+      for (int i = 0; i <= LA; ++i) {
+        MCORE_AMX_LOAD_A(i);
+        for (int j = 0; j <= std::min(LB, 2 - i); ++j) {
+          MCORE_AMX_LOAD_B(j);
+          MCORE_AMX_DP4;
+        }
+      }
+    }
 #undef MCORE_AMX_LOAD_A
 #undef MCORE_AMX_LOAD_B
 #undef MCORE_AMX_DP4
@@ -214,6 +250,11 @@ MCORE_AMX __attribute__((noinline)) void kernel(int64_t nch, const uint16_t* pa,
   _tile_stored(2, c + 16 * ldc, stride);
   _tile_stored(3, c + 16 * ldc + 16, stride);
 }
+
+using KernelFn = void (*)(int64_t, const uint16_t*, const uint16_t*, float*, int64_t, bool);
+constexpr KernelFn kKernels[3][3] = {{kernel<0, 0>, kernel<0, 1>, kernel<0, 2>},
+                                     {kernel<1, 0>, kernel<1, 1>, kernel<1, 2>},
+                                     {kernel<2, 0>, kernel<2, 1>, kernel<2, 2>}};
 
 // C[0:rows, 0:cols] = alpha * strip + beta * C (+ bias[j] on column j), from the contiguous
 // strip buffer (row stride ld); C is not read when beta is 0. The bias add is a separate rounding,
@@ -256,6 +297,8 @@ MCORE_AMX void amx_region(const Problem& pr, int64_t i0, int64_t mt, int64_t j0,
   // is contiguous because C's own rows are often a multiple of 4 KB apart (N = 768, 3072, ...),
   // which puts a tile's 16 rows in the same L1 sets: every tile load and store would go to L2.
   float* strip = c_buf.get<float>(kPanel * nb * kPanel);
+  thread_local std::vector<uint8_t> a_levels, b_levels;
+  a_levels.resize(mb), b_levels.resize(nb);
   for (int64_t p0 = 0; p0 < pr.k; p0 += pass_k) {
     const int64_t kc = std::min(pass_k, pr.k - p0), nch = (kc + kTileK - 1) / kTileK;
     const bool last_pass = p0 + kc == pr.k;
@@ -263,22 +306,24 @@ MCORE_AMX void amx_region(const Problem& pr, int64_t i0, int64_t mt, int64_t j0,
     for (int64_t ic = 0; ic < mt; ic += mb * kPanel) {
       const int64_t mc = std::min(mb * kPanel, mt - ic);
       for (int64_t ir = 0; ir < mc; ir += kPanel)
-        pack_a_panel(pr, i0 + ic + ir, std::min(kPanel, mc - ir), p0, kc,
-                     pa + ir / kPanel * panel_elems);
+        a_levels[ir / kPanel] = pack_a_panel(pr, i0 + ic + ir, std::min(kPanel, mc - ir), p0, kc,
+                                             pa + ir / kPanel * panel_elems);
       for (int64_t jc = 0; jc < nt; jc += nb * kPanel) {
         const int64_t nc = std::min(nb * kPanel, nt - jc), ld = round_up(nc, kPanel);
         for (int64_t jr = 0; jr < nc; jr += kPanel)
-          pack_b_panel(pr, j0 + jc + jr, std::min(kPanel, nc - jr), p0, kc,
-                       pb + jr / kPanel * panel_elems);
+          b_levels[jr / kPanel] = pack_b_panel(pr, j0 + jc + jr, std::min(kPanel, nc - jr), p0, kc,
+                                               pb + jr / kPanel * panel_elems);
         for (int64_t ir = 0; ir < mc; ir += kPanel) {
           const int64_t rows = std::min(kPanel, mc - ir);
           const uint16_t* a_panel = pa + ir / kPanel * panel_elems;
           float* c_rows = pr.c + (i0 + ic + ir) * pr.ldc + j0 + jc;
           for (int64_t c0 = 0; c0 < nch; c0 += kChunksPerCall) {
             const int64_t cn = std::min(kChunksPerCall, nch - c0);
+            const KernelFn* row = kKernels[a_levels[ir / kPanel]];
             for (int64_t jr = 0; jr < nc; jr += kPanel)
-              kernel(cn, a_panel + c0 * kChunkElems,
-                     pb + jr / kPanel * panel_elems + c0 * kChunkElems, strip + jr, ld, c0 > 0);
+              row[b_levels[jr / kPanel]](cn, a_panel + c0 * kChunkElems,
+                                         pb + jr / kPanel * panel_elems + c0 * kChunkElems,
+                                         strip + jr, ld, c0 > 0);
           }
           strip_out(strip, ld, rows, nc, pr.alpha, beta,
                     last_pass && pr.bias ? pr.bias + j0 + jc : nullptr, c_rows, pr.ldc);
