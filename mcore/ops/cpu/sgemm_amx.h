@@ -8,7 +8,9 @@
 // up to 768 is summed from zero and then added to C, as the FMA kernel sums its K blocks, so
 // the error stays at fp32 GEMM level for any K (tests/ops_gemm/sgemm_test.cpp bounds it against
 // the AVX-512 kernel's, at K = 2048 over 12 binades and at K = 16384 with positive operands).
-// On this machine kind it runs up to 1.5x faster than the FMA kernel.
+// On this machine kind it runs up to 1.5x faster than the FMA kernel. Operands whose pieces
+// are zero past the first (exactly bf16, as bf16 tensors widened to fp32 are) skip those
+// pieces' products, bit for bit the same result: one product instead of six.
 //
 // Where it departs from IEEE fp32 GEMM, at the ends of the range:
 // - An infinite input, or one that rounds to infinity in bf16 (above ~3.396e38), gives NaN
