@@ -14,6 +14,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "mcore/ops/cpu/blas.h"
@@ -336,6 +337,16 @@ double rms_scaled_error(const Case& cs, const Operands& o, const std::vector<flo
   return std::sqrt(sum / double(cs.m * cs.n));
 }
 
+// The RMS scaled errors of C = op(A) op(B) from the AMX and the FMA kernel.
+std::pair<double, double> amx_and_fma_errors(const Case& cs, const Operands& o) {
+  std::vector<float> c_amx(o.c.size()), c_fma(o.c.size());
+  sgemm_amx(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, 0.0f,
+            c_amx.data(), o.ldc);
+  sgemm_avx512(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, 0.0f,
+               c_fma.data(), o.ldc);
+  return {rms_scaled_error(cs, o, c_amx), rms_scaled_error(cs, o, c_fma)};
+}
+
 // fp32 accuracy from bf16 pieces: the six-product split must not be measurably less accurate
 // than the FMA kernel's fp32 sums (bf16x3, which drops a0b2, a1b1 and a2b0, is ~2^-17: 100x
 // worse), at K where rounding accumulates and with operands spanning 12 binades.
@@ -347,12 +358,7 @@ TEST_F(SgemmAmxTest, AsAccurateAsFp32Fma) {
     std::uniform_int_distribution<int> e(-6, 6);
     for (float& x : o.a) x = std::ldexp(x, e(gen));
     for (float& x : o.b) x = std::ldexp(x, e(gen));
-    std::vector<float> c_amx(o.c.size()), c_fma(o.c.size());
-    sgemm_amx(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, 0.0f,
-              c_amx.data(), o.ldc);
-    sgemm_avx512(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, 0.0f,
-                 c_fma.data(), o.ldc);
-    const double amx = rms_scaled_error(cs, o, c_amx), fma = rms_scaled_error(cs, o, c_fma);
+    const auto [amx, fma] = amx_and_fma_errors(cs, o);
     EXPECT_LT(amx, 1.5 * fma) << name(cs) << ": AMX " << amx << " vs FMA " << fma;
     EXPECT_LT(amx, 1e-7) << name(cs);
   }
@@ -367,12 +373,7 @@ TEST_F(SgemmAmxTest, LongKErrorTracksTheFmaKernel) {
     Operands o = make(cs, 950 + t);
     for (float& x : o.a) x = std::fabs(x);
     for (float& x : o.b) x = std::fabs(x);
-    std::vector<float> c_amx(o.c.size()), c_fma(o.c.size());
-    sgemm_amx(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, 0.0f,
-              c_amx.data(), o.ldc);
-    sgemm_avx512(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, 0.0f,
-                 c_fma.data(), o.ldc);
-    const double amx = rms_scaled_error(cs, o, c_amx), fma = rms_scaled_error(cs, o, c_fma);
+    const auto [amx, fma] = amx_and_fma_errors(cs, o);
     EXPECT_LT(amx, 1.5 * fma) << name(cs) << ": AMX " << amx << " vs FMA " << fma;
   }
 }
@@ -396,12 +397,7 @@ TEST_F(SgemmAmxTest, ShortSignificandsSkipOnlyZeroPieces) {
       Operands o = make(cs, seed++);
       for (float& x : o.a) x = keep_bits(x, a_bits);
       for (float& x : o.b) x = keep_bits(x, b_bits);
-      std::vector<float> c_amx(o.c.size()), c_fma(o.c.size());
-      sgemm_amx(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, 0.0f,
-                c_amx.data(), o.ldc);
-      sgemm_avx512(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, 0.0f,
-                   c_fma.data(), o.ldc);
-      const double amx = rms_scaled_error(cs, o, c_amx), fma = rms_scaled_error(cs, o, c_fma);
+      const auto [amx, fma] = amx_and_fma_errors(cs, o);
       EXPECT_LT(amx, 1.5 * fma + 1e-9) << name(cs) << " with " << a_bits << " x " << b_bits
                                        << " significant bits: AMX " << amx << " vs FMA " << fma;
     }
