@@ -152,25 +152,31 @@ MCORE_AMX int pack_a_panel(const Problem& pr, int64_t i, int64_t rows, int64_t p
 // level.
 MCORE_AMX int pack_b_panel(const Problem& pr, int64_t j, int64_t cols, int64_t p0, int64_t kc,
                            uint16_t* dst) {
-  alignas(64) float staged[kTileK * 16];
+  alignas(64) float staged[2][kTileK * 16];
   PieceLevel level;
   for (int64_t c = 0; c * kTileK < kc; ++c) {
     const int64_t kw = std::min(kTileK, kc - c * kTileK), p = p0 + c * kTileK;
     uint16_t* d = dst + c * kChunkElems;
+    const float* src[2];
+    int64_t ld = pr.ldb;
+    __mmask16 mask[2];
     for (int h = 0; h < 2; ++h) {
       const int64_t valid = std::clamp<int64_t>(cols - 16 * h, 0, 16);
-      const float* src = pr.b + p * pr.ldb + j + 16 * h;
-      int64_t ld = pr.ldb;
-      __mmask16 mask = lane_mask(valid);
-      if (pr.tb && valid > 0) {
+      src[h] = pr.b + p * pr.ldb + j + 16 * h;
+      mask[h] = lane_mask(valid);
+      if (pr.tb) {
         // B is stored N-major: gather its 16 x 32 block as 32 rows of 16 (zero-padded lanes).
-        pack_transposed(pr.b + (j + 16 * h) * pr.ldb + p, pr.ldb, valid, kw, staged, 16, 16);
-        src = staged, ld = 16, mask = 0xFFFF;
+        if (valid > 0)
+          pack_transposed(pr.b + (j + 16 * h) * pr.ldb + p, pr.ldb, valid, kw, staged[h], 16, 16);
+        src[h] = staged[h], ld = 16, mask[h] = valid > 0 ? 0xFFFF : 0;
       }
-      for (int r = 0; r < 16; ++r) {
+    }
+    // Both halves of a K pair's rows in turn: 128 contiguous bytes of each row of B.
+    for (int r = 0; r < 16; ++r) {
+      for (int h = 0; h < 2; ++h) {
         __m512 e = _mm512_setzero_ps(), o = _mm512_setzero_ps();
-        if (valid > 0 && 2 * r < kw) e = _mm512_maskz_loadu_ps(mask, src + 2 * r * ld);
-        if (valid > 0 && 2 * r + 1 < kw) o = _mm512_maskz_loadu_ps(mask, src + (2 * r + 1) * ld);
+        if (2 * r < kw) e = _mm512_maskz_loadu_ps(mask[h], src[h] + 2 * r * ld);
+        if (2 * r + 1 < kw) o = _mm512_maskz_loadu_ps(mask[h], src[h] + (2 * r + 1) * ld);
         __m512i pieces[kPieces];
         split3_pairs(e, o, pieces);
         level.add(pieces);
