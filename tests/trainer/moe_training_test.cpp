@@ -132,11 +132,7 @@ TEST(MoeTraining, CheckpointResumesUnderAnotherLayoutAndGenerates) {
                     " --moe-aux-loss-coeff 0.01");
   ASSERT_EQ(b.rc, 0) << b.output;
   EXPECT_NE(b.output.find("iteration        6/       6"), std::string::npos) << b.output;
-  RunResult g = run("OMP_NUM_THREADS=1 " + tool("generate") + " --load " + ck +
-                    " --tokenizer-type NullTokenizer --vocab-size 200 --prompt '1 2 3'"
-                    " --max-new-tokens 5 --greedy");
-  ASSERT_EQ(g.rc, 0) << g.output;
-  EXPECT_NE(g.output.find("generate: 5 tokens"), std::string::npos) << g.output;
+  expect_generates(ck, " --tokenizer-type NullTokenizer --vocab-size 200", 5);
   fs::remove_all(d);
 }
 
@@ -193,11 +189,8 @@ TEST(MoeTraining, ExpertParallelCheckpointResumesWithoutExpertParallelism) {
   for (const auto& [it, v] : b)
     EXPECT_NEAR(v.first, a.at(it).first, 1e-5 * std::abs(a.at(it).first)) << "@" << it;
   // generate takes the training flags, expert parallelism included, and holds every expert.
-  RunResult g = run("OMP_NUM_THREADS=1 " + tool("generate") + " --load " + ck +
-                    " --expert-model-parallel-size 2 --tokenizer-type NullTokenizer"
-                    " --vocab-size 200 --prompt '1 2 3' --max-new-tokens 5 --greedy");
-  ASSERT_EQ(g.rc, 0) << g.output;
-  EXPECT_NE(g.output.find("generate: 5 tokens"), std::string::npos) << g.output;
+  expect_generates(
+      ck, " --expert-model-parallel-size 2 --tokenizer-type NullTokenizer --vocab-size 200", 5);
   fs::remove_all(d);
 }
 

@@ -1,9 +1,10 @@
 // Helpers for the tests that run tools/pretrain_gpt as a user does (alone or under mpirun) and
 // read back its JSONL metrics and checkpoints: the tool's path next to the test binary, a shell
 // runner that captures output and exit status, the mpirun prefix for a root container on a small
-// machine, scratch directories, and the per-iteration losses of a run.
+// machine, scratch directories, the per-iteration losses of a run, and a generate check.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -60,6 +61,17 @@ inline fs::path fresh_dir(const std::string& name) {
   fs::remove_all(d);
   fs::create_directories(d);
   return d;
+}
+
+// tools/generate loads the checkpoint `ckpt` with the training run's extra `flags` (a NullTokenizer
+// of 200 or more tokens among them) and greedily generates `tokens` tokens after '1 2 3'.
+inline void expect_generates(const std::string& ckpt, const std::string& flags, int tokens) {
+  const RunResult g =
+      run("OMP_NUM_THREADS=1 " + tool("generate") + " --load " + ckpt + flags +
+          " --prompt '1 2 3' --max-new-tokens " + std::to_string(tokens) + " --greedy");
+  ASSERT_EQ(g.rc, 0) << g.output;
+  EXPECT_NE(g.output.find("generate: " + std::to_string(tokens) + " tokens"), std::string::npos)
+      << g.output;
 }
 
 // iteration -> {"lm loss", "grad norm"} from <tb_dir>/metrics.jsonl.

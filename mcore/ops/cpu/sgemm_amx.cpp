@@ -98,9 +98,12 @@ MCORE_AMX inline void split3_pairs(__m512 even, __m512 odd, __m512i out[kPieces]
 struct PieceLevel {
   __m512i any1, any2;
   MCORE_AMX PieceLevel() : any1(_mm512_setzero_si512()), any2(_mm512_setzero_si512()) {}
-  MCORE_AMX void add(const __m512i pieces[kPieces]) {
+  // Stores the pieces as row r of half h's tiles in the chunk at d, and notes them.
+  MCORE_AMX void store(const __m512i pieces[kPieces], uint16_t* d, int h, int r) {
     any1 = _mm512_or_si512(any1, pieces[1]);
     any2 = _mm512_or_si512(any2, pieces[2]);
+    for (int q = 0; q < kPieces; ++q)
+      _mm512_store_si512(d + (2 * q + h) * kTileElems + r * kTileK, pieces[q]);
   }
   MCORE_AMX int level() const {
     if (_mm512_test_epi32_mask(any2, any2)) return 2;
@@ -138,9 +141,7 @@ MCORE_AMX int pack_a_panel(const Problem& pr, int64_t i, int64_t rows, int64_t p
         }
         __m512i pieces[kPieces];
         split3_row(x0, x1, pieces);
-        level.add(pieces);
-        for (int q = 0; q < kPieces; ++q)
-          _mm512_store_si512(d + (2 * q + h) * kTileElems + r * kTileK, pieces[q]);
+        level.store(pieces, d, h, r);
       }
     }
   }
@@ -179,9 +180,7 @@ MCORE_AMX int pack_b_panel(const Problem& pr, int64_t j, int64_t cols, int64_t p
         if (2 * r + 1 < kw) o = _mm512_maskz_loadu_ps(mask[h], src[h] + (2 * r + 1) * ld);
         __m512i pieces[kPieces];
         split3_pairs(e, o, pieces);
-        level.add(pieces);
-        for (int q = 0; q < kPieces; ++q)
-          _mm512_store_si512(d + (2 * q + h) * kTileElems + r * kTileK, pieces[q]);
+        level.store(pieces, d, h, r);
       }
     }
   }
